@@ -1,0 +1,184 @@
+"""The one place that decides the array module.
+
+Every other file of the package asks this module for its arrays; only this file imports
+``numpy`` or ``cupy`` (a test walks the package and enforces it).
+
+- ``backend.xp``          the active array module (``numpy`` by default, ``cupy`` when chosen).
+- ``use_backend(name)``   switch to ``"numpy"`` or ``"cupy"``; CuPy missing or no GPU raises
+                          :class:`BackendUnavailableError` saying how to install it (never a silent
+                          fallback). The environment variable ``TINYBA2M_BACKEND`` picks the
+                          backend at import time.
+- ``array_module(x)``     the module an existing array belongs to (ops use this, so an op works on
+                          whatever arrays it is given).
+- ``to_host(x)`` / ``to_device(x)``  explicit moves between NumPy (host) and the active backend.
+- ``seed(s)`` / ``host_rng()``  one seeded host generator; random numbers are drawn on the host and
+                          moved, so NumPy and CuPy runs with the same seed see the same numbers.
+- ``default_dtype``       float32 for training; gradient checks ask for float64 explicitly.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy
+
+numpy_module = numpy  # exposed for the few host-only helpers (data files, checkpoints)
+
+BACKEND_ENV_VAR = "TINYBA2M_BACKEND"
+CUPY_INSTALL_HINT = (
+    "Install CuPy for your CUDA version, e.g. `pip install cupy-cuda12x` (CUDA 12) or "
+    "`pip install cupy-cuda11x` (CUDA 11), or `pip install -e \".[gpu]\"`; see "
+    "https://docs.cupy.dev/en/stable/install.html. A CUDA-capable NVIDIA GPU and driver are required."
+)
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested array backend cannot be used on this machine."""
+
+
+xp = numpy
+name = "numpy"
+default_dtype = numpy.float32
+float64 = numpy.float64
+float32 = numpy.float32
+_host_rng = numpy.random.default_rng(0)
+
+
+def _import_cupy():
+    try:
+        import cupy  # noqa: WPS433 (only this module may import cupy)
+    except Exception as exc:  # ImportError, or a broken CUDA install raising at import
+        raise BackendUnavailableError(f"CuPy backend requested but CuPy cannot be imported ({exc}). {CUPY_INSTALL_HINT}") from exc
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        raise BackendUnavailableError(f"CuPy is installed but no CUDA GPU is usable ({exc}). {CUPY_INSTALL_HINT}") from exc
+    if count < 1:
+        raise BackendUnavailableError(f"CuPy is installed but no CUDA GPU is present. {CUPY_INSTALL_HINT}")
+    return cupy
+
+
+def cupy_available() -> tuple[bool, str]:
+    """(True, "") if the CuPy backend can be used here, else (False, the reason)."""
+    try:
+        _import_cupy()
+    except BackendUnavailableError as exc:
+        return False, str(exc)
+    return True, ""
+
+
+def use_backend(backend_name: str):
+    """Make ``"numpy"`` or ``"cupy"`` the active backend and return its array module."""
+    global xp, name
+    key = str(backend_name).strip().lower()
+    if key == "numpy":
+        xp, name = numpy, "numpy"
+    elif key == "cupy":
+        xp, name = _import_cupy(), "cupy"
+    else:
+        raise ValueError(f"unknown backend {backend_name!r}: expected 'numpy' or 'cupy'")
+    return xp
+
+
+def get_xp():
+    """The active array module (``numpy`` or ``cupy``)."""
+    return xp
+
+
+def array_module(*arrays):
+    """The array module of the given arrays (``cupy`` if any is a CuPy array, else ``numpy``)."""
+    for a in arrays:
+        if a is not None and not isinstance(a, (numpy.ndarray, numpy.generic, int, float)):
+            mod = type(a).__module__.split(".")[0]
+            if mod == "cupy":
+                return _import_cupy()
+    return numpy
+
+
+def is_device_array(x) -> bool:
+    return type(x).__module__.split(".")[0] == "cupy"
+
+
+def to_host(x):
+    """A NumPy copy (or the same NumPy array) of ``x``; CuPy arrays are copied from the GPU."""
+    if is_device_array(x):
+        return x.get()
+    return numpy.asarray(x)
+
+
+def to_device(x, dtype=None):
+    """``x`` as an array of the active backend (copied to the GPU when CuPy is active)."""
+    arr = xp.asarray(x)
+    return arr if dtype is None else arr.astype(dtype, copy=False)
+
+
+def set_default_dtype(dtype) -> None:
+    global default_dtype
+    dt = numpy.dtype(dtype)
+    if dt.kind != "f":
+        raise ValueError(f"default dtype must be a float type, got {dt}")
+    default_dtype = dt.type
+
+
+def seed(s: int) -> None:
+    """Seed the host generator used for initialisation, shuffling and augmentation."""
+    global _host_rng
+    _host_rng = numpy.random.default_rng(int(s))
+
+
+def host_rng():
+    """The seeded host generator (a ``numpy.random.Generator``)."""
+    return _host_rng
+
+
+def new_host_rng(s):
+    """An independent host generator for seed ``s``."""
+    return numpy.random.default_rng(s)
+
+
+def get_rng_state() -> dict:
+    return _host_rng.bit_generator.state
+
+
+def set_rng_state(state: dict) -> None:
+    _host_rng.bit_generator.state = state
+
+
+def as_strided(x, shape, strides):
+    """A strided view of ``x`` (read-only on NumPy; CuPy takes no ``writeable`` argument)."""
+    mod = array_module(x)
+    if mod is numpy:
+        return numpy.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=False)
+    return mod.lib.stride_tricks.as_strided(x, shape=shape, strides=strides)
+
+
+def scatter_add(target, indices, values) -> None:
+    """``target[indices] += values`` with repeated indices accumulated (``xp.add.at``)."""
+    array_module(target).add.at(target, indices, values)
+
+
+def dtype_of(x):
+    """The dtype of ``x`` as a ``numpy.dtype`` (works for CuPy arrays too)."""
+    return numpy.dtype(x.dtype)
+
+
+def is_float_dtype(dtype) -> bool:
+    return numpy.dtype(dtype).kind == "f"
+
+
+def finfo(dtype):
+    return numpy.finfo(dtype)
+
+
+def save_npz(path, arrays: dict) -> None:
+    """Write host copies of ``arrays`` to an ``.npz`` file at ``path`` (a path or a file object)."""
+    numpy.savez(path, **{k: to_host(v) for k, v in arrays.items()})
+
+
+def load_npz(path) -> dict:
+    with numpy.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+_env_choice = os.environ.get(BACKEND_ENV_VAR, "").strip()
+if _env_choice:
+    use_backend(_env_choice)

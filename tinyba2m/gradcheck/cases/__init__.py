@@ -1,0 +1,1 @@
+"""Gradient-check cases, one file per concern; each registers its cases on import."""

@@ -1,0 +1,187 @@
+"""Thin stateful modules over the plain op pairs.
+
+A :class:`Module` keeps
+
+- ``params``  name -> array (learnable),
+- ``grads``   name -> array of the same shape, filled (accumulated) by ``backward``,
+- ``buffers`` name -> array (state that is saved but not learned, e.g. BN running statistics),
+- child modules, registered automatically when assigned as attributes,
+
+and implements ``forward(x)`` (remembering what ``backward`` needs) and ``backward(dout)``
+(returning the gradient with respect to the input). ``train()`` / ``eval()`` switch the mode of
+the module and all its children.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from .. import backend
+
+
+class Module:
+    """Base class: subclasses fill ``params`` / ``buffers`` and define forward and backward."""
+
+    def __init__(self):
+        object.__setattr__(self, "_children", OrderedDict())
+        self.params = OrderedDict()
+        self.grads = OrderedDict()
+        self.buffers = OrderedDict()
+        self.training = True
+
+    # -- composition -------------------------------------------------------------------------
+    def __setattr__(self, key, value):
+        if isinstance(value, Module):
+            children = self.__dict__.get("_children")
+            if children is None:
+                raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning sub-modules")
+            children[key] = value
+        object.__setattr__(self, key, value)
+
+    def children(self):
+        return list(self._children.items())
+
+    def named_modules(self, prefix: str = ""):
+        """(qualified name, module) for this module and every descendant, depth first."""
+        yield prefix, self
+        for name, child in self._children.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def named_parameters(self):
+        """(qualified name, owning module, local name) for every learnable parameter."""
+        for qual, mod in self.named_modules():
+            for key in mod.params:
+                yield (f"{qual}.{key}" if qual else key), mod, key
+
+    def parameters(self):
+        return [mod.params[key] for _, mod, key in self.named_parameters()]
+
+    def num_parameters(self) -> int:
+        return int(sum(p.size for p in self.parameters()))
+
+    # -- the two passes ----------------------------------------------------------------------
+    def forward(self, x):  # pragma: no cover - interface
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, dout):  # pragma: no cover - interface
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def accumulate_grad(self, name: str, g) -> None:
+        """Add ``g`` to ``grads[name]`` (created on first use)."""
+        if name in self.grads and self.grads[name] is not None:
+            self.grads[name] += g
+        else:
+            self.grads[name] = g.copy() if hasattr(g, "copy") else g
+
+    def zero_grad(self) -> None:
+        for _, mod in self.named_modules():
+            for key, p in mod.params.items():
+                mod.grads[key] = backend.array_module(p).zeros_like(p)
+
+    # -- modes -------------------------------------------------------------------------------
+    def train(self, mode: bool = True):
+        for _, mod in self.named_modules():
+            mod.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # -- dtype / device ----------------------------------------------------------------------
+    def astype(self, dtype):
+        """Cast every parameter, gradient and float buffer to ``dtype`` in place; returns self."""
+        for _, mod in self.named_modules():
+            for store in (mod.params, mod.grads, mod.buffers):
+                for key, v in list(store.items()):
+                    if v is not None and hasattr(v, "dtype") and backend.is_float_dtype(v.dtype):
+                        store[key] = v.astype(dtype)
+        return self
+
+    def to_backend(self):
+        """Move every parameter, gradient and buffer to the active backend; returns self."""
+        for _, mod in self.named_modules():
+            for store in (mod.params, mod.grads, mod.buffers):
+                for key, v in list(store.items()):
+                    if v is not None:
+                        store[key] = backend.to_device(backend.to_host(v))
+        return self
+
+    # -- saving and loading ------------------------------------------------------------------
+    def state_dict(self) -> "OrderedDict[str, object]":
+        """Qualified name -> host (NumPy) copy of every parameter and buffer."""
+        out = OrderedDict()
+        for qual, mod in self.named_modules():
+            for store in (mod.params, mod.buffers):
+                for key, v in store.items():
+                    out[f"{qual}.{key}" if qual else key] = backend.to_host(v).copy()
+        return out
+
+    def load_state_dict(self, state: dict, strict: bool = True) -> None:
+        """Copy arrays from ``state`` into this module, checking names and shapes first.
+
+        Raises ``ValueError`` listing missing / unexpected names and every shape mismatch,
+        and changes nothing if any check fails.
+        """
+        targets = {}
+        for qual, mod in self.named_modules():
+            for store in (mod.params, mod.buffers):
+                for key in store:
+                    targets[f"{qual}.{key}" if qual else key] = (store, key)
+        problems = []
+        missing = [k for k in targets if k not in state]
+        unexpected = [k for k in state if k not in targets]
+        if strict and missing:
+            problems.append(f"missing entries: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+        if strict and unexpected:
+            problems.append(f"unexpected entries: {', '.join(unexpected[:10])}{' ...' if len(unexpected) > 10 else ''}")
+        for k, (store, key) in targets.items():
+            if k in state and tuple(state[k].shape) != tuple(store[key].shape):
+                problems.append(f"{k}: expected shape {tuple(store[key].shape)}, got {tuple(state[k].shape)}")
+        if problems:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: state does not match this model: " + "; ".join(problems))
+        for k, (store, key) in targets.items():
+            if k in state:
+                old = store[key]
+                value = backend.to_host(state[k]).astype(backend.dtype_of(old))
+                store[key] = backend.to_device(value) if backend.is_device_array(old) else value
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, child in self._children.items():
+            sub = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {sub}")
+        return lines[0] + (")" if len(lines) == 1 else "\n" + "\n".join(lines[1:]) + "\n)")
+
+
+class Sequential(Module):
+    """Modules applied in order; backward runs them in reverse."""
+
+    def __init__(self, *layers: Module):
+        super().__init__()
+        self.layers = []
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise ValueError(f"Sequential: item {i} is a {type(layer).__name__}, expected a Module")
+            setattr(self, str(i), layer)
+            self.layers.append(layer)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dout):
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        return dout
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]

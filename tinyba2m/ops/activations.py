@@ -1,0 +1,63 @@
+"""Element-wise activations and softmax.
+
+relu:    out = max(x, 0)                 dx = dout * [x > 0]
+sigmoid: s = 1 / (1 + exp(-x))           dx = dout * s * (1 - s)
+softmax: p = exp(x - max) / sum exp      dx = p * (dout - sum(dout * p))   (along ``axis``)
+"""
+from __future__ import annotations
+
+from .. import backend
+from .validation import require_float
+
+
+def relu_forward(x):
+    """``max(x, 0)`` element-wise; any shape. Returns (out, cache = the mask x > 0)."""
+    require_float("relu", "x", x, check_finite=False)
+    mask = x > 0
+    return x * mask, mask
+
+
+def relu_backward(dout, cache):
+    return dout * cache
+
+
+def stable_sigmoid(x):
+    """``1 / (1 + exp(-x))`` without overflow for large |x|."""
+    xp = backend.array_module(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+
+def sigmoid_forward(x):
+    """Logistic sigmoid element-wise; any shape. Returns (out, cache = out)."""
+    require_float("sigmoid", "x", x, check_finite=False)
+    s = stable_sigmoid(x)
+    return s, s
+
+
+def sigmoid_backward(dout, cache):
+    s = cache
+    return dout * s * (1 - s)
+
+
+def softmax(x, axis=-1):
+    """``exp(x) / sum(exp(x))`` along ``axis``, shifted by the max for stability."""
+    xp = backend.array_module(x)
+    z = x - x.max(axis=axis, keepdims=True)
+    e = xp.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_forward(x, axis=-1):
+    """Softmax along ``axis`` (any axis of any shape). Returns (p, cache)."""
+    require_float("softmax", "x", x, check_finite=False)
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"softmax: axis {axis} is out of range for an input with {x.ndim} dimensions")
+    p = softmax(x, axis)
+    return p, (p, axis)
+
+
+def softmax_backward(dout, cache):
+    """``dx = p * (dout - sum(dout * p, axis))`` — the softmax Jacobian applied to dout."""
+    p, axis = cache
+    return p * (dout - (dout * p).sum(axis=axis, keepdims=True))

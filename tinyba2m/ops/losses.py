@@ -1,0 +1,62 @@
+"""Softmax cross-entropy loss, mean over the batch, with optional label smoothing.
+
+With ``q`` the target distribution (one-hot, or ``(1 - eps) * onehot + eps / K`` when smoothed)
+and ``log p = x - logsumexp(x)`` (stable for large logits):
+
+    loss = -(1/N) * sum_n sum_k q[n, k] * log p[n, k]        dx = (p - q) / N
+"""
+from __future__ import annotations
+
+from .. import backend
+from .validation import require_float, require_ndim
+
+
+def log_softmax(x):
+    """``x - logsumexp(x)`` along the last axis, stable for large logits."""
+    xp = backend.array_module(x)
+    z = x - x.max(axis=1, keepdims=True)
+    return z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
+
+
+def check_labels(op: str, logits, y):
+    """``y`` must be integer class indices of shape (N,) within [0, K)."""
+    n, k = logits.shape
+    if getattr(y, "ndim", None) != 1 or y.shape[0] != n:
+        raise ValueError(f"{op}: expected labels of shape ({n},), got {tuple(getattr(y, 'shape', ()))}")
+    if getattr(y, "dtype", None) is None or backend.dtype_of(y).kind not in "iu":
+        raise ValueError(f"{op}: labels must be an integer array, got dtype {getattr(y, 'dtype', None)}")
+    if n and (int(y.min()) < 0 or int(y.max()) >= k):
+        raise ValueError(f"{op}: labels must lie in [0, {k}), got range [{int(y.min())}, {int(y.max())}]")
+
+
+def target_distribution(logits, y, label_smoothing=0.0):
+    """``(1 - eps) * onehot(y) + eps / K``, shape (N, K), dtype of the logits."""
+    xp = backend.array_module(logits)
+    n, k = logits.shape
+    q = xp.full((n, k), label_smoothing / k, dtype=logits.dtype)
+    q[xp.arange(n), y] += 1.0 - label_smoothing
+    return q
+
+
+def softmax_cross_entropy_forward(logits, y, label_smoothing=0.0):
+    """Mean cross-entropy of softmax(logits) against integer labels.
+
+    logits (N, K) float, y (N,) int in [0, K). Returns (loss scalar array, cache).
+    """
+    require_ndim("softmax_cross_entropy", "logits", logits, 2, "(N, K)")
+    require_float("softmax_cross_entropy", "logits", logits)
+    check_labels("softmax_cross_entropy", logits, y)
+    if not 0.0 <= float(label_smoothing) < 1.0:
+        raise ValueError(f"softmax_cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing}")
+    n = logits.shape[0]
+    logp = log_softmax(logits)
+    q = target_distribution(logits, y, float(label_smoothing))
+    loss = -(q * logp).sum() / n
+    return loss, (logp, q)
+
+
+def softmax_cross_entropy_backward(dloss, cache):
+    """Returns dlogits (N, K) = dloss * (p - q) / N."""
+    xp = backend.array_module(cache[0])
+    logp, q = cache
+    return (xp.exp(logp) - q) * (dloss / logp.shape[0])

@@ -1,0 +1,55 @@
+"""Input checks shared by every op: clear ``ValueError``s that name the op and say what was
+expected and what was given."""
+from __future__ import annotations
+
+from .. import backend
+
+
+def require_ndim(op: str, name: str, x, ndims, layout: str = "") -> None:
+    """``x.ndim`` must be one of ``ndims`` (an int or a tuple of ints)."""
+    allowed = (ndims,) if isinstance(ndims, int) else tuple(ndims)
+    if getattr(x, "ndim", None) not in allowed:
+        want = " or ".join(f"{d}-D" for d in allowed)
+        lay = f" {layout}" if layout else ""
+        shape = getattr(x, "shape", type(x).__name__)
+        raise ValueError(f"{op}: expected {name} to be {want}{lay}, got shape {tuple(shape) if isinstance(shape, tuple) else shape}")
+
+
+def require_float(op: str, name: str, x, check_finite: bool = True) -> None:
+    """``x`` must be a floating-point array (and, by default, hold only finite values)."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or not backend.is_float_dtype(dtype):
+        raise ValueError(f"{op}: expected {name} to be a floating-point array (float32 or float64), got dtype {dtype}")
+    if check_finite:
+        xp = backend.array_module(x)
+        if not bool(xp.isfinite(x).all()):
+            raise ValueError(f"{op}: {name} contains non-finite values (NaN or inf)")
+
+
+def require_positive_int(op: str, name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{op}: {name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def require_nonneg_int(op: str, name: str, value) -> int:
+    return require_positive_int(op, name, value, minimum=0)
+
+
+def require_shape(op: str, name: str, x, expected: tuple) -> None:
+    """``x.shape`` must equal ``expected``; ``None`` entries match any size."""
+    shape = tuple(x.shape)
+    ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape))
+    if not ok:
+        want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
+        raise ValueError(f"{op}: expected {name} of shape {want}, got {shape}")
+
+
+def pair(op: str, name: str, value, minimum: int = 1) -> tuple[int, int]:
+    """An int or a pair of ints, checked, as a pair ``(along H, along W)``."""
+    vals = (value, value) if isinstance(value, int) and not isinstance(value, bool) else tuple(value)
+    if len(vals) != 2:
+        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    for v in vals:
+        require_positive_int(op, name, v, minimum)
+    return vals[0], vals[1]
