@@ -156,6 +156,23 @@ def scatter_add(target, indices, values) -> None:
     array_module(target).add.at(target, indices, values)
 
 
+def synchronize() -> None:
+    """Wait for queued GPU work to finish (no-op on NumPy); call before reading a timer."""
+    if name == "cupy":
+        xp.cuda.get_current_stream().synchronize()
+
+
+def device_memory_pool_bytes() -> int:
+    """Bytes the CuPy memory pool holds (its high-water mark since the last ``free_device_memory``); 0 on NumPy."""
+    return int(xp.get_default_memory_pool().total_bytes()) if name == "cupy" else 0
+
+
+def free_device_memory() -> None:
+    """Release the CuPy pool's cached blocks (no-op on NumPy)."""
+    if name == "cupy":
+        xp.get_default_memory_pool().free_all_blocks()
+
+
 def dtype_of(x):
     """The dtype of ``x`` as a ``numpy.dtype`` (works for CuPy arrays too)."""
     return numpy.dtype(x.dtype)
