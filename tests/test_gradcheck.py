@@ -130,3 +130,17 @@ def test_check_op_runs_on_sigmoid_large_tensor_with_directions():
     from tinyba2m.ops.activations import sigmoid_backward
     res = check_op(sigmoid_forward, sigmoid_backward, [x], method="auto", max_full=100)
     assert res.passed
+
+
+def test_cli_target_that_raises_is_a_fail_not_a_crash(tmp_path, capsys, monkeypatch):
+    (tmp_path / "stub_ops.py").write_text(textwrap.dedent('''
+        def mine_forward(x):
+            raise NotImplementedError("Exercise 9: write mine_forward")
+
+        def mine_backward(dout, cache):
+            raise NotImplementedError("Exercise 9: write mine_backward")
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["--target", "stub_ops:mine_forward", "--shapes", "3,4"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "NotImplementedError: Exercise 9: write mine_forward" in out and "stub_ops.py:3" in out

@@ -1,6 +1,7 @@
 """``python -m tinyba2m.gradcheck`` — check hand-derived backward passes, print a table.
 
-Exit status: 0 if every check passes, 1 if any fails, 2 on bad usage.
+Exit status: 0 if every check passes, 1 if any fails (including a --target whose code raises,
+e.g. an exercise stub still raising NotImplementedError), 2 on bad usage.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import importlib
 import inspect
 import sys
 import time
+import traceback
 
 from .. import backend
 from ..nn.module import Module
@@ -76,6 +78,12 @@ def check_target(spec: str, input_shape, shapes, tolerance) -> CheckResult:
     raise ValueError(f"--target {spec}: expected a Module subclass or an <op>_forward function, got {type(obj).__name__}")
 
 
+def raised_at(exc) -> str:
+    """`` (raised at file:line)`` for the innermost frame of ``exc``'s traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" (raised at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+
+
 def print_table(results, out=None) -> None:
     out = out or sys.stdout
     width = max([len(r.name) for r in results] + [4])
@@ -111,12 +119,18 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     for n in names:
         results.append(cases[n]())
+    raised = []
     for spec in args.target:
         try:
             results.append(check_target(spec, args.input_shape, args.shapes, args.tol))
         except ValueError as exc:
             parser.error(str(exc))
+        except Exception as exc:  # the user's code raised (e.g. a stub's NotImplementedError): a FAIL, not a crash
+            results.append(CheckResult(spec, {"raised": float("inf")}, args.tol))
+            raised.append(f"{spec}: {type(exc).__name__}: {exc}{raised_at(exc)}")
     print_table(results)
+    for line in raised:
+        print(f"FAIL {line}")
     failed = [r.name for r in results if not r.passed]
     print(f"\n{len(results) - len(failed)}/{len(results)} passed in {time.perf_counter() - start:.1f}s on backend {backend.name}"
           + (f"; FAILED: {', '.join(failed)}" if failed else ""))
