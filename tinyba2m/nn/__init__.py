@@ -5,3 +5,8 @@ from .loss import SoftmaxCrossEntropy
 from .module import Module, Sequential
 
 __all__ = ["Module", "Sequential", "Linear", "Flatten", "ReLU", "Sigmoid", "Softmax", "SoftmaxCrossEntropy"]
+
+from .batchnorm import BatchNorm1d, BatchNorm2d  # noqa: E402
+from .conv import Conv2d  # noqa: E402
+
+__all__ += ["Conv2d", "BatchNorm1d", "BatchNorm2d"]

@@ -1,0 +1,246 @@
+"""conv2d: the fast im2col version against the loop definition, its algebra (output size,
+linearity, adjointness), finite differences, the Conv2d module and every bad input."""
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import as_pair, conv_configs, given_settings
+
+from tinyba2m import backend
+from tinyba2m.gradcheck import check_module, check_op
+from tinyba2m.nn import Conv2d
+from tinyba2m.ops.conv import (conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive,
+                               conv2d_input_backward, conv_output_size)
+
+np = backend.numpy_module
+
+
+def make(xp, cfg, seed=0, dtype="float64"):
+    r = backend.new_host_rng(seed)
+    x = xp.asarray(r.standard_normal(cfg["x_shape"]).astype(dtype))
+    w = xp.asarray(r.standard_normal(cfg["w_shape"]).astype(dtype))
+    b = xp.asarray(r.standard_normal(cfg["w_shape"][0]).astype(dtype)) if cfg["bias"] else None
+    return x, w, b
+
+
+def kw(cfg):
+    return {"stride": cfg["stride"], "padding": cfg["padding"], "dilation": cfg["dilation"]}
+
+
+def inner(a, b):
+    return float((a * b).sum())
+
+
+# --- algebra and the reference, over random configurations -------------------------------------
+
+@given_settings()
+@given(cfg=conv_configs())
+def test_output_shape_formula(xp, cfg):
+    x, w, b = make(xp, cfg)
+    out, _ = conv2d_forward(x, w, b, **kw(cfg))
+    (n, c, h, wd), (f, _, kh, kwd) = cfg["x_shape"], cfg["w_shape"]
+    s, p, d = as_pair(cfg["stride"]), as_pair(cfg["padding"]), as_pair(cfg["dilation"])
+    ho = math.floor((h + 2 * p[0] - d[0] * (kh - 1) - 1) / s[0]) + 1
+    wo = math.floor((wd + 2 * p[1] - d[1] * (kwd - 1) - 1) / s[1]) + 1
+    assert out.shape == (n, f, ho, wo)
+    assert (ho, wo) == (conv_output_size(h, kh, s[0], p[0], d[0]), conv_output_size(wd, kwd, s[1], p[1], d[1]))
+
+
+@given_settings()
+@given(cfg=conv_configs())
+def test_fast_matches_naive_forward_and_backward(xp, cfg):
+    x, w, b = make(xp, cfg)
+    out, cache = conv2d_forward(x, w, b, **kw(cfg))
+    ref, ref_cache = conv2d_forward_naive(x, w, b, **kw(cfg))
+    assert xp.allclose(out, ref, atol=1e-10, rtol=1e-10)
+    dout = xp.asarray(backend.new_host_rng(1).standard_normal(out.shape))
+    for got, want in zip(conv2d_backward(dout, cache), conv2d_backward_naive(dout, ref_cache)):
+        if want is None:
+            assert got is None
+        else:
+            assert got.shape == want.shape and xp.allclose(got, want, atol=1e-10, rtol=1e-10)
+
+
+@given_settings()
+@given(cfg=conv_configs(), alpha=st.floats(-3, 3), beta=st.floats(-3, 3))
+def test_linear_in_x_and_in_w(xp, cfg, alpha, beta):
+    x1, w1, _ = make(xp, cfg, 0)
+    x2, w2, _ = make(xp, cfg, 1)
+    conv = lambda x, w: conv2d_forward(x, w, None, **kw(cfg))[0]  # noqa: E731
+    assert xp.allclose(conv(alpha * x1 + beta * x2, w1), alpha * conv(x1, w1) + beta * conv(x2, w1), atol=1e-9)
+    assert xp.allclose(conv(x1, alpha * w1 + beta * w2), alpha * conv(x1, w1) + beta * conv(x1, w2), atol=1e-9)
+
+
+@given_settings()
+@given(cfg=conv_configs())
+def test_adjoint_identity(xp, cfg):
+    """<conv(x), y> == <x, conv_input_backward(y)> and == <w, dw(y)>: backward is the transpose."""
+    x, w, _ = make(xp, cfg)
+    out, cache = conv2d_forward(x, w, None, **kw(cfg))
+    y = xp.asarray(backend.new_host_rng(2).standard_normal(out.shape))
+    lhs = inner(out, y)
+    dx = conv2d_input_backward(y, w, x.shape, **kw(cfg))
+    _, dw, _ = conv2d_backward(y, cache)
+    assert inner(x, dx) == pytest.approx(lhs, rel=1e-9, abs=1e-9)
+    assert inner(w, dw) == pytest.approx(lhs, rel=1e-9, abs=1e-9)
+
+
+# --- finite differences ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("x_shape,w_shape,kwargs,bias", [
+    ((2, 3, 5, 5), (2, 3, 3, 3), {"padding": 1}, True),
+    ((1, 2, 7, 6), (3, 2, 2, 3), {"stride": (2, 1), "padding": (1, 2), "dilation": (2, 1)}, True),
+    ((2, 3, 4, 4), (2, 3, 1, 1), {}, False),
+])
+def test_finite_differences(xp, x_shape, w_shape, kwargs, bias):
+    r = backend.new_host_rng(3)
+    inputs = [xp.asarray(r.standard_normal(s)) for s in [x_shape, w_shape] + ([(w_shape[0],)] if bias else [])]
+    res = check_op(conv2d_forward, conv2d_backward, inputs, names=["x", "w", "b"][:len(inputs)], kwargs=kwargs)
+    assert res.passed and res.worst < 1e-6, str(res)
+
+
+def test_finite_differences_module(xp):
+    backend.seed(0)
+    res = check_module(Conv2d(2, 3, 3, stride=2, padding=1, dilation=1), (2, 2, 5, 5))
+    assert res.passed and set(res.errors) == {"input", "w", "b"}, str(res)
+
+
+# --- specifics ------------------------------------------------------------------------------
+
+def test_known_values():
+    """A 2x2 all-ones kernel on a 3x3 ramp sums each 2x2 window."""
+    x = np.arange(9.0).reshape(1, 1, 3, 3)
+    out, _ = conv2d_forward(x, np.ones((1, 1, 2, 2)), np.array([0.5]))
+    assert np.array_equal(out[0, 0], np.array([[8.5, 12.5], [20.5, 24.5]]))
+
+
+def test_one_by_one_fast_path_is_channel_matmul(xp):
+    r = backend.new_host_rng(4)
+    x, w, b = (xp.asarray(r.standard_normal(s)) for s in [(3, 4, 5, 6), (2, 4, 1, 1), (2,)])
+    out, cache = conv2d_forward(x, w, b)
+    assert cache[0] == "1x1"
+    want = xp.einsum("fc,nchw->nfhw", w[:, :, 0, 0], x) + b.reshape(1, 2, 1, 1)
+    assert xp.allclose(out, want)
+    dout = xp.asarray(r.standard_normal(out.shape))
+    _, ref_cache = conv2d_forward_naive(x, w, b)
+    for got, ref in zip(conv2d_backward(dout, cache), conv2d_backward_naive(dout, ref_cache)):
+        assert xp.allclose(got, ref)
+
+
+def test_float32_stays_float32(xp):
+    cfg = {"x_shape": (2, 3, 6, 6), "w_shape": (4, 3, 3, 3), "bias": True}
+    x, w, b = make(xp, cfg, dtype="float32")
+    for kwargs in ({"padding": 1}, {}):
+        out, cache = conv2d_forward(x, w, b, **kwargs)
+        grads = conv2d_backward(xp.ones_like(out), cache)
+        assert out.dtype == xp.float32 and all(g.dtype == xp.float32 for g in grads)
+    x1 = x[:, :, :2, :2]
+    out, cache = conv2d_forward(x1, w[:, :, :1, :1])
+    assert out.dtype == xp.float32 and all(g.dtype == xp.float32 for g in conv2d_backward(out, cache)[:2])
+
+
+def test_non_contiguous_input(xp):
+    r = backend.new_host_rng(5)
+    x = xp.asarray(r.standard_normal((4, 3, 6, 6))).transpose(1, 0, 3, 2)  # (3, 4, 6, 6), not contiguous
+    w = xp.asarray(r.standard_normal((2, 4, 3, 3)))
+    for kwargs in ({"padding": 0}, {"padding": 1, "stride": 2}):
+        assert xp.allclose(conv2d_forward(x, w, **kwargs)[0], conv2d_forward_naive(xp.ascontiguousarray(x), w, **kwargs)[0])
+    w1 = w[:, :, :1, :1]
+    assert xp.allclose(conv2d_forward(x, w1)[0], conv2d_forward_naive(xp.ascontiguousarray(x), w1)[0])
+
+
+def test_module_parameters_and_init():
+    backend.seed(0)
+    m = Conv2d(16, 32, 3, padding=1)
+    assert m.params["w"].shape == (32, 16, 3, 3) and m.params["b"].shape == (32,)
+    assert m.params["w"].dtype == np.float32 and not m.params["b"].any()
+    assert abs(float(m.params["w"].std()) - math.sqrt(2 / (16 * 9))) < 0.01
+    assert "b" not in Conv2d(3, 4, 3, bias=False).params
+
+
+def test_module_forward_backward_and_grad_accumulation(xp):
+    backend.seed(0)
+    m = Conv2d(3, 4, (3, 2), stride=(1, 2), padding=(1, 0)).to_backend()
+    x = xp.asarray(backend.new_host_rng(6).standard_normal((2, 3, 5, 6)).astype("float32"))
+    out = m.forward(x)
+    ref, _ = conv2d_forward(x, m.params["w"], m.params["b"], (1, 2), (1, 0))
+    assert xp.allclose(out, ref)
+    m.zero_grad()
+    dout = xp.ones_like(out)
+    dx = m.backward(dout)
+    assert dx.shape == x.shape
+    g1 = m.grads["w"].copy()
+    m.forward(x)
+    m.backward(dout)
+    assert xp.allclose(m.grads["w"], 2 * g1)  # backward adds to the gradients
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+GOOD_X, GOOD_W = (2, 3, 5, 5), (4, 3, 3, 3)
+
+
+def bad(xp, x_shape=GOOD_X, w_shape=GOOD_W, x_dtype="float64", b_shape=None, **kwargs):
+    x = xp.ones(x_shape, dtype=x_dtype)
+    w = xp.ones(w_shape)
+    b = None if b_shape is None else xp.ones(b_shape)
+    return conv2d_forward(x, w, b, **kwargs)
+
+
+@pytest.mark.parametrize("case,match", [
+    ({"x_shape": (3, 5, 5)}, r"conv2d: expected x to be 4-D \(N, C, H, W\), got shape \(3, 5, 5\)"),
+    ({"w_shape": (4, 3, 3)}, r"conv2d: expected w to be 4-D"),
+    ({"w_shape": (4, 2, 3, 3)}, r"conv2d: channel mismatch: x has 3 channels .* w expects 2"),
+    ({"x_shape": (2, 3, 2, 2)}, r"conv2d: kernel 3x3 .* larger than the padded input 2x2"),
+    ({"x_shape": (2, 3, 4, 4), "dilation": 2}, r"conv2d: kernel 3x3 with dilation \(2, 2\) spans 5x5, larger than the padded input 4x4"),
+    ({"stride": 0}, r"conv2d: stride must be an integer >= 1, got 0"),
+    ({"dilation": (1, 0)}, r"conv2d: dilation must be an integer >= 1, got 0"),
+    ({"padding": -1}, r"conv2d: padding must be an integer >= 0, got -1"),
+    ({"stride": 1.5}, r"conv2d: stride must be an integer"),
+    ({"x_dtype": "int64"}, r"conv2d: expected x to be a floating-point array .* got dtype int64"),
+    ({"b_shape": (3,)}, r"conv2d: expected bias of shape \(4,\), got \(3,\)"),
+])
+def test_bad_input(xp, case, match):
+    with pytest.raises(ValueError, match=match):
+        bad(xp, **case)
+
+
+def test_kernel_fits_once_padded(xp):
+    out, _ = bad(xp, x_shape=(1, 3, 2, 2), padding=1)
+    assert out.shape == (1, 4, 2, 2)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_input(xp, value):
+    x = xp.ones(GOOD_X)
+    x[0, 1, 2, 2] = value
+    with pytest.raises(ValueError, match="conv2d: x contains non-finite values"):
+        conv2d_forward(x, xp.ones(GOOD_W))
+    with pytest.raises(ValueError, match="conv2d: w contains non-finite values"):
+        conv2d_forward(xp.ones(GOOD_X), x[:4, :, :3, :3])
+
+
+def test_integer_weights(xp):
+    with pytest.raises(ValueError, match="conv2d: expected w to be a floating-point array"):
+        conv2d_forward(xp.ones(GOOD_X), xp.ones(GOOD_W, dtype="int32"))
+
+
+def test_module_channel_mismatch_message(xp):
+    m = Conv2d(16, 32, 3)
+    with pytest.raises(ValueError, match=r"Conv2d\(16->32, k=3\): expected input with 16 channels, got 8 \(input shape \(2, 8, 6, 6\)\)"):
+        m.forward(xp.ones((2, 8, 6, 6), dtype="float32"))
+    with pytest.raises(ValueError, match=r"Conv2d\(16->32, k=3\): expected a 4-D input \(N, C, H, W\), got shape \(2, 16\)"):
+        m.forward(xp.ones((2, 16), dtype="float32"))
+
+
+@pytest.mark.parametrize("args,match", [
+    ((0, 4, 3), "Conv2d: in_channels must be an integer >= 1"),
+    ((3, 4, 0), "Conv2d: kernel_size must be an integer >= 1"),
+    ((3, 4, 3, 0), "Conv2d: stride must be an integer >= 1"),
+    ((3, 4, 3, 1, -1), "Conv2d: padding must be an integer >= 0"),
+    ((3, 4, 3, 1, 0, 0), "Conv2d: dilation must be an integer >= 1"),
+])
+def test_module_bad_arguments(args, match):
+    with pytest.raises(ValueError, match=match):
+        Conv2d(*args)

@@ -1,0 +1,98 @@
+"""Gradient-check cases for the core layers: conv2d, pooling, batch norm (ops and modules)."""
+from __future__ import annotations
+
+from ... import backend
+from ...nn import BatchNorm1d, BatchNorm2d, Conv2d
+from ...ops.batchnorm import batchnorm_backward, batchnorm_forward
+from ...ops.conv import conv2d_backward, conv2d_forward
+from ..checker import CheckResult, check_module, check_op
+from ..registry import register
+
+
+def normal(shape, seed=1):
+    return backend.get_xp().asarray(backend.new_host_rng(seed).standard_normal(shape))
+
+
+def uniform(shape, low, high, seed=1):
+    return backend.get_xp().asarray(backend.new_host_rng(seed).uniform(low, high, shape))
+
+
+def merge(name, parts) -> CheckResult:
+    """One result holding every (label, result) part's errors as ``"<grad>(<label>)"``."""
+    out = CheckResult(name)
+    for label, res in parts:
+        for k, v in res.errors.items():
+            out.errors[f"{k}({label})" if label else k] = v
+    return out
+
+
+# --- conv2d ---------------------------------------------------------------------------------
+
+CONV_VARIANTS = [  # (label, x shape, w shape, kwargs, bias)
+    ("3x3", (2, 3, 6, 6), (4, 3, 3, 3), {}, True),
+    ("s=2,p=1", (2, 3, 7, 7), (4, 3, 3, 3), {"stride": 2, "padding": 1}, True),
+    ("d=2,p=2", (2, 2, 7, 6), (3, 2, 3, 3), {"padding": 2, "dilation": 2}, True),
+    ("2x3,s=(2,1),p=(1,0)", (2, 2, 6, 5), (3, 2, 2, 3), {"stride": (2, 1), "padding": (1, 0)}, True),
+    ("no bias", (2, 3, 5, 5), (4, 3, 3, 3), {"padding": 1}, False),
+    ("1x1", (2, 3, 4, 5), (4, 3, 1, 1), {}, True),
+]
+
+
+@register("conv2d")
+def _conv2d():
+    parts = []
+    for i, (label, xs, ws, kw, bias) in enumerate(CONV_VARIANTS):
+        inputs = [normal(xs, 10 + i), normal(ws, 20 + i)] + ([normal((ws[0],), 30 + i)] if bias else [])
+        names = ["x", "w", "b"][:len(inputs)]
+        parts.append((label, check_op(conv2d_forward, conv2d_backward, inputs, names=names, kwargs=kw, name="conv2d")))
+    return merge("conv2d", parts)
+
+
+@register("conv2d_module")
+def _conv2d_module():
+    backend.seed(0)
+    a = check_module(Conv2d(3, 4, 3, stride=2, padding=1), (2, 3, 6, 6), name="conv2d_module")
+    backend.seed(1)
+    m = Conv2d(3, 2, 1)
+    m.params["b"] = normal((2,), 5).astype(m.params["b"].dtype)
+    b = check_module(m, (2, 3, 3, 4), name="conv2d_module")
+    return merge("conv2d_module", [("3x3,s=2,p=1", a), ("1x1", b)])
+
+
+# --- batch norm -----------------------------------------------------------------------------
+
+@register("batchnorm")
+def _batchnorm():
+    parts = []
+    for i, shape in enumerate([(6, 4), (3, 4, 3, 2)]):
+        c = shape[1]
+        rm, rv = normal((c,), 40 + i), uniform((c,), 0.5, 2.0, 50 + i)
+        inputs = [normal(shape, 60 + i), 1 + 0.5 * normal((c,), 70 + i), normal((c,), 80 + i)]
+        for training in (True, False):
+            def fwd(x, g, b, training=training, rm=rm, rv=rv):
+                return batchnorm_forward(x, g, b, rm, rv, training=training)
+            label = f"{'NC' if len(shape) == 2 else 'NCHW'},{'train' if training else 'eval'}"
+            parts.append((label, check_op(fwd, batchnorm_backward, inputs, names=["x", "gamma", "beta"], name="batchnorm")))
+    return merge("batchnorm", parts)
+
+
+def _bn_module(cls, shape, name):
+    parts = []
+    for training in (True, False):
+        m = cls(shape[1])
+        m.params["gamma"] = 1 + 0.5 * normal((shape[1],), 3).astype(m.params["gamma"].dtype)
+        m.params["beta"] = normal((shape[1],), 4).astype(m.params["beta"].dtype)
+        m.buffers["running_mean"] = normal((shape[1],), 5).astype(m.buffers["running_mean"].dtype)
+        m.buffers["running_var"] = uniform((shape[1],), 0.5, 2.0, 6).astype(m.buffers["running_var"].dtype)
+        parts.append(("train" if training else "eval", check_module(m, shape, name=name, train=training)))
+    return merge(name, parts)
+
+
+@register("batchnorm1d_module")
+def _batchnorm1d_module():
+    return _bn_module(BatchNorm1d, (5, 3), "batchnorm1d_module")
+
+
+@register("batchnorm2d_module")
+def _batchnorm2d_module():
+    return _bn_module(BatchNorm2d, (3, 2, 3, 3), "batchnorm2d_module")

@@ -1,0 +1,67 @@
+"""Batch-norm modules over :mod:`tinyba2m.ops.batchnorm`.
+
+Params ``gamma`` (ones) and ``beta`` (zeros), buffers ``running_mean`` (zeros) and
+``running_var`` (ones), all of shape (num_features,). Train mode normalises with the batch
+statistics and updates the buffers; eval mode normalises with the buffers.
+"""
+from __future__ import annotations
+
+from ..ops.batchnorm import batchnorm_backward, batchnorm_forward
+from ..ops.validation import require_positive_int
+from .init import ones, zeros
+from .module import Module
+
+
+class _BatchNorm(Module):
+    ndim = 2
+    layout = "(N, C)"
+
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        name = type(self).__name__
+        require_positive_int(name, "num_features", num_features)
+        if not 0.0 <= float(momentum) <= 1.0:
+            raise ValueError(f"{name}: momentum must be in [0, 1], got {momentum}")
+        if not float(eps) > 0.0:
+            raise ValueError(f"{name}: eps must be > 0, got {eps}")
+        self.num_features, self.momentum, self.eps = num_features, float(momentum), float(eps)
+        self.params["gamma"] = ones((num_features,))
+        self.params["beta"] = zeros((num_features,))
+        self.buffers["running_mean"] = zeros((num_features,))
+        self.buffers["running_var"] = ones((num_features,))
+        self.cache = None
+
+    def forward(self, x):
+        label = f"{type(self).__name__}({self.num_features})"
+        shape = tuple(getattr(x, "shape", ()))
+        if len(shape) != self.ndim:
+            raise ValueError(f"{label}: expected a {self.ndim}-D input {self.layout}, got shape {shape}")
+        if shape[1] != self.num_features:
+            raise ValueError(f"{label}: expected input with {self.num_features} channels, got {shape[1]} (input shape {shape})")
+        out, self.cache = batchnorm_forward(x, self.params["gamma"], self.params["beta"], self.buffers["running_mean"],
+                                            self.buffers["running_var"], self.training, self.momentum, self.eps)
+        if self.training:
+            self.buffers["running_mean"] = self.cache["running_mean"]
+            self.buffers["running_var"] = self.cache["running_var"]
+        return out
+
+    def backward(self, dout):
+        dx, dgamma, dbeta = batchnorm_backward(dout, self.cache)
+        self.accumulate_grad("gamma", dgamma)
+        self.accumulate_grad("beta", dbeta)
+        return dx
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, momentum={self.momentum}, eps={self.eps}"
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm of (N, C) features, statistics over the batch axis."""
+    ndim = 2
+    layout = "(N, C)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm of (N, C, H, W) maps, statistics per channel over N, H and W."""
+    ndim = 4
+    layout = "(N, C, H, W)"

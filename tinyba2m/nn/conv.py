@@ -1,0 +1,57 @@
+"""The 2-D convolution module (NCHW) over :mod:`tinyba2m.ops.conv`."""
+from __future__ import annotations
+
+from ..ops.conv import conv2d_backward, conv2d_forward, int_pair
+from ..ops.validation import require_positive_int
+from .init import he_normal, zeros
+from .module import Module
+
+
+class Conv2d(Module):
+    """(N, in_channels, H, W) -> (N, out_channels, H_out, W_out).
+
+    Params: ``w`` (out_channels, in_channels, KH, KW), He-normal with fan_in = in_channels*KH*KW;
+    ``b`` (out_channels,), zeros (absent with ``bias=False``).
+    H_out = (H + 2*padding - dilation*(KH-1) - 1) // stride + 1.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1, bias: bool = True):
+        super().__init__()
+        require_positive_int("Conv2d", "in_channels", in_channels)
+        require_positive_int("Conv2d", "out_channels", out_channels)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = int_pair("Conv2d", "kernel_size", kernel_size)
+        self.stride = int_pair("Conv2d", "stride", stride)
+        self.padding = int_pair("Conv2d", "padding", padding, minimum=0)
+        self.dilation = int_pair("Conv2d", "dilation", dilation)
+        kh, kw = self.kernel_size
+        self.params["w"] = he_normal((out_channels, in_channels, kh, kw), in_channels * kh * kw)
+        if bias:
+            self.params["b"] = zeros((out_channels,))
+        self.cache = None
+
+    def _label(self) -> str:
+        kh, kw = self.kernel_size
+        k = str(kh) if kh == kw else f"{kh}x{kw}"
+        return f"Conv2d({self.in_channels}->{self.out_channels}, k={k})"
+
+    def forward(self, x):
+        shape = tuple(getattr(x, "shape", ()))
+        if len(shape) != 4:
+            raise ValueError(f"{self._label()}: expected a 4-D input (N, C, H, W), got shape {shape}")
+        if shape[1] != self.in_channels:
+            raise ValueError(f"{self._label()}: expected input with {self.in_channels} channels, got {shape[1]} "
+                             f"(input shape {shape})")
+        out, self.cache = conv2d_forward(x, self.params["w"], self.params.get("b"), self.stride, self.padding, self.dilation)
+        return out
+
+    def backward(self, dout):
+        dx, dw, db = conv2d_backward(dout, self.cache)
+        self.accumulate_grad("w", dw)
+        if db is not None:
+            self.accumulate_grad("b", db)
+        return dx
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}, bias={'b' in self.params}")
