@@ -10,3 +10,7 @@ from .batchnorm import BatchNorm1d, BatchNorm2d  # noqa: E402
 from .conv import Conv2d  # noqa: E402
 
 __all__ += ["Conv2d", "BatchNorm1d", "BatchNorm2d"]
+
+from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d  # noqa: E402
+
+__all__ += ["MaxPool2d", "AvgPool2d", "GlobalAvgPool2d"]

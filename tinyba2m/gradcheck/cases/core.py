@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from ... import backend
-from ...nn import BatchNorm1d, BatchNorm2d, Conv2d
+from ...nn import AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, GlobalAvgPool2d, MaxPool2d
 from ...ops.batchnorm import batchnorm_backward, batchnorm_forward
 from ...ops.conv import conv2d_backward, conv2d_forward
+from ...ops.pooling import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
+                            max_pool2d_backward, max_pool2d_forward)
 from ..checker import CheckResult, check_module, check_op
 from ..registry import register
 
@@ -15,6 +17,15 @@ def normal(shape, seed=1):
 
 def uniform(shape, low, high, seed=1):
     return backend.get_xp().asarray(backend.new_host_rng(seed).uniform(low, high, shape))
+
+
+def distinct(rng, shape, gap=0.05):
+    """Shuffled, evenly spaced values: no two equal (no max-pool ties, far wider apart than h)."""
+    size = 1
+    for d in shape:
+        size *= d
+    ladder = backend.numpy_module.arange(size, dtype=backend.float64) * gap - size * gap / 2
+    return backend.get_xp().asarray(rng.permutation(ladder).reshape(shape))
 
 
 def merge(name, parts) -> CheckResult:
@@ -96,3 +107,51 @@ def _batchnorm1d_module():
 @register("batchnorm2d_module")
 def _batchnorm2d_module():
     return _bn_module(BatchNorm2d, (3, 2, 3, 3), "batchnorm2d_module")
+
+
+# --- pooling --------------------------------------------------------------------------------
+
+POOL_VARIANTS = [  # (label, x shape, kwargs)
+    ("k=2", (2, 3, 4, 4), {"kernel_size": 2}),
+    ("k=3,s=2,p=1", (2, 2, 5, 5), {"kernel_size": 3, "stride": 2, "padding": 1}),
+    ("k=(2,3),s=1", (1, 2, 4, 5), {"kernel_size": (2, 3), "stride": 1}),
+]
+
+
+def _pool_case(name, forward, backward):
+    parts = []
+    for i, (label, shape, kw) in enumerate(POOL_VARIANTS):
+        x = distinct(backend.new_host_rng(90 + i), shape)
+        parts.append((label, check_op(forward, backward, [x], names=["x"], kwargs=kw, name=name)))
+    return merge(name, parts)
+
+
+@register("max_pool2d")
+def _max_pool2d():
+    return _pool_case("max_pool2d", max_pool2d_forward, max_pool2d_backward)
+
+
+@register("avg_pool2d")
+def _avg_pool2d():
+    return _pool_case("avg_pool2d", avg_pool2d_forward, avg_pool2d_backward)
+
+
+@register("max_pool2d_module")
+def _max_pool2d_module():
+    return check_module(MaxPool2d(3, stride=2, padding=1), (2, 2, 5, 5), name="max_pool2d_module", make_input=distinct)
+
+
+@register("avg_pool2d_module")
+def _avg_pool2d_module():
+    return check_module(AvgPool2d(3, stride=2, padding=1), (2, 2, 5, 5), name="avg_pool2d_module")
+
+
+@register("global_avg_pool")
+def _global_avg_pool():
+    return check_op(global_avg_pool_forward, global_avg_pool_backward, [normal((2, 3, 4, 5), 95)], names=["x"],
+                    name="global_avg_pool")
+
+
+@register("global_avg_pool_module")
+def _global_avg_pool_module():
+    return check_module(GlobalAvgPool2d(), (2, 3, 3, 2), name="global_avg_pool_module")
