@@ -1,0 +1,361 @@
+"""CIFAR-100: download, verify, extract and load into uint8 arrays.
+
+Flow of :func:`load_cifar100` (``data_dir`` defaults to :func:`default_data_dir`):
+
+1. the extracted members (``cifar-100-python/{train,test,meta}``) exist and match their md5s
+   -> load them. A small stamp file remembers each member's size and mtime after a successful
+   check, so the 150 MB are hashed once, and any changed file is hashed again;
+2. else the archive ``cifar-100-python.tar.gz`` exists -> check its size and md5, extract the
+   members safely (no absolute paths, no ``..``, no links), check each member's md5, load;
+3. else download it (``urllib``, tqdm progress bar) to ``<archive>.part``, rename, then step 2.
+
+Every failure is a :class:`DatasetError` that says what is wrong and what to do. A file the user
+has (a damaged archive, a damaged member) is never deleted; only our own partial download
+(``.part``) and members we extracted from a verified archive may be removed, and the message says
+so. Nothing damaged is ever loaded.
+
+Tests use their own archives by passing ``source=CifarSource(...)`` (or by replacing the module
+attribute ``SOURCE``): the same code path, with their own URL and checksums.
+
+Layout of the pickles: ``b"data"`` uint8 (n, 3072), each row 1024 red, 1024 green, 1024 blue
+values of a row-major 32x32 image, so ``data.reshape(n, 3, 32, 32)[i, c, y, x]`` is the pixel
+of channel c at row y, column x (NCHW).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import pickle
+import sys
+import tarfile
+import urllib.error
+import urllib.request
+import zlib
+
+from .. import backend
+
+np = backend.numpy_module  # host-only code: file I/O and pickles
+
+URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+ARCHIVE_NAME = "cifar-100-python.tar.gz"
+ARCHIVE_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
+ARCHIVE_SIZE = 169_001_437
+MEMBER_MD5 = {
+    "cifar-100-python/train": "16019d7e3df5f24257cddd939b257f8d",
+    "cifar-100-python/test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+    "cifar-100-python/meta": "7973b15100ade9c7d40fb424638fde48",
+}
+DATA_DIR_ENV_VAR = "TINYBA2M_DATA_DIR"
+STAMP_NAME = ".tinyba2m-verified.json"
+IMAGE_SHAPE = (3, 32, 32)
+
+
+class DatasetError(RuntimeError):
+    """The data set cannot be obtained or is damaged; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CifarSource:
+    """Where the archive comes from and what it must hash to.
+
+    ``members`` maps the three member paths inside the archive (``<folder>/train``, ``/test``,
+    ``/meta``) to their md5s; ``size`` (bytes) may be ``None`` to skip the size check.
+    """
+    url: str
+    md5: str
+    members: dict
+    size: int | None = None
+    filename: str = ARCHIVE_NAME
+
+    def member(self, split: str) -> str:
+        for name in self.members:
+            if name.rsplit("/", 1)[-1] == split:
+                return name
+        raise DatasetError(f"CIFAR source lists no '{split}' member (members: {sorted(self.members)})")
+
+
+SOURCE = CifarSource(url=URL, md5=ARCHIVE_MD5, members=dict(MEMBER_MD5), size=ARCHIVE_SIZE)
+
+
+@dataclasses.dataclass
+class CifarData:
+    """A CIFAR-style data set on the host.
+
+    train_images / test_images: uint8 (N, 3, 32, 32), NCHW, RGB;
+    train_labels / test_labels: int64 (N,) fine labels in [0, len(fine_names));
+    train_coarse / test_coarse: int64 (N,) coarse labels in [0, len(coarse_names));
+    fine_names (100) and coarse_names (20): class names.
+    """
+    train_images: object
+    train_labels: object
+    test_images: object
+    test_labels: object
+    train_coarse: object
+    test_coarse: object
+    fine_names: list
+    coarse_names: list
+    name: str = "cifar100"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.fine_names)
+
+    def subset(self, n_train: int | None, n_test: int | None = None) -> "CifarData":
+        """The first ``n_train`` training and ``n_test`` test images (``None``: all;
+        ``n_test`` defaults to ``n_train``)."""
+        n_test = n_train if n_test is None else n_test
+        tr = slice(None) if n_train is None else slice(0, int(n_train))
+        te = slice(None) if n_test is None else slice(0, int(n_test))
+        return dataclasses.replace(
+            self, train_images=self.train_images[tr], train_labels=self.train_labels[tr],
+            train_coarse=self.train_coarse[tr], test_images=self.test_images[te],
+            test_labels=self.test_labels[te], test_coarse=self.test_coarse[te])
+
+
+def default_data_dir() -> pathlib.Path:
+    """``$TINYBA2M_DATA_DIR``, else ``$XDG_CACHE_HOME/tinyba2m/cifar100``, else
+    ``~/.cache/tinyba2m/cifar100``."""
+    env = os.environ.get(DATA_DIR_ENV_VAR, "").strip()
+    if env:
+        return pathlib.Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME", "").strip()
+    base = pathlib.Path(cache).expanduser() if cache else pathlib.Path.home() / ".cache"
+    return base / "tinyba2m" / "cifar100"
+
+
+def md5_file(path, chunk: int = 1 << 20) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_cifar100(data_dir=None, download: bool = True, progress: bool = True,
+                  source: CifarSource | None = None) -> CifarData:
+    """Load CIFAR-100 from ``data_dir``, extracting or downloading it first when needed.
+
+    Returns a :class:`CifarData` with uint8 (N, 3, 32, 32) images and int64 labels
+    (50,000 train and 10,000 test images for the official archive). Raises
+    :class:`DatasetError` on a failed download, a checksum mismatch or a damaged archive.
+    """
+    src = SOURCE if source is None else source
+    root = pathlib.Path(default_data_dir() if data_dir is None else data_dir).expanduser()
+    members = {name: root / name for name in src.members}
+    if all(p.is_file() for p in members.values()):
+        bad = _check_members(root, src, members)
+        if not bad:
+            return _load_members(src, members)
+        archive = root / src.filename
+        if not archive.is_file():
+            raise DatasetError(_member_mismatch_message(bad, archive, fix="remove the damaged file(s) and re-run "
+                                                        "(the archive will be downloaded and extracted again), "
+                                                        f"or place a good copy of {src.filename} at {archive}"))
+        _say(True, f"extracted CIFAR-100 files do not match their md5 ({'; '.join(bad)}); "
+                   f"replacing them with fresh copies extracted from {archive}")
+    archive = root / src.filename
+    if not archive.is_file():
+        if not download:
+            raise DatasetError(f"CIFAR-100 archive not found at {archive} and downloading is switched off. "
+                               f"Download {src.url} by hand, place it at {archive} (exactly this path), and re-run.")
+        _download(src, archive, progress)
+    _verify_archive(src, archive, progress)
+    _extract(src, archive, root, progress)
+    return _load_members(src, members)
+
+
+# --- verification -------------------------------------------------------------------------
+
+def _stamp_key(path: pathlib.Path) -> dict:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _read_stamp(root: pathlib.Path) -> dict:
+    try:
+        return json.loads((root / STAMP_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_stamp(root: pathlib.Path, src: CifarSource, members: dict) -> None:
+    """Remember that ``members`` (name -> path) matched their md5s at their current size/mtime."""
+    stamp = _read_stamp(root)
+    for name, path in members.items():
+        stamp[name] = {"md5": src.members[name], **_stamp_key(path)}
+    tmp = root / (STAMP_NAME + ".tmp")
+    try:
+        tmp.write_text(json.dumps(stamp, indent=1, sort_keys=True))
+        os.replace(tmp, root / STAMP_NAME)
+    except OSError:  # a read-only data folder: we just hash again next time
+        pass
+
+
+def _check_members(root: pathlib.Path, src: CifarSource, members: dict) -> list:
+    """Names of members whose md5 does not match (hashing only files the stamp does not vouch for)."""
+    stamp = _read_stamp(root)
+    bad, good = [], {}
+    for name, path in members.items():
+        entry = stamp.get(name)
+        if entry == {"md5": src.members[name], **_stamp_key(path)}:
+            continue
+        actual = md5_file(path)
+        if actual == src.members[name]:
+            good[name] = path
+        else:
+            bad.append(f"{path}: md5 {actual}, expected {src.members[name]}")
+    if good:
+        _write_stamp(root, src, good)
+    return bad
+
+
+def _member_mismatch_message(bad: list, archive: pathlib.Path, fix: str) -> str:
+    return ("CIFAR-100 file(s) failed the md5 check, so they will not be used: " + "; ".join(bad)
+            + f". The file(s) were left in place. To fix: {fix}.")
+
+
+def _verify_archive(src: CifarSource, archive: pathlib.Path, progress: bool) -> None:
+    how = (f"It was left in place. Remove it (rm '{archive}') and re-run to download it again, "
+           f"or place a complete copy of {src.url} at {archive}.")
+    size = archive.stat().st_size
+    if src.size is not None and size != src.size:
+        kind = "truncated (an interrupted download?)" if size < src.size else "larger than expected"
+        raise DatasetError(f"CIFAR-100 archive {archive} is {kind}: {size} bytes, expected {src.size} bytes. {how}")
+    _say(progress, f"verifying md5 of {archive}")
+    actual = md5_file(archive)
+    if actual != src.md5:
+        raise DatasetError(f"CIFAR-100 archive {archive} failed the md5 check: md5 {actual}, expected {src.md5}; "
+                           f"the file is damaged or not the official archive. {how}")
+
+
+# --- extraction ---------------------------------------------------------------------------
+
+def _safe_name(name: str) -> bool:
+    parts = pathlib.PurePosixPath(name).parts
+    return bool(parts) and not name.startswith(("/", "\\")) and ".." not in parts and ":" not in parts[0]
+
+
+def _extract(src: CifarSource, archive: pathlib.Path, root: pathlib.Path, progress: bool) -> None:
+    """Write the members listed in ``src`` under ``root``, checking paths and md5s."""
+    damaged = (f"It was left in place. Remove it (rm '{archive}') and re-run to download it again, "
+               f"or place a complete copy of {src.url} at {archive}.")
+    _say(progress, f"extracting {archive} into {root}")
+    found, written, part = set(), {}, None
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for info in tar:
+                if not _safe_name(info.name):
+                    raise DatasetError(f"CIFAR-100 archive {archive} contains an unsafe member path {info.name!r} "
+                                       f"(absolute or with '..'); refusing to extract it. {damaged}")
+                name = pathlib.PurePosixPath(info.name).as_posix()
+                if name not in src.members:
+                    continue
+                if not info.isfile():
+                    raise DatasetError(f"CIFAR-100 archive {archive}: member {name} is not a regular file "
+                                       f"(a link or device); refusing to extract it. {damaged}")
+                dest = root / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                part = dest.with_name(dest.name + ".part")
+                h = hashlib.md5()
+                with tar.extractfile(info) as fin, open(part, "wb") as fout:
+                    for block in iter(lambda: fin.read(1 << 20), b""):
+                        h.update(block)
+                        fout.write(block)
+                if h.hexdigest() != src.members[name]:
+                    part.unlink()
+                    raise DatasetError(f"CIFAR-100 member {name} in {archive} failed the md5 check: md5 {h.hexdigest()}, "
+                                       f"expected {src.members[name]}; the partly extracted copy was removed. {damaged}")
+                os.replace(part, dest)
+                found.add(name)
+                written[name] = dest
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if part is not None and part.exists():
+            part.unlink()
+        raise DatasetError(f"CIFAR-100 archive {archive} could not be read ({type(exc).__name__}: {exc}); "
+                           f"it is truncated or damaged. {damaged}") from exc
+    missing = sorted(set(src.members) - found)
+    if missing:
+        raise DatasetError(f"CIFAR-100 archive {archive} lacks the member(s) {', '.join(missing)}; "
+                           f"it is not the official archive. {damaged}")
+    _write_stamp(root, src, written)
+
+
+# --- download -----------------------------------------------------------------------------
+
+def _download(src: CifarSource, archive: pathlib.Path, progress: bool, timeout: float = 60.0) -> None:
+    """Fetch ``src.url`` to ``<archive>.part`` with a progress bar, then rename it to ``archive``."""
+    from tqdm import tqdm
+
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    part = archive.with_name(archive.name + ".part")
+    by_hand = (f"Download {src.url} by hand (md5 {src.md5}) and place it at {archive} (exactly this path), "
+               f"then re-run.")
+    _say(progress, f"downloading {src.url} to {archive}")
+    try:
+        with urllib.request.urlopen(src.url, timeout=timeout) as resp:
+            total = resp.headers.get("Content-Length")
+            total = int(total) if total and total.isdigit() else src.size
+            got = 0
+            with open(part, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                                               desc="CIFAR-100", disable=not progress) as bar:
+                for block in iter(lambda: resp.read(1 << 20), b""):
+                    out.write(block)
+                    got += len(block)
+                    bar.update(len(block))
+        if total is not None and got < total:
+            raise OSError(f"connection closed after {got} of {total} bytes")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        removed = ""
+        if part.exists():
+            part.unlink()
+            removed = f" The partial download {part} was removed."
+        reason = getattr(exc, "reason", exc)
+        raise DatasetError(f"Could not download CIFAR-100 from {src.url} ({reason}). The machine may be offline "
+                           f"or the site blocked.{removed} {by_hand}") from exc
+    os.replace(part, archive)
+
+
+def _say(progress: bool, msg: str) -> None:
+    if progress:
+        print(f"[cifar100] {msg}", file=sys.stderr, flush=True)
+
+
+# --- loading ------------------------------------------------------------------------------
+
+def _unpickle(path: pathlib.Path) -> dict:
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="bytes")  # noqa: S301 (md5-verified official file)
+
+
+def _load_split(path: pathlib.Path, n_fine: int, n_coarse: int):
+    d = _unpickle(path)
+    try:
+        data = np.asarray(d[b"data"], dtype=np.uint8)
+        fine = np.asarray(d[b"fine_labels"], dtype=np.int64)
+        coarse = np.asarray(d[b"coarse_labels"], dtype=np.int64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DatasetError(f"{path} is not a CIFAR-100 pickle ({exc!r})") from exc
+    n = data.shape[0] if data.ndim == 2 else -1
+    if data.ndim != 2 or data.shape[1] != 3072 or fine.shape != (n,) or coarse.shape != (n,):
+        raise DatasetError(f"{path}: expected data (n, 3072) and n fine/coarse labels, got data {data.shape}, "
+                           f"fine {fine.shape}, coarse {coarse.shape}")
+    for what, lab, k in (("fine", fine, n_fine), ("coarse", coarse, n_coarse)):
+        if n and (lab.min() < 0 or lab.max() >= k):
+            raise DatasetError(f"{path}: {what} labels must lie in [0, {k}), got [{lab.min()}, {lab.max()}]")
+    return data.reshape((n,) + IMAGE_SHAPE), fine, coarse
+
+
+def _load_members(src: CifarSource, members: dict) -> CifarData:
+    meta = _unpickle(members[src.member("meta")])
+    try:
+        fine_names = [b.decode("utf-8") for b in meta[b"fine_label_names"]]
+        coarse_names = [b.decode("utf-8") for b in meta[b"coarse_label_names"]]
+    except (KeyError, AttributeError) as exc:
+        raise DatasetError(f"{members[src.member('meta')]} is not a CIFAR-100 meta pickle ({exc!r})") from exc
+    tr_x, tr_y, tr_c = _load_split(members[src.member("train")], len(fine_names), len(coarse_names))
+    te_x, te_y, te_c = _load_split(members[src.member("test")], len(fine_names), len(coarse_names))
+    return CifarData(train_images=tr_x, train_labels=tr_y, test_images=te_x, test_labels=te_y,
+                     train_coarse=tr_c, test_coarse=te_c, fine_names=fine_names, coarse_names=coarse_names)
