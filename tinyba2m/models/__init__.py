@@ -1,0 +1,34 @@
+"""Models for CIFAR-sized images, each with an attention option ``"none" | "se" | "ba2m"``.
+
+``build_model(name, attention, num_classes=100, ba2m_placement="every", **ba2m_kwargs)`` builds
+``"smallcnn"`` or a CIFAR ResNet (``"resnet20"``, ``"resnet32"``, ``"resnet56"``). The keyword
+arguments go to every BA²M module (``reduction``, ``dilation``, ``temperature``, ...); an SE
+block takes only ``reduction``. Weights are drawn from the backend's seeded host generator, so
+``backend.seed(s)`` before ``build_model`` fixes them.
+"""
+from __future__ import annotations
+
+from .attention_slots import ATTENTION_NAMES, EVAL_WEIGHTINGS, ba2m_modules, make_attention, sample_weights, set_eval_weighting
+from .resnet import PLACEMENTS, RESNET_DEPTHS, BasicBlock, CifarResNet
+from .shortcut import ZeroPadShortcut, zero_pad_shortcut_backward, zero_pad_shortcut_forward
+from .smallcnn import SmallCNN
+
+MODEL_NAMES = ("smallcnn",) + tuple(RESNET_DEPTHS)
+
+
+def build_model(name: str, attention: str = "none", num_classes: int = 100, ba2m_placement: str = "every", **ba2m_kwargs):
+    """A model by name (one of ``MODEL_NAMES``) with the given attention and placement."""
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODEL_NAMES)}")
+    if attention not in ATTENTION_NAMES:
+        raise ValueError(f"unknown attention {attention!r}: expected one of {', '.join(ATTENTION_NAMES)}")
+    if ba2m_placement not in PLACEMENTS:
+        raise ValueError(f"unknown BA²M placement {ba2m_placement!r}: expected one of {', '.join(PLACEMENTS)}")
+    if name == "smallcnn":
+        return SmallCNN(num_classes, attention, ba2m_placement, **ba2m_kwargs)
+    return CifarResNet(RESNET_DEPTHS[name], num_classes, attention, ba2m_placement, **ba2m_kwargs)
+
+
+__all__ = ["build_model", "MODEL_NAMES", "ATTENTION_NAMES", "EVAL_WEIGHTINGS", "PLACEMENTS", "SmallCNN", "CifarResNet",
+           "BasicBlock", "ZeroPadShortcut", "zero_pad_shortcut_forward", "zero_pad_shortcut_backward", "make_attention",
+           "ba2m_modules", "set_eval_weighting", "sample_weights"]

@@ -1,0 +1,101 @@
+"""CIFAR ResNets of depth 6n + 2 (He et al., 2016): ResNet-20 (n = 3), -32 (n = 5), -56 (n = 9).
+
+    conv3x3(3 -> 16) - BN - ReLU
+    stage 1: n basic blocks, 16 channels, 32x32
+    stage 2: n basic blocks, 32 channels, 16x16 (first block stride 2)
+    stage 3: n basic blocks, 64 channels,  8x8  (first block stride 2)
+    global average pool - Linear(64 -> num_classes)
+
+Basic block with the attention module where BA2M_SPEC.md section 4 puts it — at the end of the
+residual branch, after its last BN, before the skip addition:
+
+    out = ReLU( shortcut(x) + ATT( BN(conv3x3( ReLU(BN(conv3x3(x))) )) ) )
+
+``ATT`` is nothing, an SE block or BA²M; ``placement="every"`` puts it in every block,
+``"last"`` only in the last block of each stage (for SE too, so the two compare like for like).
+Convolutions before a BN have no bias. The shortcut is the identity, or — when the block
+changes shape — the parameter-free "option A" (subsample + zero-padded channels,
+:mod:`.shortcut`), as in the paper's CIFAR models: ResNet-20 has 0.27M parameters for 10 classes,
+about 0.28M for 100.
+"""
+from __future__ import annotations
+
+from ..nn import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, ReLU
+from ..nn.module import Module
+from .attention_slots import make_attention
+from .shortcut import ZeroPadShortcut
+
+RESNET_DEPTHS = {"resnet20": 20, "resnet32": 32, "resnet56": 56}
+PLACEMENTS = ("every", "last")
+
+
+class BasicBlock(Module):
+    """(N, in_channels, H, W) -> (N, out_channels, H/stride, W/stride)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, attention: str = "none", **ba2m_kwargs):
+        super().__init__()
+        self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = BatchNorm2d(out_channels)
+        self.relu1 = ReLU()
+        self.conv2 = Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=False)
+        self.bn2 = BatchNorm2d(out_channels)
+        self.att = make_attention(attention, out_channels, **ba2m_kwargs)
+        self.shortcut = ZeroPadShortcut(in_channels, out_channels, stride) if (stride != 1 or in_channels != out_channels) else None
+        self.relu_out = ReLU()
+
+    def forward(self, x):
+        r = self.bn2.forward(self.conv2.forward(self.relu1.forward(self.bn1.forward(self.conv1.forward(x)))))
+        if self.att is not None:
+            r = self.att.forward(r)
+        s = x if self.shortcut is None else self.shortcut.forward(x)
+        return self.relu_out.forward(r + s)
+
+    def backward(self, dout):
+        d = self.relu_out.backward(dout)
+        dr = d if self.att is None else self.att.backward(d)
+        dr = self.conv1.backward(self.bn1.backward(self.relu1.backward(self.conv2.backward(self.bn2.backward(dr)))))
+        return dr + (d if self.shortcut is None else self.shortcut.backward(d))
+
+
+class CifarResNet(Module):
+    """(N, 3, H, W) -> logits (N, num_classes); depth = 6n + 2."""
+
+    def __init__(self, depth: int = 20, num_classes: int = 100, attention: str = "none", placement: str = "every",
+                 widths=(16, 32, 64), **ba2m_kwargs):
+        super().__init__()
+        if (depth - 2) % 6 != 0 or depth < 8:
+            raise ValueError(f"CifarResNet: depth must be 6n + 2 with n >= 1 (20, 32, 56, ...), got {depth}")
+        if placement not in PLACEMENTS:
+            raise ValueError(f"CifarResNet: placement must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
+        n = (depth - 2) // 6
+        self.depth, self.num_classes, self.attention, self.placement = depth, num_classes, attention, placement
+        self.stem_conv = Conv2d(3, widths[0], 3, padding=1, bias=False)
+        self.stem_bn = BatchNorm2d(widths[0])
+        self.stem_relu = ReLU()
+        self.blocks = []
+        in_c = widths[0]
+        for stage, out_c in enumerate(widths):
+            for i in range(n):
+                stride = 2 if (stage > 0 and i == 0) else 1
+                att = attention if (placement == "every" or i == n - 1) else "none"
+                block = BasicBlock(in_c, out_c, stride, att, **(ba2m_kwargs if att != "none" else {}))
+                setattr(self, f"stage{stage + 1}_block{i + 1}", block)
+                self.blocks.append(block)
+                in_c = out_c
+        self.pool = GlobalAvgPool2d()
+        self.fc = Linear(in_c, num_classes)
+
+    def forward(self, x):
+        x = self.stem_relu.forward(self.stem_bn.forward(self.stem_conv.forward(x)))
+        for block in self.blocks:
+            x = block.forward(x)
+        return self.fc.forward(self.pool.forward(x))
+
+    def backward(self, dout):
+        d = self.pool.backward(self.fc.backward(dout))
+        for block in reversed(self.blocks):
+            d = block.backward(d)
+        return self.stem_conv.backward(self.stem_bn.backward(self.stem_relu.backward(d)))
+
+    def extra_repr(self):
+        return f"depth={self.depth}, num_classes={self.num_classes}, attention={self.attention!r}, placement={self.placement!r}"

@@ -1,0 +1,63 @@
+"""The parameter-free "option A" shortcut of the CIFAR ResNets (He et al., 2016, section 4.2).
+
+When a block changes the shape (stride 2, more channels), the identity shortcut subsamples the
+input spatially and pads the new channels with zeros, split evenly on both sides:
+
+    forward:  y = zeros(N, C_out, ceil(H/s), ceil(W/s));  y[:, p:p+C_in] = x[:, :, ::s, ::s]
+              with p = (C_out - C_in) // 2
+    backward: dx = zeros_like(x);  dx[:, :, ::s, ::s] = dy[:, p:p+C_in]
+
+It adds no parameters, which keeps ResNet-20 at the paper's ~0.27M (a 1x1-conv projection
+would add weights that the attention comparison should not depend on).
+"""
+from __future__ import annotations
+
+from .. import backend
+from ..nn.module import Module
+from ..ops.validation import require_ndim, require_positive_int
+
+
+def zero_pad_shortcut_forward(x, out_channels: int, stride: int = 2):
+    """x (N, C_in, H, W) -> (N, out_channels, ceil(H/stride), ceil(W/stride)); returns (y, cache)."""
+    require_ndim("zero_pad_shortcut", "x", x, 4, "(N, C, H, W)")
+    require_positive_int("zero_pad_shortcut", "stride", stride)
+    n, c, h, w = x.shape
+    if out_channels < c:
+        raise ValueError(f"zero_pad_shortcut: out_channels must be >= the input channels {c}, got {out_channels}")
+    xp = backend.array_module(x)
+    sub = x[:, :, ::stride, ::stride]
+    pad = (out_channels - c) // 2
+    y = xp.zeros((n, out_channels) + tuple(sub.shape[2:]), dtype=x.dtype)
+    y[:, pad:pad + c] = sub
+    return y, (tuple(x.shape), x.dtype, stride, pad)
+
+
+def zero_pad_shortcut_backward(dy, cache):
+    """dy (N, C_out, H', W') -> dx (N, C_in, H, W)."""
+    shape, dtype, stride, pad = cache
+    xp = backend.array_module(dy)
+    dx = xp.zeros(shape, dtype=dy.dtype)
+    dx[:, :, ::stride, ::stride] = dy[:, pad:pad + shape[1]]
+    return dx
+
+
+class ZeroPadShortcut(Module):
+    """Option-A shortcut module: (N, in_channels, H, W) -> (N, out_channels, H/stride, W/stride)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 2):
+        super().__init__()
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.cache = None
+
+    def forward(self, x):
+        if getattr(x, "ndim", None) == 4 and x.shape[1] != self.in_channels:
+            raise ValueError(f"ZeroPadShortcut({self.in_channels}->{self.out_channels}): expected input with "
+                             f"{self.in_channels} channels, got shape {tuple(x.shape)}")
+        y, self.cache = zero_pad_shortcut_forward(x, self.out_channels, self.stride)
+        return y
+
+    def backward(self, dy):
+        return zero_pad_shortcut_backward(dy, self.cache)
+
+    def extra_repr(self):
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"

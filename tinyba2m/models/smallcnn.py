@@ -1,0 +1,44 @@
+"""A small plain CNN for quick CPU runs (30,196 parameters with 100 classes and no attention)::
+
+    conv3x3(3 -> w0) - BN - ReLU - maxpool 2x2            32x32 -> 16x16
+    conv3x3(w0 -> w1) - BN - ReLU - [ATT] - maxpool 2x2   16x16 -> 8x8
+    conv3x3(w1 -> w2) - BN - ReLU - [ATT]                  8x8
+    global average pool - Linear(w2 -> num_classes)
+
+with widths ``(w0, w1, w2) = (16, 32, 64)``. ``ATT`` is nothing, SE or BA²M, after the ReLU of the
+second and third conv (``placement="every"``) or only the third (``"last"``). With no skip path
+the "end of the residual branch" of the spec has no counterpart; because BA²M's weight is a
+positive per-sample scalar, scaling after the ReLU equals scaling before it — only the features
+its branches see differ (post-activation, as for SE).
+"""
+from __future__ import annotations
+
+from ..nn import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
+from ..nn.module import Sequential
+from .attention_slots import make_attention
+
+PLACEMENTS = ("every", "last")
+
+
+class SmallCNN(Sequential):
+    """(N, 3, H, W) -> logits (N, num_classes); H and W divisible by 4."""
+
+    def __init__(self, num_classes: int = 100, attention: str = "none", placement: str = "every",
+                 widths=(16, 32, 64), in_channels: int = 3, **ba2m_kwargs):
+        if placement not in PLACEMENTS:
+            raise ValueError(f"SmallCNN: placement must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
+        w0, w1, w2 = widths
+        att2 = make_attention(attention if placement == "every" else "none", w1,
+                              **(ba2m_kwargs if placement == "every" else {}))
+        att3 = make_attention(attention, w2, **ba2m_kwargs)
+        layers = [Conv2d(in_channels, w0, 3, padding=1, bias=False), BatchNorm2d(w0), ReLU(), MaxPool2d(2),
+                  Conv2d(w0, w1, 3, padding=1, bias=False), BatchNorm2d(w1), ReLU()]
+        layers += [att2] if att2 is not None else []
+        layers += [MaxPool2d(2), Conv2d(w1, w2, 3, padding=1, bias=False), BatchNorm2d(w2), ReLU()]
+        layers += [att3] if att3 is not None else []
+        layers += [GlobalAvgPool2d(), Linear(w2, num_classes)]
+        super().__init__(*layers)
+        self.num_classes, self.attention, self.placement, self.widths = num_classes, attention, placement, tuple(widths)
+
+    def extra_repr(self):
+        return f"widths={self.widths}, num_classes={self.num_classes}, attention={self.attention!r}, placement={self.placement!r}"
