@@ -2,8 +2,32 @@
 
 - :func:`load_cifar100` — the official CIFAR-100 archive: download (progress bar), md5 checks of the
   archive and of each member, safe extraction, uint8 arrays (:mod:`.cifar100`).
+- :func:`make_synthetic` — an offline, learnable, seeded stand-in of the same format (:mod:`.synthetic`).
+- :func:`load_dataset` — either of them by name, optionally cut to the first ``subset`` images per split.
 """
 from __future__ import annotations
 
 from .cifar100 import (ARCHIVE_MD5, ARCHIVE_NAME, ARCHIVE_SIZE, MEMBER_MD5, URL, CifarData, CifarSource,
                        DatasetError, default_data_dir, load_cifar100)
+from .synthetic import make_synthetic
+
+DATASETS = ("cifar100", "synthetic")
+SYNTHETIC_SIZES = (10_000, 2_000)  # default (train, test) sizes of --dataset synthetic
+
+
+def load_dataset(name: str, data_dir=None, subset: int | None = None, seed: int = 0, download: bool = True,
+                 progress: bool = True) -> CifarData:
+    """``"cifar100"`` (from ``data_dir``) or ``"synthetic"`` (from ``seed``), cut to the first ``subset``
+    images of each split when given. The synthetic set is generated at that size directly (it is
+    prefix-stable, so this equals cutting the full set)."""
+    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
+        raise ValueError(f"load_dataset: subset must be an integer >= 1 or None, got {subset!r}")
+    if name == "cifar100":
+        data = load_cifar100(data_dir, download=download, progress=progress)
+        return data if subset is None else data.subset(subset)
+    if name == "synthetic":
+        n_train, n_test = SYNTHETIC_SIZES
+        if subset is not None:
+            n_train, n_test = min(n_train, subset), min(n_test, subset)
+        return make_synthetic(n_train, n_test, seed=seed)
+    raise ValueError(f"load_dataset: unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
