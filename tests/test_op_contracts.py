@@ -1,0 +1,117 @@
+"""Contracts every foundation op keeps: forward and backward never modify their inputs (nor the
+upstream gradient), and float32 inputs give float32 outputs and gradients. A last test makes
+sure every ``*_forward`` of the foundation op files appears in the table below."""
+import inspect
+
+import pytest
+
+from tinyba2m import backend
+from tinyba2m.ops import activations, batchnorm, conv, linear, losses, pooling
+
+OP_MODULES = [activations, batchnorm, conv, linear, losses, pooling]
+
+
+def _bn(shape, training):
+    def make(xp, dtype, r):
+        c = shape[1]
+        arrays = [r.standard_normal(shape), 1 + 0.1 * r.standard_normal(c), r.standard_normal(c),
+                  r.standard_normal(c), r.uniform(0.5, 2, c)]
+        return [xp.asarray(a.astype(dtype)) for a in arrays], {"training": training}
+    return make
+
+
+def _floats(*shapes, **kwargs):
+    def make(xp, dtype, r):
+        return [xp.asarray(r.standard_normal(s).astype(dtype)) for s in shapes], dict(kwargs)
+    return make
+
+
+def _cross_entropy(smoothing):
+    def make(xp, dtype, r):
+        return [xp.asarray(r.standard_normal((4, 5)).astype(dtype)), xp.asarray(r.integers(0, 5, 4))], {"label_smoothing": smoothing}
+    return make
+
+
+# name -> (forward, backward, make(xp, dtype, host_rng) -> (positional inputs, keyword arguments))
+SPECS = {
+    "conv2d": (conv.conv2d_forward, conv.conv2d_backward, _floats((2, 3, 6, 6), (4, 3, 3, 3), (4,), padding=1)),
+    "conv2d(s=2,d=2,no bias)": (conv.conv2d_forward, conv.conv2d_backward, _floats((2, 3, 7, 7), (4, 3, 2, 2), stride=2, dilation=2)),
+    "conv2d(1x1)": (conv.conv2d_forward, conv.conv2d_backward, _floats((2, 3, 4, 5), (4, 3, 1, 1), (4,))),
+    "conv2d_naive": (conv.conv2d_forward_naive, conv.conv2d_backward_naive, _floats((2, 3, 5, 5), (2, 3, 3, 3), (2,), padding=1)),
+    "max_pool2d": (pooling.max_pool2d_forward, pooling.max_pool2d_backward, _floats((2, 3, 6, 6), kernel_size=2)),
+    "max_pool2d(k=3,s=2,p=1)": (pooling.max_pool2d_forward, pooling.max_pool2d_backward,
+                                _floats((2, 3, 5, 5), kernel_size=3, stride=2, padding=1)),
+    "avg_pool2d": (pooling.avg_pool2d_forward, pooling.avg_pool2d_backward, _floats((2, 3, 6, 6), kernel_size=2)),
+    "avg_pool2d(k=3,s=2,p=1)": (pooling.avg_pool2d_forward, pooling.avg_pool2d_backward,
+                                _floats((2, 3, 5, 5), kernel_size=3, stride=2, padding=1)),
+    "global_avg_pool": (pooling.global_avg_pool_forward, pooling.global_avg_pool_backward, _floats((2, 3, 4, 4))),
+    "batchnorm(NC,train)": (batchnorm.batchnorm_forward, batchnorm.batchnorm_backward, _bn((5, 3), True)),
+    "batchnorm(NC,eval)": (batchnorm.batchnorm_forward, batchnorm.batchnorm_backward, _bn((5, 3), False)),
+    "batchnorm(NCHW,train)": (batchnorm.batchnorm_forward, batchnorm.batchnorm_backward, _bn((2, 3, 4, 4), True)),
+    "batchnorm(NCHW,eval)": (batchnorm.batchnorm_forward, batchnorm.batchnorm_backward, _bn((2, 3, 4, 4), False)),
+    "linear": (linear.linear_forward, linear.linear_backward, _floats((4, 3), (3, 2), (2,))),
+    "linear(no bias)": (linear.linear_forward, linear.linear_backward, _floats((4, 3), (3, 2))),
+    "flatten": (linear.flatten_forward, linear.flatten_backward, _floats((2, 3, 2, 2))),
+    "relu": (activations.relu_forward, activations.relu_backward, _floats((3, 4))),
+    "sigmoid": (activations.sigmoid_forward, activations.sigmoid_backward, _floats((3, 4))),
+    "softmax": (activations.softmax_forward, activations.softmax_backward, _floats((3, 4, 2), axis=1)),
+    "softmax_cross_entropy": (losses.softmax_cross_entropy_forward, losses.softmax_cross_entropy_backward, _cross_entropy(0.0)),
+    "softmax_cross_entropy(smoothing)": (losses.softmax_cross_entropy_forward, losses.softmax_cross_entropy_backward,
+                                         _cross_entropy(0.1)),
+}
+
+
+def run(xp, name, dtype):
+    forward, backward, make = SPECS[name]
+    args, kwargs = make(xp, dtype, backend.new_host_rng(0))
+    out, cache = forward(*args, **kwargs)
+    dout = xp.asarray(backend.new_host_rng(1).standard_normal(out.shape).astype(dtype))
+    return args, dout, out, cache, backward
+
+
+def as_tuple(grads):
+    return grads if isinstance(grads, tuple) else (grads,)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_never_mutates_inputs(xp, name):
+    forward, backward, make = SPECS[name]
+    args, kwargs = make(xp, "float64", backend.new_host_rng(0))
+    before = [a.copy() for a in args]
+    out, cache = forward(*args, **kwargs)
+    dout = xp.asarray(backend.new_host_rng(1).standard_normal(out.shape))
+    dout_before = dout.copy()
+    backward(dout, cache)
+    out2, _ = forward(*args, **kwargs)  # a second pass sees the same inputs and gives the same output
+    for i, (a, b) in enumerate(zip(args, before)):
+        assert xp.array_equal(a, b), f"{name}: input {i} was modified"
+    assert xp.array_equal(dout, dout_before), f"{name}: backward modified dout"
+    assert xp.array_equal(out, out2), f"{name}: output changed between two identical calls"
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_float32_in_float32_out(xp, name):
+    args, dout, out, cache, backward = run(xp, name, "float32")
+    assert out.dtype == xp.float32, f"{name}: output is {out.dtype}"
+    grads = as_tuple(backward(dout, cache))
+    for i, g in enumerate(grads):
+        if g is not None:
+            assert g.dtype == xp.float32, f"{name}: gradient {i} is {g.dtype}"
+    if isinstance(cache, dict) and "running_mean" in cache:
+        assert cache["running_mean"].dtype == xp.float32 and cache["running_var"].dtype == xp.float32
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_float64_in_float64_out(xp, name):
+    args, dout, out, cache, backward = run(xp, name, "float64")
+    assert out.dtype == xp.float64
+    assert all(g is None or g.dtype == xp.float64 for g in as_tuple(backward(dout, cache)))
+
+
+def test_every_foundation_op_is_in_the_table():
+    covered = {spec[0] for spec in SPECS.values()}
+    for mod in OP_MODULES:
+        for fname, fn in inspect.getmembers(mod, inspect.isfunction):
+            if fname.endswith("_forward") and fn.__module__ == mod.__name__:
+                assert fn in covered, f"{mod.__name__}.{fname} is not covered by the op contract tests"
+                assert hasattr(mod, fname[: -len("_forward")] + "_backward"), f"{fname} has no backward"
