@@ -4,11 +4,15 @@
   archive and of each member, safe extraction, uint8 arrays (:mod:`.cifar100`).
 - :func:`make_synthetic` — an offline, learnable, seeded stand-in of the same format (:mod:`.synthetic`).
 - :func:`load_dataset` — either of them by name, optionally cut to the first ``subset`` images per split.
+- :class:`BatchIterator` / :func:`iterate_batches`, :func:`normalize`, :func:`random_crop_flip` —
+  the input pipeline on the active backend (:mod:`.pipeline`).
 """
 from __future__ import annotations
 
 from .cifar100 import (ARCHIVE_MD5, ARCHIVE_NAME, ARCHIVE_SIZE, MEMBER_MD5, URL, CifarData, CifarSource,
                        DatasetError, default_data_dir, load_cifar100)
+from .pipeline import (CIFAR100_MEAN, CIFAR100_STD, LAST_BATCH_POLICY, BatchIterator, crop_flip, draw_crop_flip,
+                       iterate_batches, normalize, num_batches, random_crop_flip)
 from .synthetic import make_synthetic
 
 DATASETS = ("cifar100", "synthetic")
@@ -31,3 +35,9 @@ def load_dataset(name: str, data_dir=None, subset: int | None = None, seed: int 
             n_train, n_test = min(n_train, subset), min(n_test, subset)
         return make_synthetic(n_train, n_test, seed=seed)
     raise ValueError(f"load_dataset: unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+
+
+__all__ = ["ARCHIVE_MD5", "ARCHIVE_NAME", "ARCHIVE_SIZE", "BatchIterator", "CIFAR100_MEAN", "CIFAR100_STD",
+           "CifarData", "CifarSource", "DATASETS", "DatasetError", "LAST_BATCH_POLICY", "MEMBER_MD5",
+           "SYNTHETIC_SIZES", "URL", "crop_flip", "default_data_dir", "draw_crop_flip", "iterate_batches",
+           "load_cifar100", "load_dataset", "make_synthetic", "normalize", "num_batches", "random_crop_flip"]
