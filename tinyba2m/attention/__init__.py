@@ -1,15 +1,24 @@
 """BA²M (batch aware attention module) and the SE block, built from hand-derived op pairs.
 
-- ``nonlocal_attention``  softmax(theta^T phi) g^T, batched over samples (the global branch core)
-- ``sar``                 fusion of the branch maps into one scalar per sample (no broadcast built)
-- ``weighting``           w = N softmax(a / tau) over the batch (or a per-sample sigmoid), Y_i = w_i X_i
+Op pairs (``*_forward(...) -> (out, cache)``, ``*_backward(dout, cache) -> grads``):
+
+- ``nonlocal_attention``        softmax(theta^T phi) g^T, batched over samples (global branch core)
+- ``sar_fusion``                the branch maps -> one scalar per sample, no (N, C, H, W) broadcast
+- ``batch_softmax_weighting``   w = N softmax(a / tau) over the batch, Y_i = w_i X_i
+- ``sigmoid_weighting``         w_i = 2 sigmoid(a_i / tau), per sample, Y_i = w_i X_i
+
+Modules: ``ChannelBranch``, ``LocalSpatialBranch``, ``GlobalSpatialBranch``, ``BA2M``, ``SEBlock``.
 """
+from .ba2m import BA2M
+from .branches import ChannelBranch, GlobalSpatialBranch, LocalSpatialBranch
 from .nonlocal_attention import nonlocal_attention_backward, nonlocal_attention_forward
 from .sar import sar_fusion_backward, sar_fusion_forward
+from .se import SEBlock
 from .weighting import (batch_softmax_weighting_backward, batch_softmax_weighting_forward,
                         sigmoid_weighting_backward, sigmoid_weighting_forward)
 
 __all__ = [
+    "BA2M", "SEBlock", "ChannelBranch", "LocalSpatialBranch", "GlobalSpatialBranch",
     "nonlocal_attention_forward", "nonlocal_attention_backward",
     "sar_fusion_forward", "sar_fusion_backward",
     "batch_softmax_weighting_forward", "batch_softmax_weighting_backward",

@@ -5,27 +5,37 @@ positions, ``V`` value channels)::
 
     theta (N, K, Q)   queries          phi (N, K, M)   keys          g (N, V, M)   values
 
-Forward::
+What it computes::
 
     S   = theta^T phi          (N, Q, M)    S[n, q, m] = sum_k theta[n, k, q] phi[n, k, m]
     P   = softmax_m(S)         (N, Q, M)    every row (one query) sums to 1 over the M keys
     out = P g^T                (N, Q, V)    out[n, q, v] = sum_m P[n, q, m] g[n, v, m]
 
-Backward (``dout`` of shape (N, Q, V))::
+Textbook backward (``nonlocal_attention_backward_reference``), with ``dout`` (N, Q, V)::
 
-    dg     = dout^T P          (N, V, M)
-    dP     = dout g            (N, Q, M)
-    dS     = P * (dP - r)      r[n, q] = sum_m dP P = sum_v dout[n, q, v] out[n, q, v]
-    dtheta = phi dS^T          (N, K, Q)
-    dphi   = theta dS          (N, K, M)
+    dg = dout^T P        dP = dout g        dS = P * (dP - r),  r[q] = sum_m dP P = sum_v dout out
+    dtheta = phi dS^T    dphi = theta dS
 
-The row sums ``r`` come from the small ``out`` rather than from another pass over the
-(N, Q, M) matrix. The cache keeps exactly one (N, Q, M) array (``P``); backward builds one more
-(``dS``, in place over ``dP``). Everything is a batched ``matmul``: no loop over samples or
-positions.
+How the fast pair does it. The (N, Q, M) matrix is the hot spot (128 x 1024 x 256 at CIFAR
+size), so every pass over it counts:
 
-The BA²M global branch calls this op with ``V = 1``: the values are projected to one channel
-*before* the attention product, which is exact because a linear map with bias commutes with
+* Forward keeps ``E = exp(S - rowmax S)`` unnormalised; the products ``E g^T`` and ``E 1`` give
+  the numerators and the row sums ``Z`` (matrix-vector products, faster than a reduction), and
+  ``out = (E g^T) / Z``. ``P = E / Z`` is never formed.
+* Backward never builds dP or dS. Because ``dP = dout g`` has rank V, each use of dS factors into
+  a product with E and a small correction (``dz = dout / Z``, ``rz = r / Z``)::
+
+      dtheta^T[q, k] = sum_v dz[q, v] (E F_v^T)[q, k] - rz[q] (E phi^T)[q, k],  F_v = g_v * phi
+      dphi[k, m]     = sum_v g[v, m] (L_v E)[k, m] - (L_r E)[k, m],
+                       L_v[k, q] = theta[k, q] dz[q, v],  L_r[k, q] = theta[k, q] rz[q]
+      dg[v, m]       = (dz^T E)[v, m]
+
+  so backward is two batched products reading E once each: ``E @ [F_1..F_V, phi]^T`` and
+  ``[L_1..L_V, L_r, dz^T] @ E``.
+
+The cache holds one (N, Q, M) array (E) and the small rest; nothing loops over samples or
+positions. The BA²M global branch calls this op with V = 1: the values are projected to one
+channel *before* the attention product, exact because a linear map with bias commutes with
 averaging by rows that sum to one:  ``W_z (P G) + b_z = P (G w_z + b_z)``.
 """
 from __future__ import annotations
@@ -49,14 +59,13 @@ def _check(theta, phi, g):
         raise ValueError(f"{OP}: g must be (N, V, M) = ({n}, V, {phi.shape[2]}) to match phi {tuple(phi.shape)}, got {tuple(g.shape)}")
 
 
-def attention_weights(theta, phi):
-    """``softmax_m(theta^T phi)``, shape (N, Q, M), computed in place in one buffer."""
+def unnormalised_attention(theta, phi):
+    """``E = exp(S - rowmax S)`` with ``S = theta^T phi``, shape (N, Q, M), in one buffer."""
     xp = backend.array_module(theta, phi)
-    s = xp.matmul(theta.transpose(0, 2, 1), phi)
-    s -= s.max(axis=2, keepdims=True)
-    xp.exp(s, out=s)
-    s *= 1.0 / s.sum(axis=2, keepdims=True)
-    return s
+    e = xp.matmul(theta.transpose(0, 2, 1), phi)
+    e -= e.max(axis=2, keepdims=True)
+    xp.exp(e, out=e)
+    return e
 
 
 def nonlocal_attention_forward(theta, phi, g):
@@ -64,20 +73,42 @@ def nonlocal_attention_forward(theta, phi, g):
     out (N, Q, V). Returns (out, cache)."""
     _check(theta, phi, g)
     xp = backend.array_module(theta, phi, g)
-    p = attention_weights(theta, phi)
-    out = xp.matmul(p, g.transpose(0, 2, 1))
-    return out, (theta, phi, g, p, out)
+    n, v, m = g.shape
+    e = unnormalised_attention(theta, phi)
+    z = xp.matmul(e, xp.ones((n, m, 1), dtype=e.dtype))                       # (N, Q, 1) row sums of E
+    out = xp.matmul(e, xp.ascontiguousarray(g.transpose(0, 2, 1)))            # (N, Q, V) numerators
+    out /= z
+    z = z[:, :, 0]
+    return out, (theta, phi, g, e, z, out)
 
 
 def nonlocal_attention_backward(dout, cache):
-    """Returns (dtheta (N, K, Q), dphi (N, K, M), dg (N, V, M))."""
-    theta, phi, g, p, out = cache
-    xp = backend.array_module(dout, p)
+    """Returns (dtheta (N, K, Q), dphi (N, K, M), dg (N, V, M)); two products reading E."""
+    theta, phi, g, e, z, out = cache
+    xp = backend.array_module(dout, e)
+    n, k, q = theta.shape
+    v, m = g.shape[1], g.shape[2]
+    dz = dout / z[:, :, None]                                                 # (N, Q, V)
+    rz = (dout * out).sum(axis=2) / z                                         # (N, Q)
+    dzt = dz.transpose(0, 2, 1)                                               # (N, V, Q)
+    # left factors: [theta * dz_v for each v] (V*K rows), theta * rz (K rows), dz^T (V rows)
+    left = xp.concatenate([(theta[:, None, :, :] * dzt[:, :, None, :]).reshape(n, v * k, q),
+                           theta * rz[:, None, :], dzt], axis=1)
+    h = xp.matmul(left, e)                                                    # (N, V*K + K + V, M)
+    dphi = (g[:, :, None, :] * h[:, :v * k].reshape(n, v, k, m)).sum(axis=1) - h[:, v * k:v * k + k]
+    dg = h[:, v * k + k:]
+    # right factors: [g_v * phi for each v] (V*K rows), phi (K rows)
+    right = xp.concatenate([(g[:, :, None, :] * phi[:, None, :, :]).reshape(n, v * k, m), phi], axis=1)
+    t = xp.matmul(e, right.transpose(0, 2, 1))                                # (N, Q, V*K + K)
+    dtheta_t = (dz[:, :, :, None] * t[:, :, :v * k].reshape(n, q, v, k)).sum(axis=2) - rz[:, :, None] * t[:, :, v * k:]
+    return dtheta_t.transpose(0, 2, 1), dphi, dg
+
+
+def nonlocal_attention_backward_reference(dout, cache):
+    """The textbook backward through P and dS (builds two (N, Q, M) arrays); same results."""
+    theta, phi, g, e, z, out = cache
+    xp = backend.array_module(dout, e)
+    p = e / z[:, :, None]
     dg = xp.matmul(dout.transpose(0, 2, 1), p)
-    r = (dout * out).sum(axis=2, keepdims=True)           # (N, Q, 1)
-    ds = xp.matmul(dout, g)                                # dP, (N, Q, M)
-    ds -= r
-    ds *= p                                                # dS = P * (dP - r)
-    dtheta = xp.matmul(phi, ds.transpose(0, 2, 1))
-    dphi = xp.matmul(theta, ds)
-    return dtheta, dphi, dg
+    ds = p * (xp.matmul(dout, g) - (dout * out).sum(axis=2, keepdims=True))
+    return xp.matmul(phi, ds.transpose(0, 2, 1)), xp.matmul(theta, ds), dg

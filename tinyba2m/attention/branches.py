@@ -1,0 +1,139 @@
+"""The three intra-sample attention branches of BA²M, as modules with hand-derived backward passes.
+
+With ``h = max(C // reduction, 4)`` and ``h' = max(C // nonlocal_reduction, 4)``:
+
+ChannelBranch         x (N, C, H, W) -> A_C (N, C)
+    A_C = BN1d(FC_1(ReLU(FC_0(GAP(x)))))            FC_0: C -> h, FC_1: h -> C; BN over the batch
+
+LocalSpatialBranch    x (N, C, H, W) -> A_LS (N, 1, H, W)
+    A_LS = BN(conv1x1_{h->1}(ReLU(BN(conv3x3_{h->h, dilation d, padding d}(ReLU(BN(conv1x1_{C->h}(x))))))))
+
+GlobalSpatialBranch   x (N, C, H, W) -> A_GS (N, 1, H, W)     (embedded-Gaussian non-local block)
+    theta, phi, g = 1x1 convs C -> h'; keys phi and values g max-pooled by ``subsample``
+    (M = H'W' key positions; no pooling when H or W < subsample), queries: all HW positions
+    A_GS = BN(W_z(softmax_M(theta^T phi) g^T))       W_z: 1x1 conv h' -> 1
+    Default (``value_projection_first=True``) computes the same numbers more cheaply by
+    projecting the pooled values to one channel first: W_z(P G) = P (W_z G), since every row
+    of P sums to one (so the bias passes through unchanged). The attention product then has
+    one value channel instead of h'. ``False`` runs the plain form (for tests and lessons).
+"""
+from __future__ import annotations
+
+from ..nn import BatchNorm1d, BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, MaxPool2d, ReLU, Sequential
+from ..nn.module import Module
+from ..ops.validation import require_positive_int
+from .nonlocal_attention import nonlocal_attention_backward, nonlocal_attention_forward
+
+
+def hidden_width(channels: int, reduction: int) -> int:
+    """``max(channels // reduction, 4)``: the bottleneck width of the branches."""
+    return max(channels // reduction, 4)
+
+
+def check_input(label: str, x, channels: int) -> None:
+    """x must be a 4-D (N, channels, H, W) array; a ValueError naming ``label`` otherwise."""
+    shape = tuple(getattr(x, "shape", ()))
+    if len(shape) != 4:
+        raise ValueError(f"{label}: expected a 4-D input (N, C, H, W) with C = {channels}, got shape {shape}")
+    if shape[1] != channels:
+        raise ValueError(f"{label}: built for {channels} channels, got an input with {shape[1]} (input shape {shape})")
+
+
+class ChannelBranch(Sequential):
+    """A_C (N, C): GAP -> FC C->h -> ReLU -> FC h->C -> BN1d(C)."""
+
+    def __init__(self, channels: int, reduction: int = 16):
+        require_positive_int("ChannelBranch", "channels", channels)
+        require_positive_int("ChannelBranch", "reduction", reduction)
+        h = hidden_width(channels, reduction)
+        super().__init__(GlobalAvgPool2d(), Linear(channels, h), ReLU(), Linear(h, channels), BatchNorm1d(channels))
+        self.channels, self.hidden = channels, h
+
+    def forward(self, x):
+        check_input(f"ChannelBranch({self.channels})", x, self.channels)
+        return super().forward(x)
+
+    def extra_repr(self):
+        return f"{self.channels}, hidden={self.hidden}"
+
+
+class LocalSpatialBranch(Sequential):
+    """A_LS (N, 1, H, W): 1x1 conv C->h, BN, ReLU, dilated 3x3 conv h->h, BN, ReLU, 1x1 conv h->1, BN."""
+
+    def __init__(self, channels: int, reduction: int = 16, dilation: int = 4):
+        require_positive_int("LocalSpatialBranch", "channels", channels)
+        require_positive_int("LocalSpatialBranch", "reduction", reduction)
+        require_positive_int("LocalSpatialBranch", "dilation", dilation)
+        h = hidden_width(channels, reduction)
+        super().__init__(Conv2d(channels, h, 1), BatchNorm2d(h), ReLU(),
+                         Conv2d(h, h, 3, padding=dilation, dilation=dilation), BatchNorm2d(h), ReLU(),
+                         Conv2d(h, 1, 1), BatchNorm2d(1))
+        self.channels, self.hidden, self.dilation = channels, h, dilation
+
+    def forward(self, x):
+        check_input(f"LocalSpatialBranch({self.channels})", x, self.channels)
+        return super().forward(x)
+
+    def extra_repr(self):
+        return f"{self.channels}, hidden={self.hidden}, dilation={self.dilation}"
+
+
+class GlobalSpatialBranch(Module):
+    """A_GS (N, 1, H, W): non-local attention with subsampled keys/values, W_z, BN (see above)."""
+
+    def __init__(self, channels: int, nonlocal_reduction: int = 8, subsample: int = 2, value_projection_first: bool = True):
+        super().__init__()
+        require_positive_int("GlobalSpatialBranch", "channels", channels)
+        require_positive_int("GlobalSpatialBranch", "nonlocal_reduction", nonlocal_reduction)
+        require_positive_int("GlobalSpatialBranch", "subsample", subsample)
+        k = hidden_width(channels, nonlocal_reduction)
+        self.channels, self.hidden, self.subsample = channels, k, subsample
+        self.value_projection_first = bool(value_projection_first)
+        self.theta, self.phi, self.g = Conv2d(channels, k, 1), Conv2d(channels, k, 1), Conv2d(channels, k, 1)
+        self.pool_phi, self.pool_g = MaxPool2d(subsample, subsample), MaxPool2d(subsample, subsample)
+        self.w_z = Conv2d(k, 1, 1)
+        self.bn = BatchNorm2d(1)
+        self.cache = None
+
+    def forward(self, x):
+        check_input(f"GlobalSpatialBranch({self.channels})", x, self.channels)
+        n, _, h, w = x.shape
+        pool = self.subsample > 1 and h >= self.subsample and w >= self.subsample
+        theta = self.theta.forward(x).reshape(n, self.hidden, h * w)
+        phi = self.phi.forward(x)
+        g = self.g.forward(x)
+        if pool:
+            phi, g = self.pool_phi.forward(phi), self.pool_g.forward(g)
+        key_hw = phi.shape[2:]
+        phi = phi.reshape(n, self.hidden, -1)
+        if self.value_projection_first:
+            v = self.w_z.forward(g).reshape(n, 1, -1)                      # (N, 1, M)
+            z, att = nonlocal_attention_forward(theta, phi, v)             # (N, HW, 1)
+            z = z.reshape(n, 1, h, w)
+        else:
+            y, att = nonlocal_attention_forward(theta, phi, g.reshape(n, self.hidden, -1))   # (N, HW, h')
+            z = self.w_z.forward(y.transpose(0, 2, 1).reshape(n, self.hidden, h, w))
+        self.cache = (att, pool, (n, h, w), key_hw)
+        return self.bn.forward(z)
+
+    def backward(self, dout):
+        att, pool, (n, h, w), key_hw = self.cache
+        dz = self.bn.backward(dout)
+        if self.value_projection_first:
+            dtheta, dphi, dv = nonlocal_attention_backward(dz.reshape(n, h * w, 1), att)
+            dg = self.w_z.backward(dv.reshape((n, 1) + tuple(key_hw)))
+        else:
+            dy = self.w_z.backward(dz).reshape(n, self.hidden, h * w).transpose(0, 2, 1)
+            dtheta, dphi, dg = nonlocal_attention_backward(dy, att)
+            dg = dg.reshape((n, self.hidden) + tuple(key_hw))
+        dphi = dphi.reshape((n, self.hidden) + tuple(key_hw))
+        if pool:
+            dphi, dg = self.pool_phi.backward(dphi), self.pool_g.backward(dg)
+        dx = self.theta.backward(dtheta.reshape(n, self.hidden, h, w))
+        dx += self.phi.backward(dphi)
+        dx += self.g.backward(dg)
+        return dx
+
+    def extra_repr(self):
+        return (f"{self.channels}, hidden={self.hidden}, subsample={self.subsample}, "
+                f"value_projection_first={self.value_projection_first}")

@@ -1,0 +1,154 @@
+"""Gradient-check cases for BA²M: the op pairs, the three branches, SE and the whole module.
+
+Shapes are small (N = 3, C = 8, 4x4 or 6x6 maps). Biases that a following batch norm (or the
+softmax's shift invariance) cancels have an exact gradient of zero; they are checked as such
+(``known_zero``). Big parameter tensors are checked along random directions (``max_full``).
+"""
+from __future__ import annotations
+
+from ... import backend
+from ...attention import (BA2M, ChannelBranch, GlobalSpatialBranch, LocalSpatialBranch, SEBlock,
+                          batch_softmax_weighting_backward, batch_softmax_weighting_forward,
+                          nonlocal_attention_backward, nonlocal_attention_forward, sar_fusion_backward,
+                          sar_fusion_forward, sigmoid_weighting_backward, sigmoid_weighting_forward)
+from ..checker import check_module, check_op
+from ..registry import register
+
+# parameters whose exact gradient is 0 (a bias before a BN; keys shifted by a constant)
+CHANNEL_ZERO = ("3.b",)
+LOCAL_ZERO = ("0.b", "3.b", "6.b")
+GLOBAL_ZERO = ("phi.b", "g.b", "w_z.b")
+BA2M_ZERO = (tuple(f"channel_branch.{p}" for p in CHANNEL_ZERO) + tuple(f"local_branch.{p}" for p in LOCAL_ZERO)
+             + tuple(f"global_branch.{p}" for p in GLOBAL_ZERO))
+MODULE_SHAPE = (3, 8, 6, 6)
+BA2M_SHAPE = (3, 8, 4, 4)
+
+
+def normal(shape, seed=1):
+    return backend.get_xp().asarray(backend.new_host_rng(seed).standard_normal(shape))
+
+
+def _merge(name, *results):
+    """One result holding every sub-check's errors (prefixed by its label)."""
+    out = results[0][1]
+    out.name = name
+    out.errors = {f"{label}:{k}" if label else k: v for label, r in results for k, v in r.errors.items()}
+    return out
+
+
+@register("nonlocal_attention")
+def _nonlocal_attention():
+    one = check_op(nonlocal_attention_forward, nonlocal_attention_backward,
+                   [normal((3, 4, 12)), normal((3, 4, 5), 2), normal((3, 1, 5), 3)], names=["theta", "phi", "g"])
+    many = check_op(nonlocal_attention_forward, nonlocal_attention_backward,
+                    [normal((3, 4, 12), 4), normal((3, 4, 5), 5), normal((3, 3, 5), 6)], names=["theta", "phi", "g"])
+    return _merge("nonlocal_attention", ("V=1", one), ("V=3", many))
+
+
+@register("sar_fusion")
+def _sar_fusion():
+    results = []
+    for label, keep in (("C+LS+GS", (0, 1, 2)), ("C+LS", (0, 1)), ("LS+GS", (1, 2)), ("C", (0,)), ("GS", (2,))):
+        maps = [normal((3, 8), 7), normal((3, 5, 4), 8), normal((3, 5, 4), 9)]
+        used = [maps[i] for i in keep]
+
+        def fwd(*arrays, keep=keep):
+            full = [None, None, None]
+            for i, a in zip(keep, arrays):
+                full[i] = a
+            return sar_fusion_forward(*full)
+
+        def bwd(da, cache, keep=keep):
+            grads = sar_fusion_backward(da, cache)
+            return tuple(grads[i] for i in keep)
+
+        results.append((label, check_op(fwd, bwd, used, names=[("a_c", "a_ls", "a_gs")[i] for i in keep])))
+    return _merge("sar_fusion", *results)
+
+
+@register("batch_softmax_weighting")
+def _batch_softmax_weighting():
+    r1 = check_op(batch_softmax_weighting_forward, batch_softmax_weighting_backward, [normal((4, 2, 3, 3)), normal((4,), 2)],
+                  names=["x", "a"])
+    r2 = check_op(batch_softmax_weighting_forward, batch_softmax_weighting_backward, [normal((4, 2, 3, 3), 3), normal((4,), 4)],
+                  names=["x", "a"], kwargs={"temperature": 0.5})
+    return _merge("batch_softmax_weighting", ("tau=1", r1), ("tau=0.5", r2))
+
+
+@register("sigmoid_weighting")
+def _sigmoid_weighting():
+    return check_op(sigmoid_weighting_forward, sigmoid_weighting_backward, [normal((4, 2, 3, 3)), normal((4,), 2)],
+                    names=["x", "a"], kwargs={"temperature": 0.5}, name="sigmoid_weighting")
+
+
+@register("channel_branch")
+def _channel_branch():
+    backend.seed(0)
+    return check_module(ChannelBranch(8), MODULE_SHAPE, name="channel_branch", known_zero=CHANNEL_ZERO, max_full=256)
+
+
+@register("local_spatial_branch")
+def _local_spatial_branch():
+    backend.seed(0)
+    return check_module(LocalSpatialBranch(8), MODULE_SHAPE, name="local_spatial_branch", known_zero=LOCAL_ZERO, max_full=256)
+
+
+@register("global_spatial_branch")
+def _global_spatial_branch():
+    backend.seed(0)
+    cheap = check_module(GlobalSpatialBranch(8), MODULE_SHAPE, known_zero=GLOBAL_ZERO, max_full=256)
+    backend.seed(0)
+    plain = check_module(GlobalSpatialBranch(8, value_projection_first=False), MODULE_SHAPE, known_zero=GLOBAL_ZERO, max_full=256)
+    return _merge("global_spatial_branch", ("", cheap), ("plain", plain))
+
+
+@register("se")
+def _se():
+    backend.seed(0)
+    return check_module(SEBlock(8, reduction=2), MODULE_SHAPE, name="se", max_full=256)
+
+
+def warmed_up(module, shape, seed=5, steps=3):
+    """``module`` in float64 with random biases / BN shifts and running statistics from a few
+    training batches — so an eval-mode check does not start at the initial values, where zero
+    biases put ReLU inputs exactly on the kink."""
+    rng = backend.new_host_rng(seed)
+    xp = backend.get_xp()
+    module.astype(backend.float64)
+    for _, mod, key in module.named_parameters():
+        if key in ("b", "beta"):
+            mod.params[key] = xp.asarray(0.3 * rng.standard_normal(mod.params[key].shape))
+    module.train()
+    for _ in range(steps):
+        module.forward(xp.asarray(rng.standard_normal(shape)))
+    return module
+
+
+def _ba2m(name, train=True, **kwargs):
+    backend.seed(0)
+    module = BA2M(8, **kwargs)
+    if train:   # batch statistics cancel every bias that feeds a BN
+        zero = tuple(z for z in BA2M_ZERO if z.split(".")[0] in {f"{b}_branch" for b in module.branches})
+    else:       # with running statistics only the key bias stays invisible (softmax shift invariance)
+        module, zero = warmed_up(module, BA2M_SHAPE), ("global_branch.phi.b",)
+    return check_module(module, BA2M_SHAPE, name=name, known_zero=zero, max_full=64, train=train)
+
+
+@register("ba2m")
+def _ba2m_default():
+    return _ba2m("ba2m")
+
+
+@register("ba2m_sigmoid")
+def _ba2m_sigmoid():
+    return _ba2m("ba2m_sigmoid", normalisation="sigmoid", temperature=0.5)
+
+
+@register("ba2m_eval")
+def _ba2m_eval():
+    return _ba2m("ba2m_eval", train=False)
+
+
+@register("ba2m_branch_subset")
+def _ba2m_subset():
+    return _ba2m("ba2m_branch_subset", branches=("channel", "global"), subsample=1)
