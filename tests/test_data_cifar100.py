@@ -273,3 +273,14 @@ def test_progress_output_goes_to_stderr(tmp_path, arch, capsys):
     load_cifar100(tmp_path / "dl", download=True, progress=True, source=arch.source(url=(tmp_path / "x.tgz").as_uri()))
     err = capsys.readouterr().err
     assert "downloading" in err and "verifying" in err and "extracting" in err
+
+
+def test_load_dataset_by_name(monkeypatch, arch):
+    from tinyba2m.data import load_dataset
+    monkeypatch.setattr(cifar100, "SOURCE", arch.source())
+    d = load_dataset("cifar100", data_dir=arch.path.parent, subset=7, download=False, progress=False)
+    assert d.train_images.shape == (7, 3, 32, 32) and d.test_images.shape == (7, 3, 32, 32)
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        load_dataset("mnist")
+    with pytest.raises(ValueError, match="subset must be an integer >= 1"):
+        load_dataset("synthetic", subset=0)
