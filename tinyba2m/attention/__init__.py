@@ -8,8 +8,10 @@ Op pairs (``*_forward(...) -> (out, cache)``, ``*_backward(dout, cache) -> grads
 - ``sigmoid_weighting``         w_i = 2 sigmoid(a_i / tau), per sample, Y_i = w_i X_i
 
 Modules: ``ChannelBranch``, ``LocalSpatialBranch``, ``GlobalSpatialBranch``, ``BA2M``, ``SEBlock``.
+``zero_gradient_parameters(model)``: the BA2M parameters whose gradient is exactly zero (for
+gradient checks of whole networks, ``check_module(..., known_zero=...)``).
 """
-from .ba2m import BA2M
+from .ba2m import BA2M, zero_gradient_parameters
 from .branches import ChannelBranch, GlobalSpatialBranch, LocalSpatialBranch
 from .nonlocal_attention import nonlocal_attention_backward, nonlocal_attention_forward
 from .sar import sar_fusion_backward, sar_fusion_forward
@@ -18,7 +20,7 @@ from .weighting import (batch_softmax_weighting_backward, batch_softmax_weightin
                         sigmoid_weighting_backward, sigmoid_weighting_forward)
 
 __all__ = [
-    "BA2M", "SEBlock", "ChannelBranch", "LocalSpatialBranch", "GlobalSpatialBranch",
+    "BA2M", "SEBlock", "zero_gradient_parameters", "ChannelBranch", "LocalSpatialBranch", "GlobalSpatialBranch",
     "nonlocal_attention_forward", "nonlocal_attention_backward",
     "sar_fusion_forward", "sar_fusion_backward",
     "batch_softmax_weighting_forward", "batch_softmax_weighting_backward",

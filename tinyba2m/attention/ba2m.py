@@ -117,6 +117,43 @@ class BA2M(Module):
             dx += self.global_branch.backward(da_gs.reshape(n, 1, h, w))
         return dx
 
+    def zero_gradient_parameters(self) -> tuple:
+        """Names (as in ``named_parameters``) of the parameters whose gradient is exactly zero for
+        the last forward pass — true zeros of the maths, which a gradient check must compare in
+        absolute terms (``check_module(known_zero=...)``):
+
+        - a bias feeding a batch norm in train mode (the batch mean removes it): FC_1, every
+          conv of the local branch, the values g and W_z of the global branch;
+        - the key bias phi.b (it adds the same amount to every key score of a query);
+        - theta and phi entirely when there is a single key position (softmax of one score is 1);
+        - with "softmax" and a single branch, that branch's last BN shift (it moves every SAR by
+          the same amount, and the batch softmax ignores a common shift);
+        - everything when the branches were skipped (w = 1 regardless).
+        """
+        names = [q for q, _, _ in self.named_parameters()]
+        if self.cache is None:
+            return tuple(names)
+        zero = ["global_branch.phi.b"] if "global" in self.branches else []
+        if self.training:
+            zero += ["channel_branch.3.b", "local_branch.0.b", "local_branch.3.b", "local_branch.6.b",
+                     "global_branch.g.b", "global_branch.w_z.b"]
+        if "global" in self.branches and self.global_branch.key_positions() == 1:
+            zero += ["global_branch.theta.w", "global_branch.theta.b", "global_branch.phi.w"]
+        if self.normalisation == "softmax" and len(self.branches) == 1:
+            zero += {"channel": ["channel_branch.4.beta"], "local": ["local_branch.7.beta"],
+                     "global": ["global_branch.bn.beta"]}[self.branches[0]]
+        return tuple(n for n in names if n in zero)
+
     def extra_repr(self):
         return (f"{self.channels}, branches={self.branches}, temperature={self.temperature}, "
                 f"normalisation={self.normalisation!r}, eval_weighting={self.eval_weighting!r}")
+
+
+def zero_gradient_parameters(model) -> tuple:
+    """Qualified names of the exactly-zero-gradient parameters of every BA2M inside ``model``
+    (after a forward pass), for ``check_module(model, ..., known_zero=...)``."""
+    names = []
+    for prefix, mod in model.named_modules():
+        if isinstance(mod, BA2M):
+            names += [f"{prefix}.{p}" if prefix else p for p in mod.zero_gradient_parameters()]
+    return tuple(names)

@@ -134,6 +134,10 @@ class GlobalSpatialBranch(Module):
         dx += self.g.backward(dg)
         return dx
 
+    def key_positions(self):
+        """M, the number of key positions of the last forward pass (None before any)."""
+        return None if self.cache is None else self.cache[3][0] * self.cache[3][1]
+
     def extra_repr(self):
         return (f"{self.channels}, hidden={self.hidden}, subsample={self.subsample}, "
                 f"value_projection_first={self.value_projection_first}")
