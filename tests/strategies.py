@@ -56,7 +56,7 @@ def conv_configs(draw, max_side=8):
 
 
 @st.composite
-def pool_configs(draw, max_side=8, max_pad_half=True):
+def pool_configs(draw, max_side=8):
     """A valid pooling set-up: dict(x_shape, kernel_size, stride, padding).
 
     Padding is at most half the kernel (the max-pool rule), the kernel fits the padded input;

@@ -5,7 +5,7 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import as_pair, conv_configs, given_settings
+from strategies import as_pair, conv_configs, float_dtypes, given_settings
 
 from tinyba2m import backend
 from tinyba2m.gradcheck import check_module, check_op
@@ -84,6 +84,15 @@ def test_adjoint_identity(xp, cfg):
     _, dw, _ = conv2d_backward(y, cache)
     assert inner(x, dx) == pytest.approx(lhs, rel=1e-9, abs=1e-9)
     assert inner(w, dw) == pytest.approx(lhs, rel=1e-9, abs=1e-9)
+
+
+@given_settings()
+@given(cfg=conv_configs(), dtype=float_dtypes)
+def test_dtype_is_kept(xp, cfg, dtype):
+    x, w, b = make(xp, cfg, dtype=dtype)
+    out, cache = conv2d_forward(x, w, b, **kw(cfg))
+    assert out.dtype == xp.dtype(dtype)
+    assert all(g is None or g.dtype == xp.dtype(dtype) for g in conv2d_backward(xp.ones_like(out), cache))
 
 
 # --- finite differences ---------------------------------------------------------------------
