@@ -1,0 +1,189 @@
+"""Models: shapes, parameter counts, attention placement, float64 gradient checks of tiny
+versions for every attention option, state_dict round trip, bad names."""
+import pytest
+
+from tinyba2m import backend
+from tinyba2m.gradcheck import check_module
+from tinyba2m.models import (MODEL_NAMES, CifarResNet, SmallCNN, ZeroPadShortcut, ba2m_modules, build_model, sample_weights,
+                             set_eval_weighting, zero_pad_shortcut_backward, zero_pad_shortcut_forward)
+
+np = backend.numpy_module
+ATTENTIONS = ["none", "se", "ba2m"]
+
+
+def images(n, size=32, seed=0, channels=3):
+    return np.random.default_rng(seed).standard_normal((n, channels, size, size)).astype(np.float32)
+
+
+def count_attention(model):
+    from tinyba2m.attention import BA2M, SEBlock
+    return sum(isinstance(m, (BA2M, SEBlock)) for _, m in model.named_modules())
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_output_shape_and_dtype(name):
+    backend.seed(0)
+    model = build_model(name, "none")
+    x = images(2)
+    before = x.copy()
+    out = model.forward(x)
+    assert out.shape == (2, 100) and backend.dtype_of(out) == np.float32
+    assert np.array_equal(x, before)
+    dx = model.backward(np.ones_like(out))
+    assert dx.shape == x.shape and backend.dtype_of(dx) == np.float32
+
+
+@pytest.mark.parametrize("attention", ["se", "ba2m"])
+def test_output_shape_with_attention(attention):
+    backend.seed(0)
+    for name in ("smallcnn", "resnet20"):
+        model = build_model(name, attention)
+        out = model.forward(images(3))
+        assert out.shape == (3, 100) and backend.dtype_of(out) == np.float32
+
+
+def resnet_parameter_count(n, classes):
+    """Option-A CIFAR ResNet: 3x3 convs without bias, BN scale+shift, linear head."""
+    convs = 3 * 16 * 9 + (2 * n) * 16 * 16 * 9 + (16 * 32 + (2 * n - 1) * 32 * 32) * 9 + (32 * 64 + (2 * n - 1) * 64 * 64) * 9
+    bns = 2 * (16 + 2 * n * (16 + 32 + 64))
+    return convs + bns + 64 * classes + classes
+
+
+def test_parameter_counts():
+    backend.seed(0)
+    counts = {name: build_model(name, "none").num_parameters() for name in MODEL_NAMES}
+    assert counts["resnet20"] == resnet_parameter_count(3, 100) == 275_572  # ~0.27M (0.2697M for 10 classes)
+    assert counts["resnet32"] == resnet_parameter_count(5, 100)
+    assert counts["resnet56"] == resnet_parameter_count(9, 100)
+    assert build_model("resnet20", "none", num_classes=10).num_parameters() == resnet_parameter_count(3, 10) == 269_722
+    assert counts["smallcnn"] == 3 * 16 * 9 + 16 * 32 * 9 + 32 * 64 * 9 + 2 * (16 + 32 + 64) + 64 * 100 + 100
+    se = build_model("resnet20", "se").num_parameters()
+    ba2m = build_model("resnet20", "ba2m").num_parameters()
+    assert counts["resnet20"] < se < ba2m < 1.2 * counts["resnet20"]
+
+
+@pytest.mark.parametrize("attention", ["se", "ba2m"])
+def test_placement(attention):
+    backend.seed(0)
+    assert count_attention(build_model("resnet20", attention, ba2m_placement="every")) == 9
+    assert count_attention(build_model("resnet32", attention, ba2m_placement="last")) == 3
+    last = build_model("resnet20", attention, ba2m_placement="last")
+    with_att = [name for name, m in last.named_modules() if name.endswith(".att")]
+    assert with_att == ["stage1_block3.att", "stage2_block3.att", "stage3_block3.att"]
+    assert count_attention(build_model("smallcnn", attention)) == 2
+    assert count_attention(build_model("smallcnn", attention, ba2m_placement="last")) == 1
+    assert count_attention(build_model("resnet20", "none")) == 0
+
+
+def test_ba2m_options_reach_every_module():
+    backend.seed(0)
+    model = build_model("smallcnn", "ba2m", temperature=2.0, reduction=8)
+    mods = ba2m_modules(model)
+    assert len(mods) == 2 and all(m.temperature == 2.0 for _, m in mods)
+    assert model.num_parameters() > build_model("smallcnn", "ba2m").num_parameters()
+
+
+def exactly_zero_gradients(model, shape):
+    """Parameters whose analytic gradient is 0 up to rounding — biases cancelled by a following BN, the
+    key projections of a non-local branch with a single key. check_module then verifies that the
+    numerical gradient is ~0 too (an absolute check, as a relative error of noise means nothing)."""
+    model.astype(backend.float64)
+    model.train()
+    saved = model.state_dict()
+    out = model.forward(np.random.default_rng(9).standard_normal(shape))
+    model.zero_grad()
+    model.backward(np.random.default_rng(8).standard_normal(out.shape))
+    model.load_state_dict(saved)  # undo the running-statistics update
+    return tuple(name for name, mod, key in model.named_parameters() if np.abs(mod.grads[key]).max() < 1e-10)
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_gradcheck_tiny_smallcnn(attention):
+    backend.seed(1)
+    model = SmallCNN(num_classes=5, attention=attention, widths=(4, 8, 8))
+    zero = exactly_zero_gradients(model, (4, 3, 8, 8))
+    assert bool(zero) == (attention == "ba2m")  # BA²M's biases before a BN; SE has no BN
+    r = check_module(model, (4, 3, 8, 8), method="auto", max_full=16, name=f"smallcnn-{attention}", known_zero=zero)
+    assert r.passed, str(r)
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_gradcheck_tiny_resnet(attention):
+    backend.seed(2)
+    model = CifarResNet(depth=8, num_classes=4, attention=attention, widths=(4, 4, 8))
+    zero = exactly_zero_gradients(model, (3, 3, 8, 8))
+    r = check_module(model, (3, 3, 8, 8), method="auto", max_full=16, name=f"resnet8-{attention}", known_zero=zero)
+    assert r.passed, str(r)
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_state_dict_round_trip(attention):
+    backend.seed(0)
+    a = SmallCNN(num_classes=7, attention=attention, widths=(4, 8, 8))
+    x = images(6, 16)
+    a.forward(x)  # move the BN running statistics away from their initial values
+    backend.seed(123)
+    b = SmallCNN(num_classes=7, attention=attention, widths=(4, 8, 8))
+    a.eval()
+    b.eval()
+    assert not np.allclose(a.forward(x), b.forward(x))
+    state = a.state_dict()
+    assert any(k.endswith("running_mean") for k in state)
+    b.load_state_dict(state)
+    np.testing.assert_array_equal(a.forward(x), b.forward(x))
+    other = SmallCNN(num_classes=7, attention=attention, widths=(4, 8, 16))
+    with pytest.raises(ValueError, match="expected shape"):
+        other.load_state_dict(state)
+
+
+def test_eval_weighting_switch_and_sample_weights():
+    backend.seed(0)
+    model = build_model("smallcnn", "ba2m")
+    assert sample_weights(build_model("smallcnn", "none")) is None
+    x = images(8)
+    model.forward(x)
+    w = backend.to_host(sample_weights(model))
+    assert w.shape == (8,) and abs(w.mean() - 1.0) < 1e-5 and w.std() > 0
+    model.eval()
+    assert set_eval_weighting(model, "uniform") == 2
+    model.forward(x)
+    np.testing.assert_allclose(backend.to_host(sample_weights(model)), np.ones(8), rtol=1e-6)
+    assert set_eval_weighting(model, "batch") == 2
+    model.forward(x)
+    assert backend.to_host(sample_weights(model)).std() > 0
+    # batch of one: both modes agree
+    one = x[:1]
+    out_b = model.forward(one)
+    set_eval_weighting(model, "uniform")
+    np.testing.assert_allclose(out_b, model.forward(one), rtol=1e-6)
+    with pytest.raises(ValueError, match="mode must be one of batch, uniform"):
+        set_eval_weighting(model, "mean")
+
+
+def test_zero_pad_shortcut():
+    x = np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4)
+    y, cache = zero_pad_shortcut_forward(x, 7, 2)
+    assert y.shape == (2, 7, 2, 2) and backend.dtype_of(y) == np.float32
+    np.testing.assert_array_equal(y[:, 2:5], x[:, :, ::2, ::2])
+    assert not y[:, :2].any() and not y[:, 5:].any()
+    dx = zero_pad_shortcut_backward(np.ones_like(y), cache)
+    assert dx.sum() == 2 * 3 * 2 * 2 and dx[0, 0, 0, 0] == 1 and dx[0, 0, 1, 1] == 0
+    with pytest.raises(ValueError, match="zero_pad_shortcut: out_channels must be >= the input channels 3"):
+        zero_pad_shortcut_forward(x, 2, 2)
+    with pytest.raises(ValueError, match=r"ZeroPadShortcut\(4->8\): expected input with 4 channels"):
+        ZeroPadShortcut(4, 8).forward(x)
+
+
+def test_bad_names():
+    with pytest.raises(ValueError, match="unknown model 'resnet18': expected one of smallcnn, resnet20, resnet32, resnet56"):
+        build_model("resnet18", "none")
+    with pytest.raises(ValueError, match="unknown attention 'cbam'"):
+        build_model("resnet20", "cbam")
+    with pytest.raises(ValueError, match="unknown BA²M placement 'first'"):
+        build_model("resnet20", "ba2m", ba2m_placement="first")
+    with pytest.raises(ValueError, match="depth must be 6n \\+ 2"):
+        CifarResNet(depth=21)
+    with pytest.raises(ValueError, match="attention 'none' takes no BA²M options"):
+        build_model("smallcnn", "none", temperature=2.0)
+    with pytest.raises(ValueError, match="attention 'se' takes only the reduction option"):
+        build_model("smallcnn", "se", temperature=2.0)
