@@ -173,6 +173,15 @@ def free_device_memory() -> None:
         xp.get_default_memory_pool().free_all_blocks()
 
 
+def device_description() -> str:
+    """The GPU's name on CuPy, "" on NumPy."""
+    if name != "cupy":
+        return ""
+    props = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)
+    label = props["name"]
+    return label.decode() if isinstance(label, bytes) else str(label)
+
+
 def dtype_of(x):
     """The dtype of ``x`` as a ``numpy.dtype`` (works for CuPy arrays too)."""
     return numpy.dtype(x.dtype)

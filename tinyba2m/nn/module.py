@@ -75,6 +75,13 @@ class Module:
         else:
             self.grads[name] = g.copy() if hasattr(g, "copy") else g
 
+    def clear_grads(self) -> None:
+        """Forget every gradient (slots become None), so the next backward writes fresh arrays
+        instead of adding to zeros — what a training step wants."""
+        for _, mod in self.named_modules():
+            for key in mod.params:
+                mod.grads[key] = None
+
     def zero_grad(self) -> None:
         for _, mod in self.named_modules():
             for key, p in mod.params.items():

@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m tinyba2m.bench [--quick] [--json PATH]``."""

@@ -1,0 +1,111 @@
+"""``python -m tinyba2m.bench`` — where the time goes, in figures.
+
+Prints, for float32 on the active backend: the matmul ceiling (GFLOP/s), each distinct conv
+shape of ResNet-20 at the batch size (forward/backward time, GFLOP/s, fraction of the
+ceiling), full training steps of ResNet-20 with attention none / se / ba2m (images/s, ratio to
+none, peak memory of the step) and the time share of each BA²M part. Every figure is the
+median of several repeats after a warm-up.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+from .. import __version__, backend
+from ..models import build_model
+from .kernels import conv_shapes_of, matmul_gflops, time_conv
+from .step import BA2M_PARTS, bench_training_steps
+from .timing import peak_rss_bytes
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    return {"backend": backend.name, "cpu": cpu_model(), "cores": os.cpu_count(), "gpu": backend.device_description(),
+            "python": platform.python_version(), "numpy": backend.numpy_module.__version__, "tinyba2m": __version__}
+
+
+def run(args) -> dict:
+    say = print if not args.json_only else (lambda *a, **k: None)
+    info = machine_info()
+    say(f"tinyba2m {info['tinyba2m']} benchmark | backend {info['backend']} | {info['cpu']} | {info['cores']} cores"
+        + (f" | GPU {info['gpu']}" if info["gpu"] else "") + f" | float32, batch {args.batch_size}"
+        + (" | --quick" if args.quick else ""))
+    start = time.perf_counter()
+    ceiling = matmul_gflops(args.matmul_size, repeats=args.repeats)
+    say(f"\nmatmul ceiling ({args.matmul_size}x{args.matmul_size} @ {args.matmul_size}x{args.matmul_size}): {ceiling:.1f} GFLOP/s")
+
+    shapes = conv_shapes_of(build_model("resnet20", "none"), (args.batch_size, 3, 32, 32))
+    say(f"\nResNet-20 conv shapes at batch {args.batch_size} ({len(shapes)} distinct):")
+    say(f"  {'shape':<22} {'fwd ms':>8} {'bwd ms':>8} {'fwd GF/s':>9} {'bwd GF/s':>9} {'f+b GF/s':>9} {'of ceiling':>10}")
+    convs = []
+    for shape in shapes:
+        r = time_conv(shape, repeats=args.repeats)
+        r["fraction_of_ceiling"] = r["total_gflops"] / ceiling
+        convs.append(r)
+        say(f"  {r['shape']:<22} {1e3 * r['forward_s']:>8.1f} {1e3 * r['backward_s']:>8.1f} {r['forward_gflops']:>9.1f} "
+            f"{r['backward_gflops']:>9.1f} {r['total_gflops']:>9.1f} {100 * r['fraction_of_ceiling']:>9.0f}%")
+
+    steps = bench_training_steps("resnet20", args.batch_size, repeats=args.repeats, warmup=1)
+    mem_label = "device pool" if backend.name == "cupy" else "traced host"
+    say(f"\nResNet-20 training step (forward, backward, SGD) at batch {args.batch_size}:")
+    say(f"  {'attention':<10} {'step s':>8} {'images/s':>9} {'vs none':>8} {'peak MiB (' + mem_label + ')':>26}")
+    for att, r in steps.items():
+        say(f"  {att:<10} {r['step_s']:>8.3f} {r['images_per_s']:>9.1f} {r['ratio_to_none']:>7.2f}x "
+            f"{r['peak_step_memory_bytes'] / 2**20:>26.1f}")
+    if "ba2m" in steps and "ba2m_time_share" in steps["ba2m"]:
+        shares = steps["ba2m"]["ba2m_time_share"]
+        say("  BA²M share of the ba2m step: " + ", ".join(f"{p} {100 * shares[p]:.1f}%" for p in BA2M_PARTS)
+            + f" (total {100 * sum(shares.values()):.1f}%)")
+    say(f"  peak RSS of this process: {peak_rss_bytes() / 2**20:.0f} MiB")
+    elapsed = time.perf_counter() - start
+    say(f"\nbenchmark took {elapsed:.0f} s")
+    return {"machine": info, "batch_size": args.batch_size, "quick": args.quick, "matmul_gflops": ceiling,
+            "convs": convs, "training_steps": steps, "seconds": elapsed}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tinyba2m.bench", description=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and a smaller matmul (under 3 minutes on 2 cores)")
+    parser.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
+    parser.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", type=int, default=128, help="batch size of the conv and step figures (default 128)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per figure (default 5, --quick 2)")
+    parser.add_argument("--backend", choices=("numpy", "cupy"), default=None,
+                        help="array backend (default: $TINYBA2M_BACKEND or numpy)")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.repeats is not None and args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.backend:
+        try:
+            backend.use_backend(args.backend)
+        except backend.BackendUnavailableError as exc:
+            parser.error(str(exc))
+    args.repeats = args.repeats or (2 if args.quick else 5)
+    args.matmul_size = 1024 if args.quick else 2048
+    figures = run(args)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(figures, fh, indent=2)
+        print(f"figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

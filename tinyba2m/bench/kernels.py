@@ -1,0 +1,100 @@
+"""Kernel-level figures: the matmul ceiling and each conv shape of a network.
+
+FLOP counts: a (n x n) @ (n x n) product is 2 n^3; a conv forward is
+2 * N * F * H_out * W_out * C * KH * KW, and its backward (dx and dw) twice that.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import backend
+from ..nn.conv import Conv2d
+from ..ops.conv import conv2d_backward, conv2d_forward
+from .timing import median_time
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5, dtype=None) -> float:
+    """GFLOP/s of an (n, n) @ (n, n) product on the active backend — the ceiling."""
+    xp = backend.get_xp()
+    rng = backend.new_host_rng(0)
+    dtype = dtype or backend.float32
+    a = backend.to_device(rng.standard_normal((n, n)), dtype)
+    b = backend.to_device(rng.standard_normal((n, n)), dtype)
+    seconds = median_time(lambda: xp.matmul(a, b), repeats=repeats)
+    return 2.0 * n ** 3 / seconds / 1e9
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """One conv layer as seen in a forward pass: input (N, C, H, W), weight (F, C, KH, KW)."""
+    x_shape: tuple
+    w_shape: tuple
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+
+    def out_hw(self):
+        (_, _, h, w), (_, _, kh, kw) = self.x_shape, self.w_shape
+        ho = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
+        wo = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        return ho, wo
+
+    def forward_flops(self) -> float:
+        n, c = self.x_shape[:2]
+        f, _, kh, kw = self.w_shape
+        ho, wo = self.out_hw()
+        return 2.0 * n * f * ho * wo * c * kh * kw
+
+    def label(self) -> str:
+        _, c, h, w = self.x_shape
+        f, _, kh, kw = self.w_shape
+        extra = "" if self.stride == (1, 1) else f" s{self.stride[0]}"
+        extra += "" if self.dilation == (1, 1) else f" d{self.dilation[0]}"
+        return f"{c}->{f} {kh}x{kw}{extra} @{h}x{w}"
+
+
+def conv_shapes_of(model, input_shape) -> list:
+    """The distinct conv shapes met in one forward pass of ``model`` (in order of first use)."""
+    seen, order, originals = set(), [], []
+    for _, mod in model.named_modules():
+        if isinstance(mod, Conv2d):
+            orig = mod.forward
+
+            def recording(x, mod=mod, orig=orig):
+                shape = ConvShape(tuple(x.shape), tuple(mod.params["w"].shape), _pair(mod.stride),
+                                  _pair(mod.padding), _pair(mod.dilation))
+                if shape not in seen:
+                    seen.add(shape)
+                    order.append(shape)
+                return orig(x)
+
+            originals.append((mod, orig))
+            mod.forward = recording
+    try:
+        x = backend.get_xp().zeros(input_shape, dtype=backend.float32)
+        model.forward(x)
+    finally:
+        for mod, _ in originals:
+            del mod.forward  # back to the class method
+    return order
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def time_conv(shape: ConvShape, repeats: int = 3) -> dict:
+    """Forward and backward seconds and GFLOP/s of one conv shape, float32."""
+    rng = backend.new_host_rng(1)
+    x = backend.to_device(rng.standard_normal(shape.x_shape), backend.float32)
+    w = backend.to_device(rng.standard_normal(shape.w_shape) * 0.1, backend.float32)
+    b = backend.get_xp().zeros(shape.w_shape[0], dtype=backend.float32)
+    kw = dict(stride=shape.stride, padding=shape.padding, dilation=shape.dilation)
+    out, cache = conv2d_forward(x, w, b, **kw)
+    dout = backend.to_device(rng.standard_normal(out.shape), backend.float32)
+    t_fwd = median_time(lambda: conv2d_forward(x, w, b, **kw), repeats=repeats)
+    t_bwd = median_time(lambda: conv2d_backward(dout, cache), repeats=repeats)
+    flops = shape.forward_flops()
+    return {"shape": shape.label(), "forward_s": t_fwd, "backward_s": t_bwd,
+            "forward_gflops": flops / t_fwd / 1e9, "backward_gflops": 2 * flops / t_bwd / 1e9,
+            "total_gflops": 3 * flops / (t_fwd + t_bwd) / 1e9}

@@ -1,0 +1,119 @@
+"""Whole training steps: forward, loss, backward and SGD update of a model at a batch size,
+and where the time of a BA²M model goes.
+
+The BA²M parts are timed by wrapping, for one profiled step, the forward/backward of each
+branch module and the SAR-fusion and weighting op pairs that ``BA2M`` calls (restored after).
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+from .. import backend
+from ..attention import ba2m as ba2m_module
+from ..models import ba2m_modules, build_model
+from ..nn.loss import SoftmaxCrossEntropy
+from ..optim import SGD
+from .timing import median_time, peak_call_memory
+
+BA2M_PARTS = ("channel", "local", "global", "fusion", "weighting")
+
+
+def make_training_step(model_name: str, attention: str, batch_size: int, num_classes: int = 100, seed: int = 0):
+    """(model, step) where ``step()`` runs one full SGD step on a fixed random float32 batch."""
+    backend.seed(seed)
+    model = build_model(model_name, attention, num_classes=num_classes)
+    rng = backend.new_host_rng(seed)
+    x = backend.to_device(rng.standard_normal((batch_size, 3, 32, 32)), backend.float32)
+    y = backend.to_device(rng.integers(0, num_classes, batch_size))
+    loss_fn = SoftmaxCrossEntropy()
+    opt = SGD(model, lr=0.01, momentum=0.9, weight_decay=5e-4)
+    model.train()
+
+    def step():
+        logits = model.forward(x)
+        loss_fn.forward(logits, y)
+        model.clear_grads()
+        model.backward(loss_fn.backward())
+        opt.step()
+
+    return model, step
+
+
+class _PartTimer:
+    def __init__(self):
+        self.seconds = dict.fromkeys(BA2M_PARTS, 0.0)
+
+    def wrap(self, part, fn):
+        def timed(*args, **kwargs):
+            backend.synchronize()
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            backend.synchronize()
+            self.seconds[part] += time.perf_counter() - start
+            return out
+        return timed
+
+
+@contextmanager
+def _ba2m_part_timing(model):
+    """Wrap the parts of every BA²M module of ``model``; yields a ``_PartTimer``."""
+    timer = _PartTimer()
+    patched_modules = []
+    for _, mod in ba2m_modules(model):
+        for part, attr in (("channel", "channel_branch"), ("local", "local_branch"), ("global", "global_branch")):
+            branch = getattr(mod, attr, None)
+            if branch is not None:
+                branch.forward = timer.wrap(part, branch.forward)
+                branch.backward = timer.wrap(part, branch.backward)
+                patched_modules.append(branch)
+    saved_globals = {k: getattr(ba2m_module, k) for k in ("sar_fusion_forward", "sar_fusion_backward")}
+    saved_norms = dict(ba2m_module.NORMALISATIONS)
+    for k, fn in saved_globals.items():
+        setattr(ba2m_module, k, timer.wrap("fusion", fn))
+    for k, (f, b) in saved_norms.items():
+        ba2m_module.NORMALISATIONS[k] = (timer.wrap("weighting", f), timer.wrap("weighting", b))
+    try:
+        yield timer
+    finally:
+        for branch in patched_modules:
+            del branch.forward, branch.backward
+        for k, fn in saved_globals.items():
+            setattr(ba2m_module, k, fn)
+        ba2m_module.NORMALISATIONS.update(saved_norms)
+
+
+def ba2m_time_shares(model, step, repeats: int = 3) -> dict:
+    """Fraction of a training step's time spent in each BA²M part (median over ``repeats``)."""
+    step()  # warm-up
+    shares = {p: [] for p in BA2M_PARTS}
+    for _ in range(repeats):
+        with _ba2m_part_timing(model) as timer:
+            backend.synchronize()
+            start = time.perf_counter()
+            step()
+            backend.synchronize()
+            total = time.perf_counter() - start
+        for p in BA2M_PARTS:
+            shares[p].append(timer.seconds[p] / total)
+    return {p: sorted(v)[len(v) // 2] for p, v in shares.items()}
+
+
+def bench_training_steps(model_name="resnet20", batch_size=128, attentions=("none", "se", "ba2m"), repeats=3,
+                         warmup=1, profile_parts=True) -> dict:
+    """Images/s, ratio to ``none``, peak memory for each attention; BA²M part shares."""
+    results = {}
+    for attention in attentions:
+        model, step = make_training_step(model_name, attention, batch_size)
+        seconds = median_time(step, repeats=repeats, warmup=warmup)
+        memory = peak_call_memory(step)
+        entry = {"step_s": seconds, "images_per_s": batch_size / seconds, "peak_step_memory_bytes": memory}
+        if attention == "ba2m" and profile_parts:
+            entry["ba2m_time_share"] = ba2m_time_shares(model, step, repeats=max(1, repeats - 1))
+        results[attention] = entry
+        del model, step
+        backend.free_device_memory()
+    base = results.get("none", {}).get("images_per_s")
+    for entry in results.values():
+        entry["ratio_to_none"] = entry["images_per_s"] / base if base else None
+    return results
