@@ -53,3 +53,21 @@ def pair(op: str, name: str, value, minimum: int = 1) -> tuple[int, int]:
     for v in vals:
         require_positive_int(op, name, v, minimum)
     return vals[0], vals[1]
+
+
+def require_finite(op: str, **arrays) -> None:
+    """Every given array (``name=array``; ``None`` skipped) holds only finite values.
+
+    One combined reduction and a single device-to-host read for all of them (one GPU sync per
+    op instead of one per array); only on failure is each array looked at to name the culprit."""
+    named = [(k, v) for k, v in arrays.items() if v is not None]
+    if not named:
+        return
+    xp = backend.array_module(*(v for _, v in named))
+    flags = [xp.isfinite(v).all() for _, v in named]
+    ok = flags[0]
+    for f in flags[1:]:
+        ok = ok & f
+    if not bool(ok):
+        bad = next(k for (k, _), f in zip(named, flags) if not bool(f))
+        raise ValueError(f"{op}: {bad} contains non-finite values (NaN or inf)")
