@@ -149,6 +149,11 @@ def test_bad_input_op(xp):
         x[1, 1] = bad
         with pytest.raises(ValueError, match="batchnorm: x contains non-finite values"):
             batchnorm_forward(x, c, c, c, c)
+    nan_c = xp.asarray([1.0, float("nan"), 1.0])
+    with pytest.raises(ValueError, match="batchnorm: gamma contains non-finite values"):
+        batchnorm_forward(xp.ones((2, 3)), nan_c, c, c, c)
+    with pytest.raises(ValueError, match="batchnorm: running_var contains non-finite values"):
+        batchnorm_forward(xp.ones((2, 3)), c, c, c, nan_c, training=False)
     with pytest.raises(ValueError, match=r"batchnorm: training mode needs more than one value per channel.*\(1, 3\)"):
         batchnorm_forward(xp.ones((1, 3)), c, c, c, c, training=True)
     batchnorm_forward(xp.ones((1, 3)), c, c, c, c, training=False)  # fine in eval mode

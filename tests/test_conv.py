@@ -228,6 +228,8 @@ def test_non_finite_input(xp, value):
         conv2d_forward(x, xp.ones(GOOD_W))
     with pytest.raises(ValueError, match="conv2d: w contains non-finite values"):
         conv2d_forward(xp.ones(GOOD_X), x[:4, :, :3, :3])
+    with pytest.raises(ValueError, match="conv2d: b contains non-finite values"):
+        conv2d_forward(xp.ones(GOOD_X), xp.ones(GOOD_W), x[0, 1, 2, :4])
 
 
 def test_integer_weights(xp):

@@ -20,7 +20,7 @@ Train mode: with g = dout * gamma, xhat depends on x directly and through mu and
 from __future__ import annotations
 
 from .. import backend
-from .validation import require_float, require_ndim
+from .validation import require_finite, require_float, require_ndim
 
 OP = "batchnorm"
 
@@ -34,13 +34,14 @@ def _axes_and_shape(x):
 
 def _check(x, gamma, beta, running_mean, running_var, momentum, eps):
     require_ndim(OP, "x", x, (2, 4), "(N, C) or (N, C, H, W)")
-    require_float(OP, "x", x)
+    require_float(OP, "x", x, check_finite=False)
     c = x.shape[1]
     for name, v in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)):
-        require_float(OP, name, v)
+        require_float(OP, name, v, check_finite=False)
         if tuple(v.shape) != (c,):
             raise ValueError(f"{OP}: channel mismatch: x has {c} channels (shape {tuple(x.shape)}) but {name} has "
                              f"shape {tuple(v.shape)}, expected ({c},)")
+    require_finite(OP, x=x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
     if not 0.0 <= float(momentum) <= 1.0:
         raise ValueError(f"{OP}: momentum must be in [0, 1], got {momentum}")
     if not float(eps) > 0.0:

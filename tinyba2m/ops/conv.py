@@ -25,7 +25,7 @@ readable reference for lessons and tests, far too slow for networks.
 from __future__ import annotations
 
 from .. import backend
-from .validation import pair, require_float, require_ndim
+from .validation import pair, require_finite, require_float, require_ndim
 
 OP = "conv2d"
 
@@ -45,9 +45,9 @@ def int_pair(op: str, name: str, value, minimum: int = 1) -> tuple[int, int]:
 def check_conv_args(x, w, b, stride, padding, dilation, op=OP):
     """Validate the inputs of a conv; returns (stride, padding, dilation) as pairs."""
     require_ndim(op, "x", x, 4, "(N, C, H, W)")
-    require_float(op, "x", x)
+    require_float(op, "x", x, check_finite=False)
     require_ndim(op, "w", w, 4, "(F, C, KH, KW)")
-    require_float(op, "w", w)
+    require_float(op, "w", w, check_finite=False)
     s, p, d = int_pair(op, "stride", stride), int_pair(op, "padding", padding, 0), int_pair(op, "dilation", dilation)
     n, c, h, wd = x.shape
     f, cw, kh, kw = w.shape
@@ -55,9 +55,10 @@ def check_conv_args(x, w, b, stride, padding, dilation, op=OP):
         raise ValueError(f"{op}: channel mismatch: x has {c} channels (shape {tuple(x.shape)}) but w expects {cw} "
                          f"(w shape {tuple(w.shape)})")
     if b is not None:
-        require_float(op, "b", b)
+        require_float(op, "b", b, check_finite=False)
         if tuple(b.shape) != (f,):
             raise ValueError(f"{op}: expected bias of shape ({f},), got {tuple(b.shape)}")
+    require_finite(op, x=x, w=w, b=b)
     ekh, ekw = d[0] * (kh - 1) + 1, d[1] * (kw - 1) + 1
     if ekh > h + 2 * p[0] or ekw > wd + 2 * p[1]:
         raise ValueError(f"{op}: kernel {kh}x{kw} with dilation {d} spans {ekh}x{ekw}, larger than the padded input "
