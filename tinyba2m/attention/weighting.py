@@ -22,7 +22,6 @@ Sigmoid weighting (the ablation without coupling), per sample::
 """
 from __future__ import annotations
 
-from .. import backend
 from ..ops.activations import softmax, stable_sigmoid
 from ..ops.validation import require_float, require_ndim
 
