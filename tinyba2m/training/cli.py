@@ -1,0 +1,266 @@
+"""Command line of ``train_cifar.py``: parse and check the options, then train, resume or evaluate.
+
+Exit status: 0 done; 1 the run failed (non-finite loss, data set or checkpoint problem); 2 bad
+options (argparse's usage error, also for an architecture mismatch); 130 interrupted by Ctrl-C
+(after saving the checkpoint of the last completed epoch).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+
+from .. import __version__, backend
+from ..data import LAST_BATCH_POLICY, DatasetError
+from ..models import ATTENTION_NAMES, MODEL_NAMES, PLACEMENTS
+from ..optim import SCHEDULES
+from .checkpoint import ArchitectureMismatchError, CheckpointError, atomic_write_text, load_checkpoint
+from .config import RUNTIME_OPTIONS, TrainConfig
+from .loop import NonFiniteLossError
+from .trainer import CHECKPOINT, RunFolderError, Trainer, TrainingInterrupted, evaluate_checkpoint
+
+D = TrainConfig()  # the defaults
+
+EPILOG = f"""\
+examples:
+  python train_cifar.py
+      the default short job: {D.model} + {D.attention} on the synthetic data set ({D.epochs} epochs, numpy)
+  python train_cifar.py --dataset synthetic --model resnet20 --attention ba2m --epochs 2 --subset 512
+  python train_cifar.py --dataset cifar100 --model resnet20 --attention ba2m --epochs 200 \\
+      --batch-size 128 --lr 0.1 --weight-decay 5e-4 --schedule cosine --backend cupy --out runs/r20_ba2m
+  python train_cifar.py --resume --out runs/r20_ba2m          continue an interrupted run exactly
+  python train_cifar.py --eval-only --checkpoint runs/r20_ba2m/best.npz
+
+last partial batch: {LAST_BATCH_POLICY}.
+
+run folder (--out): config.json, metrics.csv (per epoch: lr, train loss/acc, test loss/top-1/top-5 under
+BA²M eval weighting "batch" and "uniform", seconds, images/s), checkpoint.npz (latest) and best.npz (best
+test top-1, weighting "batch"), curves.png; with BA²M also ba2m_weights.csv, weights.png and
+weighted_samples.png. Ctrl-C saves the checkpoint of the last completed epoch and prints how to resume.
+exit status: 0 done, 1 run failed (e.g. non-finite loss), 2 bad options, 130 interrupted."""
+
+
+def _int_at_least(lo):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {v}")
+        return v
+    return parse
+
+
+def _float_in(lo, hi=math.inf, lo_open=False, hi_open=True):
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi) and math.isfinite(v)
+        if not ok:
+            left, right = ("(" if lo_open else "["), (")" if hi_open else "]")
+            raise argparse.ArgumentTypeError(f"must be in {left}{lo}, {hi}{right}, got {text}")
+        return v
+    return parse
+
+
+def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
+    """The parser; ``suppress_defaults=True`` leaves out every option not given (to see which were)."""
+    def dflt(v):
+        return argparse.SUPPRESS if suppress_defaults else v
+
+    p = argparse.ArgumentParser(
+        prog="train_cifar.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Train a CIFAR-100 CNN with or without BA²M (or SE, or focal loss) using tinyba2m "
+                    "(hand-derived backward passes on NumPy or CuPy). Default: a short job on the offline "
+                    "synthetic data set.")
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=("cifar100", "synthetic"), default=dflt(D.dataset),
+                   help="cifar100: the real data set (downloaded and checksummed into --data-dir); synthetic: an "
+                        "offline, seeded, learnable stand-in with the same shapes (10,000 train / 2,000 test "
+                        "images unless --subset) (default: %(default)s)")
+    g.add_argument("--data-dir", default=dflt(None), metavar="DIR",
+                   help="folder of the CIFAR-100 archive (default: $TINYBA2M_DATA_DIR, else ~/.cache/tinyba2m/cifar100)")
+    g.add_argument("--subset", type=_int_at_least(1), default=dflt(None), metavar="N",
+                   help="use only the first N images of each split (train and test), for quick runs; for the "
+                        "synthetic set this is the number of images generated per split (default: all)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", choices=MODEL_NAMES, default=dflt(D.model),
+                   help="smallcnn: 3-conv plain CNN (~30k params, fast on CPU); resnetN: CIFAR ResNet of depth N "
+                        "(widths 16/32/64, ResNet-20 ~0.28M params) (default: %(default)s)")
+    g.add_argument("--attention", choices=ATTENTION_NAMES, default=dflt(D.attention),
+                   help="attention in each block: none, se (squeeze-and-excitation) or ba2m (batch aware attention; "
+                        "at the end of the residual branch, before the skip addition) (default: %(default)s)")
+    g.add_argument("--ba2m-placement", choices=PLACEMENTS, default=dflt(D.ba2m_placement),
+                   help="every: attention in every block; last: only in the last block of each stage (applies to "
+                        "se too) (default: %(default)s)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=_int_at_least(1), default=dflt(D.epochs), help="epochs to train (default: %(default)s)")
+    g.add_argument("--batch-size", type=_int_at_least(1), default=dflt(D.batch_size),
+                   help="training batch size; BA²M's softmax runs over this batch (default: %(default)s)")
+    g.add_argument("--eval-batch-size", type=_int_at_least(1), default=dflt(None), metavar="N",
+                   help="test batch size; matters for BA²M's eval weighting 'batch' (default: --batch-size)")
+    g.add_argument("--lr", type=_float_in(0.0, lo_open=True), default=dflt(D.lr),
+                   help="peak learning rate, > 0 (default: %(default)s; CIFAR recipe: 0.1 at batch 128)")
+    g.add_argument("--momentum", type=_float_in(0.0, 1.0), default=dflt(D.momentum),
+                   help="SGD momentum in [0, 1) (default: %(default)s)")
+    g.add_argument("--nesterov", action="store_true", default=dflt(False), help="Nesterov momentum (default: off)")
+    g.add_argument("--weight-decay", type=_float_in(0.0), default=dflt(D.weight_decay),
+                   help="L2 weight decay on conv and linear weights only (not on biases or BN scale/shift) "
+                        "(default: %(default)s)")
+    g.add_argument("--schedule", choices=[s for s in SCHEDULES if s != "constant"], default=dflt(D.schedule),
+                   help="learning-rate decay, set per iteration: cosine to 0, or step (x0.1 at 50%% and 75%% of "
+                        "training) (default: %(default)s)")
+    g.add_argument("--warmup-epochs", type=_float_in(0.0), default=dflt(D.warmup_epochs),
+                   help="linear warm-up from lr/steps to lr over this many epochs (may be fractional) "
+                        "(default: %(default)s)")
+    g.add_argument("--loss", choices=("ce", "focal"), default=dflt(D.loss),
+                   help="ce: softmax cross-entropy; focal: focal loss -(1-p_t)^gamma log p_t, the loss-based "
+                        "re-weighting baseline (default: %(default)s)")
+    g.add_argument("--focal-gamma", type=_float_in(0.0), default=dflt(D.focal_gamma),
+                   help="focusing parameter gamma >= 0 of the focal loss (default: %(default)s)")
+    g.add_argument("--label-smoothing", type=_float_in(0.0, 1.0), default=dflt(D.label_smoothing),
+                   help="label smoothing eps in [0, 1), for either loss (default: %(default)s)")
+    g.add_argument("--seed", type=_int_at_least(0), default=dflt(D.seed),
+                   help="seed of the weights, the data order and the augmentation; the synthetic images "
+                        "themselves are fixed (default: %(default)s)")
+    g = p.add_argument_group("run")
+    g.add_argument("--backend", choices=("numpy", "cupy"), default=dflt(None),
+                   help="array backend: numpy (CPU) or cupy (NVIDIA GPU) (default: $TINYBA2M_BACKEND, else numpy)")
+    g.add_argument("--out", default=dflt(None), metavar="DIR",
+                   help="run folder (default: runs/<timestamp>_<model>_<attention>)")
+    g.add_argument("--resume", action="store_true", default=dflt(False),
+                   help="continue the run in --out from its checkpoint.npz, with its saved options; the result "
+                        "equals an uninterrupted run")
+    g.add_argument("--eval-only", action="store_true", default=dflt(False),
+                   help="only evaluate --checkpoint on the test split (both BA²M eval weightings) and exit")
+    g.add_argument("--checkpoint", default=dflt(None), metavar="PATH", help="checkpoint for --eval-only")
+    g.add_argument("--no-progress", action="store_true", default=dflt(False),
+                   help="no progress bars (the per-epoch summary lines are still printed)")
+    p.add_argument("--version", action="version", version=f"tinyba2m {__version__}")
+    return p
+
+
+def _config_from_args(args) -> TrainConfig:
+    return TrainConfig(dataset=args.dataset, data_dir=args.data_dir, model=args.model, attention=args.attention,
+                       ba2m_placement=args.ba2m_placement, epochs=args.epochs, batch_size=args.batch_size,
+                       lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
+                       schedule=args.schedule, warmup_epochs=args.warmup_epochs, loss=args.loss,
+                       focal_gamma=args.focal_gamma, label_smoothing=args.label_smoothing, seed=args.seed,
+                       backend=args.backend, subset=args.subset, eval_batch_size=args.eval_batch_size,
+                       out=args.out, progress=not args.no_progress)
+
+
+def _explicit(argv) -> set:
+    """Names (config fields) of the options given on the command line."""
+    given = set(vars(build_parser(suppress_defaults=True).parse_args(argv)))
+    return {"progress" if k == "no_progress" else k for k in given}
+
+
+def _check(parser, args) -> None:
+    if args.eval_only and not args.checkpoint:
+        parser.error("--eval-only needs --checkpoint PATH (e.g. runs/<run>/best.npz)")
+    if args.eval_only and args.resume:
+        parser.error("--eval-only and --resume exclude each other")
+    if args.checkpoint and not args.eval_only:
+        parser.error("--checkpoint is for --eval-only; to continue a run use --resume --out DIR")
+    if args.resume and not args.out:
+        parser.error("--resume needs --out DIR, the run folder to continue")
+    if args.nesterov and args.momentum == 0.0:
+        parser.error("--nesterov needs --momentum > 0")
+    if args.backend == "cupy":
+        ok, why = backend.cupy_available()
+        if not ok:
+            parser.error(f"--backend cupy is not available here: {why}")
+
+
+def _resume_config(parser, args, explicit) -> TrainConfig:
+    path = pathlib.Path(args.out) / CHECKPOINT
+    try:
+        meta, _, _ = load_checkpoint(path)
+    except CheckpointError as exc:
+        parser.error(f"--resume: {exc}")
+    saved = TrainConfig.from_dict(meta["config"])
+    given = _config_from_args(args).to_dict()
+    fixed = sorted(k for k in explicit if k in given and k not in RUNTIME_OPTIONS and given[k] != getattr(saved, k))
+    if fixed:
+        diff = "; ".join(f"--{k.replace('_', '-')} {given[k]} (saved: {getattr(saved, k)})" for k in fixed)
+        parser.error(f"--resume continues {args.out} with its saved options, but these differ: {diff}. "
+                     f"Drop them, or start a new run with another --out")
+    for k in RUNTIME_OPTIONS:
+        if k in explicit or k == "out":
+            setattr(saved, k, given[k])
+    return saved
+
+
+def _eval_only(parser, args, explicit) -> int:
+    try:
+        meta, _, _ = load_checkpoint(args.checkpoint)
+    except CheckpointError as exc:
+        parser.error(f"--checkpoint: {exc}")
+    cfg = TrainConfig.from_dict(meta["config"])
+    given = _config_from_args(args).to_dict()
+    for k in ("dataset", "data_dir", "subset", "eval_batch_size", "backend", "progress", "model", "attention",
+              "ba2m_placement"):
+        if k in explicit:
+            setattr(cfg, k, given[k])
+    try:
+        result = evaluate_checkpoint(args.checkpoint, cfg)
+    except ArchitectureMismatchError as exc:
+        parser.error(str(exc))
+    for mode in ("batch", "uniform"):
+        print(f"{args.checkpoint} (epoch {result['epoch']}) on {result['dataset']} test ({result['n_test']} images), "
+              f"eval weighting {mode}: loss {result[f'test_loss_{mode}']:.4f}  top-1 "
+              f"{100 * result[f'test_top1_{mode}']:.2f}%  top-5 {100 * result[f'test_top5_{mode}']:.2f}%", flush=True)
+    if args.out:
+        atomic_write_text(pathlib.Path(args.out) / "eval.json", json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def main(argv=None, data=None, on_epoch_end=None) -> int:
+    """Run the command line; returns the exit status (argparse exits with 2 on bad options).
+    ``data`` / ``on_epoch_end`` are test hooks (a ready data set; a callback after each epoch)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    explicit = _explicit(argv)
+    if args.backend is None:
+        args.backend = os.environ.get(backend.BACKEND_ENV_VAR, "").strip().lower() or "numpy"
+    _check(parser, args)
+    try:
+        if args.eval_only:
+            return _eval_only(parser, args, explicit)
+        if args.resume:
+            config = _resume_config(parser, args, explicit)
+        else:
+            config = _config_from_args(args)
+            if config.out is None:
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                config.out = str(pathlib.Path("runs") / f"{stamp}_{config.model}_{config.attention}")
+        try:
+            trainer = Trainer(config, data=data, on_epoch_end=on_epoch_end)
+            summary = trainer.run(resume=args.resume)
+        except (RunFolderError, ArchitectureMismatchError) as exc:
+            parser.error(str(exc))
+        print(f"done: {summary['epochs']} epochs, best test top-1 {100 * summary['best_top1']:.2f}% "
+              f"(epoch {summary['best_epoch']}); run folder {summary['out']}", flush=True)
+        return 0
+    except NonFiniteLossError as exc:
+        print(f"error: {exc}. Stopped; the last good checkpoint is kept in {config.out}/{CHECKPOINT}. "
+              f"Try a lower --lr or a --warmup-epochs.", file=sys.stderr, flush=True)
+        return 1
+    except TrainingInterrupted as exc:
+        print(f"\n{exc}", file=sys.stderr, flush=True)
+        return 130
+    except KeyboardInterrupt:
+        print("\ninterrupted before training started; nothing was saved", file=sys.stderr, flush=True)
+        return 130
+    except (DatasetError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1

@@ -1,0 +1,52 @@
+"""The options of a training run (:class:`TrainConfig`) — what ``train_cifar.py`` parses and what
+``config.json`` and every checkpoint record."""
+from __future__ import annotations
+
+import dataclasses
+
+# options that may differ when a run is resumed or a checkpoint evaluated (they do not change
+# the numbers a run computes, or say where things live)
+RUNTIME_OPTIONS = ("data_dir", "backend", "out", "progress")
+SYNTHETIC_DATA_SEED = 0  # the synthetic images do not depend on --seed (like a fixed real data set)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    model: str = "smallcnn"
+    attention: str = "ba2m"
+    ba2m_placement: str = "every"
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    loss: str = "ce"
+    focal_gamma: float = 2.0
+    label_smoothing: float = 0.0
+    seed: int = 0
+    backend: str = "numpy"
+    subset: int | None = None
+    eval_batch_size: int | None = None
+    out: str | None = None
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @property
+    def effective_eval_batch_size(self) -> int:
+        return self.eval_batch_size or self.batch_size
+
+    def architecture(self, num_classes: int) -> dict:
+        return {"model": self.model, "attention": self.attention, "ba2m_placement": self.ba2m_placement,
+                "num_classes": int(num_classes)}

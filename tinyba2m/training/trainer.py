@@ -1,0 +1,258 @@
+"""A whole training run: build, (resume,) train epoch by epoch, evaluate, log, checkpoint, plot.
+
+Run folder (``config.out``):
+
+- ``config.json``          every option, package version, backend, data sizes, parameter count
+- ``metrics.csv``          one row per epoch (columns: :data:`.metrics.METRIC_COLUMNS`)
+- ``checkpoint.npz``       the latest completed epoch (epoch 0 = the initial weights), atomic
+- ``best.npz``             the epoch with the best test top-1 under eval weighting ``batch``
+                           (selection on the test split, as is customary for CIFAR; it is the only
+                           held-out split)
+- ``curves.png``           loss and accuracy curves (all plots are redrawn after the first epoch,
+                           then at most once a minute, and after the last epoch)
+- BA²M only: ``ba2m_weights.csv`` (per-epoch statistics of the per-sample weights),
+  ``weights.png`` (their distribution per epoch) and ``weighted_samples.png`` (the training images
+  with the highest and lowest weights of the last epoch).
+
+Exact resume: the data order and augmentation of epoch ``e`` come from a generator seeded with
+``[seed, e]``, the learning rate is a function of the global step, and the checkpoint holds the
+model (parameters and BN running statistics), the SGD momentum buffers, the epoch and step
+counters, the best metric and the backend's host RNG state. Resuming therefore reproduces the
+rows an uninterrupted run writes (timing columns aside).
+
+Faults: Ctrl-C writes the checkpoint of the last *completed* epoch (work of the interrupted epoch
+is discarded; no mid-epoch checkpoints) and raises :class:`TrainingInterrupted` with the command
+that resumes. A non-finite loss raises :class:`.loop.NonFiniteLossError` naming the epoch and step;
+the last good checkpoint is left as it was.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+import time
+
+from .. import __version__, backend
+from ..data import LAST_BATCH_POLICY, load_dataset
+from ..models import ba2m_modules, build_model
+from ..nn import SoftmaxCrossEntropy
+from ..nn.focal import FocalLoss
+from ..optim import SGD
+from . import plots
+from .checkpoint import atomic_write_text, check_architecture, load_checkpoint, save_checkpoint
+from .config import SYNTHETIC_DATA_SEED, TrainConfig
+from .loop import evaluate_both, train_epoch
+from .metrics import METRIC_COLUMNS, WEIGHT_COLUMNS, CsvLog, read_rows, truncate_after, weight_statistics
+
+CHECKPOINT, BEST, CONFIG, METRICS, WEIGHTS_CSV = "checkpoint.npz", "best.npz", "config.json", "metrics.csv", "ba2m_weights.csv"
+GRID_PER_ROW = 8
+PLOT_INTERVAL_S = 60.0  # plots are redrawn after an epoch at most this often, and always after the last one
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: the checkpoint of the last completed epoch was written; the message says how to resume."""
+
+
+class RunFolderError(ValueError):
+    """The run folder cannot be used as asked (an existing run without --resume, nothing to resume)."""
+
+
+def load_data(config: TrainConfig):
+    return load_dataset(config.dataset, data_dir=config.data_dir, subset=config.subset, seed=SYNTHETIC_DATA_SEED,
+                        progress=config.progress)
+
+
+def make_loss(config: TrainConfig):
+    if config.loss == "focal":
+        return FocalLoss(config.focal_gamma, config.label_smoothing)
+    if config.loss == "ce":
+        return SoftmaxCrossEntropy(config.label_smoothing)
+    raise ValueError(f"unknown loss {config.loss!r}: expected 'ce' or 'focal'")
+
+
+def make_model(config: TrainConfig, num_classes: int):
+    """The model of ``config``, its weights drawn from the host generator seeded with ``config.seed``."""
+    backend.seed(config.seed)
+    return build_model(config.model, config.attention, num_classes=num_classes, ba2m_placement=config.ba2m_placement)
+
+
+class Trainer:
+    """Holds one run; :meth:`run` trains from scratch or resumes (``resume=True``)."""
+
+    def __init__(self, config: TrainConfig, data=None, log=None, on_epoch_end=None):
+        self.config = config
+        self.log = log or (lambda msg: print(msg, flush=True))
+        self.on_epoch_end = on_epoch_end  # test hook: called as on_epoch_end(epoch) after each epoch
+        self.out = pathlib.Path(config.out)
+        backend.use_backend(config.backend)
+        self.data = data if data is not None else load_data(config)
+        self.n_train, self.n_test = int(self.data.train_images.shape[0]), int(self.data.test_images.shape[0])
+        self.num_classes = self.data.num_classes
+        if self.n_train < config.batch_size:
+            raise RunFolderError(f"--batch-size {config.batch_size} is larger than the {self.n_train} training images; "
+                                 f"{LAST_BATCH_POLICY.split(' (')[0]}, so no batch would remain")
+        self.steps_per_epoch = self.n_train // config.batch_size
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.warmup_steps = int(round(config.warmup_epochs * self.steps_per_epoch))
+        self.model = make_model(config, self.num_classes)
+        self.has_ba2m = bool(ba2m_modules(self.model)) if config.attention == "ba2m" else False
+        self.loss_fn = make_loss(config)
+        self.optimizer = SGD(self.model, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                             weight_decay=config.weight_decay)
+        self.epoch, self.global_step, self.best_top1, self.best_epoch = 0, 0, -1.0, 0
+        self._last_good = None
+        self._last_plot = None  # perf_counter time of the last plot refresh
+
+    # -- state -----------------------------------------------------------------------------------
+    def _meta(self) -> dict:
+        return {**self.config.architecture(self.num_classes), "epoch": self.epoch, "global_step": self.global_step,
+                "best_top1": self.best_top1, "best_epoch": self.best_epoch, "config": self.config.to_dict(),
+                "host_rng_state": backend.get_rng_state(), "optimizer": self.optimizer.state_dict()["hparams"],
+                "backend": backend.name, "dataset_sizes": [self.n_train, self.n_test]}
+
+    def _snapshot(self):
+        return self.model.state_dict(), self.optimizer.state_dict()["arrays"], self._meta()
+
+    def _restore(self, path) -> None:
+        meta, model_state, optim_arrays = load_checkpoint(path)
+        check_architecture(meta, self.config.architecture(self.num_classes), path)
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict({"arrays": optim_arrays, "hparams": meta["optimizer"]})
+        backend.set_rng_state(meta["host_rng_state"])
+        self.epoch, self.global_step = int(meta["epoch"]), int(meta["global_step"])
+        self.best_top1, self.best_epoch = float(meta["best_top1"]), int(meta["best_epoch"])
+
+    def _write_config(self) -> None:
+        info = {**self.config.to_dict(), "package_version": __version__, "backend": backend.name,
+                "num_parameters": self.model.num_parameters(), "n_train": self.n_train, "n_test": self.n_test,
+                "num_classes": self.num_classes, "steps_per_epoch": self.steps_per_epoch,
+                "last_batch_policy": LAST_BATCH_POLICY, "command": " ".join(sys.argv)}
+        atomic_write_text(self.out / CONFIG, json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+    # -- the run ---------------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> dict:
+        cfg = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            if not (self.out / CHECKPOINT).is_file():
+                raise RunFolderError(f"nothing to resume: no {CHECKPOINT} in {self.out}")
+            self._restore(self.out / CHECKPOINT)
+            truncate_after(self.out / METRICS, self.epoch)
+            truncate_after(self.out / WEIGHTS_CSV, self.epoch)
+            if not (self.out / CONFIG).exists():
+                self._write_config()
+            self.log(f"resuming {self.out} after epoch {self.epoch}/{cfg.epochs} (global step {self.global_step})")
+        else:
+            if (self.out / CHECKPOINT).exists() or (self.out / METRICS).exists():
+                raise RunFolderError(f"{self.out} already holds a run ({CHECKPOINT} / {METRICS}); pass --resume to "
+                                     f"continue it, or choose another --out")
+            self._write_config()
+            self._last_good = self._snapshot()
+            save_checkpoint(self.out / CHECKPOINT, *self._last_good)  # epoch 0: the initial weights
+        self._last_good = self._snapshot()
+        metrics = CsvLog(self.out / METRICS, METRIC_COLUMNS)
+        wlog = CsvLog(self.out / WEIGHTS_CSV, WEIGHT_COLUMNS) if self.has_ba2m else None
+        self.log(self._header())
+        try:
+            while self.epoch < cfg.epochs:
+                self._one_epoch(metrics, wlog)
+        except KeyboardInterrupt:
+            save_checkpoint(self.out / CHECKPOINT, *self._last_good)
+            done = self._last_good[2]["epoch"]
+            raise TrainingInterrupted(
+                f"interrupted during epoch {done + 1}; saved the checkpoint of the last completed epoch ({done}) to "
+                f"{self.out / CHECKPOINT} (the interrupted epoch is redone on resume). Continue with:\n"
+                f"  python train_cifar.py --resume --out {self.out}") from None
+        rows = read_rows(self.out / METRICS)
+        return {"out": str(self.out), "epochs": self.epoch, "best_top1": self.best_top1, "best_epoch": self.best_epoch,
+                "last": rows[-1] if rows else None}
+
+    def _header(self) -> str:
+        c = self.config
+        att = c.attention + (f" ({c.ba2m_placement})" if c.attention != "none" else "")
+        return (f"tinyba2m {__version__} | backend {backend.name} | {c.model} + {att}, "
+                f"{self.model.num_parameters():,} parameters | {self.data.name}: {self.n_train} train / {self.n_test} "
+                f"test images, {self.num_classes} classes | {self.steps_per_epoch} steps/epoch of {c.batch_size} "
+                f"(last partial batch dropped) | loss {c.loss} | out {self.out}")
+
+    def _one_epoch(self, metrics: CsvLog, wlog) -> None:
+        cfg, e = self.config, self.epoch + 1
+        t0 = time.perf_counter()
+        rng = backend.new_host_rng([cfg.seed, e])
+        st = train_epoch(self.model, self.loss_fn, self.optimizer, self.data.train_images, self.data.train_labels,
+                         epoch=e, epochs=cfg.epochs, batch_size=cfg.batch_size, rng=rng, global_step=self.global_step,
+                         total_steps=self.total_steps, base_lr=cfg.lr, schedule=cfg.schedule,
+                         warmup_steps=self.warmup_steps, progress=cfg.progress, track_weights=self.has_ba2m)
+        ev = evaluate_both(self.model, self.data.test_images, self.data.test_labels, cfg.effective_eval_batch_size,
+                           self.has_ba2m, epoch=e)
+        seconds = time.perf_counter() - t0
+        row = {"epoch": e, "lr": st["lr"], "train_loss": st["train_loss"], "train_acc": st["train_acc"],
+               "seconds": seconds, "images_per_s": st["images"] / max(st["train_seconds"], 1e-9)}
+        for mode in ("batch", "uniform"):
+            row.update({f"test_loss_{mode}": ev[mode]["loss"], f"test_top1_{mode}": ev[mode]["top1"],
+                        f"test_top5_{mode}": ev[mode]["top5"]})
+        self.epoch, self.global_step = e, st["global_step"]
+        improved = ev["batch"]["top1"] > self.best_top1
+        if improved:
+            self.best_top1, self.best_epoch = ev["batch"]["top1"], e
+        metrics.append(row)
+        weights = st["weights"]
+        if wlog is not None:
+            seen = weights[weights == weights]  # drop the NaN of images in the dropped partial batch
+            wlog.append(weight_statistics(e, seen))
+        snap = self._snapshot()
+        if improved:
+            save_checkpoint(self.out / BEST, *snap)  # best first: a crash in between redoes this epoch
+        save_checkpoint(self.out / CHECKPOINT, *snap)
+        self._last_good = snap
+        now = time.perf_counter()
+        if e == cfg.epochs or self._last_plot is None or now - self._last_plot >= PLOT_INTERVAL_S:
+            self._plots(weights)
+            self._last_plot = time.perf_counter()
+        self.log(self._summary(row, improved))
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(e)
+
+    def _summary(self, r: dict, improved: bool) -> str:
+        uni = f" (uniform {100 * r['test_top1_uniform']:.2f}%)" if self.has_ba2m else ""
+        return (f"epoch {r['epoch']:>3}/{self.config.epochs}  lr {r['lr']:.4g}  train loss {r['train_loss']:.4f} "
+                f"acc {100 * r['train_acc']:.2f}%  |  test loss {r['test_loss_batch']:.4f} top-1 "
+                f"{100 * r['test_top1_batch']:.2f}%{uni} top-5 {100 * r['test_top5_batch']:.2f}%  |  "
+                f"{r['seconds']:.1f} s, {r['images_per_s']:.0f} img/s{'  *best' if improved else ''}")
+
+    def _plots(self, weights) -> None:
+        cfg = self.config
+        title = f"{cfg.model} + {cfg.attention} on {self.data.name} (seed {cfg.seed})"
+        plots.plot_curves(read_rows(self.out / METRICS), self.out / "curves.png", title)
+        if not self.has_ba2m:
+            return
+        plots.plot_weight_distribution(read_rows(self.out / WEIGHTS_CSV), self.out / "weights.png")
+        np = backend.numpy_module  # host-side ranking of a host array
+        seen = np.flatnonzero(weights == weights)
+        order = seen[np.argsort(-weights[seen], kind="stable")]
+        k = min(GRID_PER_ROW, len(order) // 2)
+        chosen = np.concatenate([order[:k], order[::-1][:k]])
+        plots.plot_weighted_samples(self.data.train_images[chosen], self.data.train_labels[chosen], weights[chosen],
+                                    self.data.fine_names, self.out / "weighted_samples.png",
+                                    f"epoch {self.epoch}: training images with the highest (top) and lowest (bottom) "
+                                    f"BA²M weight (un-augmented originals)")
+
+
+def evaluate_checkpoint(path, config: TrainConfig | None = None, data=None) -> dict:
+    """Evaluate the model stored at ``path`` on the test split under both eval weightings.
+
+    ``config`` (default: the checkpoint's own) gives the data set, the eval batch size and the
+    architecture the caller expects; a different architecture raises
+    :class:`.checkpoint.ArchitectureMismatchError` naming both."""
+    meta, model_state, _ = load_checkpoint(path)
+    cfg = config or TrainConfig.from_dict(meta["config"])
+    backend.use_backend(cfg.backend)
+    data = data if data is not None else load_data(cfg)
+    check_architecture(meta, cfg.architecture(data.num_classes), path)
+    model = make_model(cfg, data.num_classes)
+    model.load_state_dict(model_state)
+    has_ba2m = bool(ba2m_modules(model)) if cfg.attention == "ba2m" else False
+    ev = evaluate_both(model, data.test_images, data.test_labels, cfg.effective_eval_batch_size, has_ba2m,
+                       epoch=int(meta.get("epoch", 0)))
+    return {"checkpoint": str(path), "epoch": int(meta.get("epoch", 0)), "dataset": data.name,
+            "n_test": int(data.test_images.shape[0]), **{f"test_{k}_{mode}": v for mode in ev for k, v in ev[mode].items()}}
