@@ -19,8 +19,10 @@ GlobalSpatialBranch   x (N, C, H, W) -> A_GS (N, 1, H, W)     (embedded-Gaussian
 """
 from __future__ import annotations
 
+from .. import backend
 from ..nn import BatchNorm1d, BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, MaxPool2d, ReLU, Sequential
 from ..nn.module import Module
+from ..ops.conv import conv2d_backward, conv2d_forward
 from ..ops.validation import require_positive_int
 from .nonlocal_attention import nonlocal_attention_backward, nonlocal_attention_forward
 
@@ -79,7 +81,13 @@ class LocalSpatialBranch(Sequential):
 
 
 class GlobalSpatialBranch(Module):
-    """A_GS (N, 1, H, W): non-local attention with subsampled keys/values, W_z, BN (see above)."""
+    """A_GS (N, 1, H, W): non-local attention with subsampled keys/values, W_z, BN (see above).
+
+    The three embeddings theta, phi, g are Conv2d children (their parameters, names and
+    gradients are the usual ones), but they are evaluated as ONE 1x1 convolution with their
+    weights stacked (C -> 3h'), and keys and values are pooled in one call: fewer passes over
+    the input and its gradient.
+    """
 
     def __init__(self, channels: int, nonlocal_reduction: int = 8, subsample: int = 2, value_projection_first: bool = True):
         super().__init__()
@@ -90,53 +98,63 @@ class GlobalSpatialBranch(Module):
         self.channels, self.hidden, self.subsample = channels, k, subsample
         self.value_projection_first = bool(value_projection_first)
         self.theta, self.phi, self.g = Conv2d(channels, k, 1), Conv2d(channels, k, 1), Conv2d(channels, k, 1)
-        self.pool_phi, self.pool_g = MaxPool2d(subsample, subsample), MaxPool2d(subsample, subsample)
+        self.pool = MaxPool2d(subsample, subsample)      # keys and values together
         self.w_z = Conv2d(k, 1, 1)
         self.bn = BatchNorm2d(1)
         self.cache = None
 
+    def _embeddings(self):
+        return (self.theta, self.phi, self.g)
+
     def forward(self, x):
         check_input(f"GlobalSpatialBranch({self.channels})", x, self.channels)
+        xp = backend.array_module(x)
         n, _, h, w = x.shape
+        k = self.hidden
+        convs = self._embeddings()
+        emb, emb_cache = conv2d_forward(x, xp.concatenate([c.params["w"] for c in convs]),
+                                        xp.concatenate([c.params["b"] for c in convs]))       # (N, 3h', H, W)
         pool = self.subsample > 1 and h >= self.subsample and w >= self.subsample
-        theta = self.theta.forward(x).reshape(n, self.hidden, h * w)
-        phi = self.phi.forward(x)
-        g = self.g.forward(x)
-        if pool:
-            phi, g = self.pool_phi.forward(phi), self.pool_g.forward(g)
-        key_hw = phi.shape[2:]
-        phi = phi.reshape(n, self.hidden, -1)
+        keys_values = self.pool.forward(emb[:, k:]) if pool else emb[:, k:]                 # (N, 2h', H', W')
+        key_hw = tuple(keys_values.shape[2:])
+        theta = emb[:, :k].reshape(n, k, h * w)
+        phi = keys_values[:, :k].reshape(n, k, -1)
+        g = keys_values[:, k:]
         if self.value_projection_first:
             v = self.w_z.forward(g).reshape(n, 1, -1)                      # (N, 1, M)
             z, att = nonlocal_attention_forward(theta, phi, v)             # (N, HW, 1)
             z = z.reshape(n, 1, h, w)
         else:
-            y, att = nonlocal_attention_forward(theta, phi, g.reshape(n, self.hidden, -1))   # (N, HW, h')
-            z = self.w_z.forward(y.transpose(0, 2, 1).reshape(n, self.hidden, h, w))
-        self.cache = (att, pool, (n, h, w), key_hw)
+            y, att = nonlocal_attention_forward(theta, phi, g.reshape(n, k, -1))   # (N, HW, h')
+            z = self.w_z.forward(y.transpose(0, 2, 1).reshape(n, k, h, w))
+        self.cache = (att, emb_cache, pool, (n, h, w), key_hw)
         return self.bn.forward(z)
 
     def backward(self, dout):
-        att, pool, (n, h, w), key_hw = self.cache
+        att, emb_cache, pool, (n, h, w), key_hw = self.cache
+        xp = backend.array_module(dout)
+        k = self.hidden
         dz = self.bn.backward(dout)
         if self.value_projection_first:
             dtheta, dphi, dv = nonlocal_attention_backward(dz.reshape(n, h * w, 1), att)
-            dg = self.w_z.backward(dv.reshape((n, 1) + tuple(key_hw)))
+            dg = self.w_z.backward(dv.reshape((n, 1) + key_hw))
         else:
-            dy = self.w_z.backward(dz).reshape(n, self.hidden, h * w).transpose(0, 2, 1)
+            dy = self.w_z.backward(dz).reshape(n, k, h * w).transpose(0, 2, 1)
             dtheta, dphi, dg = nonlocal_attention_backward(dy, att)
-            dg = dg.reshape((n, self.hidden) + tuple(key_hw))
-        dphi = dphi.reshape((n, self.hidden) + tuple(key_hw))
+            dg = dg.reshape((n, k) + key_hw)
+        dkv = xp.concatenate([dphi.reshape((n, k) + key_hw), dg], axis=1)
         if pool:
-            dphi, dg = self.pool_phi.backward(dphi), self.pool_g.backward(dg)
-        dx = self.theta.backward(dtheta.reshape(n, self.hidden, h, w))
-        dx += self.phi.backward(dphi)
-        dx += self.g.backward(dg)
+            dkv = self.pool.backward(dkv)
+        demb = xp.concatenate([dtheta.reshape(n, k, h, w), dkv], axis=1)
+        dx, dw, db = conv2d_backward(demb, emb_cache)
+        for i, conv in enumerate(self._embeddings()):
+            conv.accumulate_grad("w", dw[i * k:(i + 1) * k])
+            conv.accumulate_grad("b", db[i * k:(i + 1) * k])
         return dx
 
     def key_positions(self):
         """M, the number of key positions of the last forward pass (None before any)."""
-        return None if self.cache is None else self.cache[3][0] * self.cache[3][1]
+        return None if self.cache is None else self.cache[4][0] * self.cache[4][1]
 
     def extra_repr(self):
         return (f"{self.channels}, hidden={self.hidden}, subsample={self.subsample}, "

@@ -19,9 +19,12 @@ Textbook backward (``nonlocal_attention_backward_reference``), with ``dout`` (N,
 How the fast pair does it. The (N, Q, M) matrix is the hot spot (128 x 1024 x 256 at CIFAR
 size), so every pass over it counts:
 
-* Forward keeps ``E = exp(S - rowmax S)`` unnormalised; the products ``E g^T`` and ``E 1`` give
-  the numerators and the row sums ``Z`` (matrix-vector products, faster than a reduction), and
-  ``out = (E g^T) / Z``. ``P = E / Z`` is never formed.
+* Forward keeps ``E`` unnormalised: ``E = exp(S - c)`` with a per-query shift ``c`` that the
+  softmax ignores. Instead of the row maximum (two more passes over the matrix) ``c_q`` is the
+  row mean, obtained for free by centring the keys: ``theta_q . (phi_m - mean(phi))``; rows whose
+  spread is too large for that are redone with their maximum (``unnormalised_attention``). The
+  products ``E g^T`` and ``E 1`` give the numerators and the row sums ``Z`` (matrix-vector
+  products, faster than a reduction), and ``out = (E g^T) / Z``. ``P = E / Z`` is never formed.
 * Backward never builds dP or dS. Because ``dP = dout g`` has rank V, each use of dS factors into
   a product with E and a small correction (``dz = dout / Z``, ``rz = r / Z``)::
 
@@ -39,6 +42,8 @@ channel *before* the attention product, exact because a linear map with bias com
 averaging by rows that sum to one:  ``W_z (P G) + b_z = P (G w_z + b_z)``.
 """
 from __future__ import annotations
+
+import math
 
 from .. import backend
 from ..ops.validation import require_float, require_ndim
@@ -59,13 +64,33 @@ def _check(theta, phi, g):
         raise ValueError(f"{OP}: g must be (N, V, M) = ({n}, V, {phi.shape[2]}) to match phi {tuple(phi.shape)}, got {tuple(g.shape)}")
 
 
+# A row whose largest shifted score exceeds this is recomputed with its exact maximum (see below).
+MAX_SHIFTED_SCORE = 50.0
+
+
 def unnormalised_attention(theta, phi):
-    """``E = exp(S - rowmax S)`` with ``S = theta^T phi``, shape (N, Q, M), in one buffer."""
+    """``E = exp(theta^T (phi - mean_m phi))`` (N, Q, M) and its row sums ``Z`` (N, Q).
+
+    Centring the keys subtracts ``theta_q . mean(phi)`` — the mean of row q of S — from every
+    score of query q, which the softmax ignores. So every row has a non-negative maximum (the
+    largest term is >= 1: nothing underflows) without the two passes a row maximum costs (find
+    it, subtract it). A row whose sum exceeds ``e^50`` — a score spread above 50, or an overflow —
+    is recomputed with its exact maximum; only such rows pay for it.
+    """
     xp = backend.array_module(theta, phi)
-    e = xp.matmul(theta.transpose(0, 2, 1), phi)
-    e -= e.max(axis=2, keepdims=True)
-    xp.exp(e, out=e)
-    return e
+    n, _, m = phi.shape
+    e = xp.matmul(theta.transpose(0, 2, 1), phi - phi.mean(axis=2, keepdims=True))
+    with backend.numpy_module.errstate(over="ignore"):                         # overflowing rows are redone
+        xp.exp(e, out=e)
+    z = xp.matmul(e, xp.ones((n, m, 1), dtype=e.dtype))[:, :, 0]               # row sums
+    bad = ~(z <= math.exp(MAX_SHIFTED_SCORE))                                   # too large, inf or nan
+    if bool(bad.any()):
+        rows, queries = xp.nonzero(bad)
+        s = xp.matmul(theta[rows, :, queries][:, None, :], phi[rows])[:, 0, :]   # (B, M) exact scores
+        s = xp.exp(s - s.max(axis=1, keepdims=True))
+        e[rows, queries] = s
+        z[rows, queries] = s.sum(axis=1)
+    return e, z
 
 
 def nonlocal_attention_forward(theta, phi, g):
@@ -73,12 +98,9 @@ def nonlocal_attention_forward(theta, phi, g):
     out (N, Q, V). Returns (out, cache)."""
     _check(theta, phi, g)
     xp = backend.array_module(theta, phi, g)
-    n, v, m = g.shape
-    e = unnormalised_attention(theta, phi)
-    z = xp.matmul(e, xp.ones((n, m, 1), dtype=e.dtype))                       # (N, Q, 1) row sums of E
+    e, z = unnormalised_attention(theta, phi)
     out = xp.matmul(e, xp.ascontiguousarray(g.transpose(0, 2, 1)))            # (N, Q, V) numerators
-    out /= z
-    z = z[:, :, 0]
+    out /= z[:, :, None]
     return out, (theta, phi, g, e, z, out)
 
 

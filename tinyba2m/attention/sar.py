@@ -63,20 +63,22 @@ def _check(a_c, a_ls, a_gs):
 
 def count_below(sorted_rows, values):
     """``k[i, j] = #{c : sorted_rows[i, c] < values[i, j]}`` — a binary search of every value in
-    its sample's ascending row, for all samples at once. sorted_rows (N, C), values (N, K)."""
+    its sample's ascending row, for all samples at once. sorted_rows (N, C), values (N, K).
+
+    Branch-free form: ``k`` grows by ``step`` (C's highest power of two, then halving) whenever
+    the row still has ``step`` more entries below the value: ``sorted_rows[k + step - 1] < value``.
+    """
     xp = backend.array_module(sorted_rows, values)
     c = sorted_rows.shape[1]
-    lo = xp.zeros(values.shape, dtype=xp.int64)
-    hi = xp.full(values.shape, c, dtype=xp.int64)
-    for _ in range(c.bit_length()):             # enough halvings to shrink [lo, hi) to one point
-        mid = (lo + hi) // 2
-        probe = xp.take_along_axis(sorted_rows, xp.minimum(mid, c - 1), axis=1)
-        active = lo < hi
-        go_right = active & (probe < values)
-        go_left = active & ~go_right
-        lo = xp.where(go_right, mid + 1, lo)
-        hi = xp.where(go_left, mid, hi)
-    return lo
+    flat = sorted_rows.reshape(-1)
+    row_start = c * xp.arange(sorted_rows.shape[0])[:, None]          # gather from the flat rows
+    k = xp.zeros(values.shape, dtype=xp.int64)
+    step = 1 << (c.bit_length() - 1)
+    while step:
+        probe = xp.take(flat, row_start + xp.minimum(k + (step - 1), c - 1))
+        k += step * ((probe < values) & (k + step <= c))
+        step >>= 1
+    return k
 
 
 def sar_fusion_forward(a_c=None, a_ls=None, a_gs=None):
@@ -102,7 +104,8 @@ def sar_fusion_forward(a_c=None, a_ls=None, a_gs=None):
     srt = xp.take_along_axis(a_c, order, axis=1)
     prefix = xp.concatenate([xp.zeros((n, 1), dtype=srt.dtype), xp.cumsum(srt, axis=1)], axis=1)  # (N, C+1)
     k = count_below(srt, flat)                     # (N, HW) channels beaten by each pixel
-    per_pixel = flat * k + (prefix[:, -1:] - xp.take_along_axis(prefix, k, axis=1))
+    above = xp.take(prefix.reshape(-1), (c + 1) * xp.arange(n)[:, None] + k)   # prefix[i, k[i, p]]
+    per_pixel = flat * k + (prefix[:, -1:] - above)
     cache.update(shape=(n, c, h, w), k=k, order=order)
     return (per_pixel.sum(axis=1) / (c * h * w)).astype(s.dtype, copy=False), cache
 
