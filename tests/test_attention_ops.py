@@ -66,6 +66,20 @@ def test_nonlocal_large_scores_are_stable(xp, rng):
     assert np.allclose(host(out), plain_attention(theta, phi, g))
 
 
+def test_nonlocal_rows_with_a_large_spread_are_redone_exactly(xp, rng):
+    """Centred-key shifts are fine for ordinary rows; rows whose scores spread beyond the guard
+    are recomputed with their maximum — mixed in one batch, values and gradients stay exact."""
+    theta, phi, g = arr(xp, rng, 2, 4, 6), arr(xp, rng, 2, 4, 5), arr(xp, rng, 2, 2, 5)
+    theta[0, :, 2] *= 40.0
+    theta[1, :, 4] *= 40.0
+    out, cache = nonlocal_attention_forward(theta, phi, g)
+    assert np.allclose(host(out), plain_attention(theta, phi, g), atol=1e-12)
+    z = host(cache[4])
+    assert z[0, 2] < 1e3 and z[1, 4] < 1e3 and z.min() >= 1.0   # redone rows hold exp(S - max S)
+    r = check_op(nonlocal_attention_forward, nonlocal_attention_backward, [theta, phi, g], method="full")
+    assert r.passed, str(r)
+
+
 def test_nonlocal_keeps_one_attention_matrix_and_float32(xp, rng):
     theta, phi, g = arr(xp, rng, 2, 4, 64, dtype="float32"), arr(xp, rng, 2, 4, 16, dtype="float32"), arr(xp, rng, 2, 1, 16, dtype="float32")
     copies = [a.copy() for a in (theta, phi, g)]
