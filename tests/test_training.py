@@ -19,18 +19,18 @@ np = backend.numpy_module
 
 @pytest.fixture(scope="module")
 def tiny_data():
-    return make_synthetic(96, 48, seed=0, num_classes=10, image_size=16)  # 16x16: 4x cheaper than 32x32
+    return make_synthetic(96, 48, seed=0, num_classes=10, image_size=12)  # 12x12: 7x cheaper than 32x32
 
 
 def config(out, **kw):
-    base = dict(model="smallcnn", attention="ba2m", epochs=3, batch_size=32, lr=0.05, momentum=0.9, nesterov=True,
+    base = dict(model="smallcnn", attention="ba2m", epochs=2, batch_size=32, lr=0.05, momentum=0.9, nesterov=True,
                 warmup_epochs=0.5, out=str(out), progress=False)
     return TrainConfig(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny_data):
-    """An uninterrupted 3-epoch run (3 steps per epoch) that the other runs are compared with."""
+    """An uninterrupted 2-epoch run (3 steps per epoch) that the other runs are compared with."""
     out = tmp_path_factory.mktemp("reference")
     summary = Trainer(config(out), data=tiny_data, log=quiet).run()
     return out, summary
@@ -160,11 +160,11 @@ def test_run_writes_everything_and_is_deterministic(tmp_path, tiny_data, referen
     for name in ("config.json", "metrics.csv", "checkpoint.npz", "best.npz", "curves.png", "weights.png",
                  "weighted_samples.png", "ba2m_weights.csv"):
         assert (ref / name).is_file(), name
-    assert summary["epochs"] == 3 and len(read_rows(ref / "metrics.csv")) == 3
+    assert summary["epochs"] == 2 and len(read_rows(ref / "metrics.csv")) == 2
     cfg = json.loads((ref / "config.json").read_text())
     assert cfg["package_version"] and cfg["backend"] == "numpy" and cfg["model"] == "smallcnn" and cfg["lr"] == 0.05
     meta, _, _ = load_checkpoint(ref / "checkpoint.npz")
-    assert meta["epoch"] == 3 and meta["global_step"] == 3 * (96 // 32)
+    assert meta["epoch"] == 2 and meta["global_step"] == 2 * (96 // 32)
     best, _, _ = load_checkpoint(ref / "best.npz")
     rows = read_rows(ref / "metrics.csv")
     assert best["epoch"] == max(rows, key=lambda r: (r["test_top1_batch"], -r["epoch"]))["epoch"]
@@ -221,8 +221,8 @@ def test_resume_drops_rows_written_after_the_checkpoint(tmp_path, tiny_data, ref
     ref, _ = reference
     with pytest.raises(TrainingInterrupted):
         Trainer(config(tmp_path / "one"), data=tiny_data, log=quiet, on_epoch_end=stop_after_epoch_1).run()
-    # a copy of the finished reference run, as if it had died after writing epoch 3's row but before its
-    # checkpoint ... and with the checkpoint of epoch 1: the rows of epochs 2 and 3 must be redone
+    # a copy of the finished reference run with the checkpoint of epoch 1 — as if it had died after writing
+    # epoch 2's row but before epoch 2's checkpoint: the row of epoch 2 must be dropped and redone
     run = tmp_path / "r"
     run.mkdir()
     for name in ("config.json", "metrics.csv", "ba2m_weights.csv"):
@@ -248,7 +248,7 @@ def test_run_folder_rules(tmp_path, tiny_data, reference):
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_data):
-    cfg = config(tmp_path / "nan", epochs=3, lr=1e38, weight_decay=0.0)
+    cfg = config(tmp_path / "nan", lr=1e38, weight_decay=0.0, warmup_epochs=0.0)
     with pytest.raises(NonFiniteLossError, match=r"diverged: non-finite .* at epoch \d+, step \d+") as err:
         Trainer(cfg, data=tiny_data, log=quiet).run()
     meta, state, _ = load_checkpoint(tmp_path / "nan" / "checkpoint.npz")

@@ -199,7 +199,7 @@ def _resume_config(parser, args, explicit) -> TrainConfig:
     return saved
 
 
-def _eval_only(parser, args, explicit) -> int:
+def _eval_only(parser, args, explicit, data=None) -> int:
     try:
         meta, _, _ = load_checkpoint(args.checkpoint)
     except CheckpointError as exc:
@@ -211,7 +211,7 @@ def _eval_only(parser, args, explicit) -> int:
         if k in explicit:
             setattr(cfg, k, given[k])
     try:
-        result = evaluate_checkpoint(args.checkpoint, cfg)
+        result = evaluate_checkpoint(args.checkpoint, cfg, data=data)
     except ArchitectureMismatchError as exc:
         parser.error(str(exc))
     for mode in ("batch", "uniform"):
@@ -235,7 +235,7 @@ def main(argv=None, data=None, on_epoch_end=None) -> int:
     _check(parser, args)
     try:
         if args.eval_only:
-            return _eval_only(parser, args, explicit)
+            return _eval_only(parser, args, explicit, data)
         if args.resume:
             config = _resume_config(parser, args, explicit)
         else:

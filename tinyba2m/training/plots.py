@@ -14,6 +14,7 @@ from __future__ import annotations
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .. import backend
 from .checkpoint import atomic_write
 
 
@@ -66,26 +67,44 @@ def plot_weight_distribution(stats_rows, path, title: str = "") -> None:
     _save(fig, path)
 
 
-def plot_weighted_samples(images, labels, weights, class_names, path, title: str = "") -> None:
-    """Two rows of images: the highest weights (top) and the lowest (bottom).
+def _montage(images, cols: int, pad: int, top: int):
+    """(k, 3, H, W) uint8 -> one uint8 HWC image: ``cols`` per row, ``pad`` white pixels between
+    images and ``top`` white pixels above each row (room for labels)."""
+    np = backend.numpy_module  # host images
+    k, c, h, w = images.shape
+    rows = -(-k // cols)
+    canvas = np.full((rows * (h + top), cols * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for i in range(k):  # at most 2 x 8 images
+        r, q = divmod(i, cols)
+        y, x = r * (h + top) + top, pad + q * (w + pad)
+        canvas[y:y + h, x:x + w] = images[i].transpose(1, 2, 0)
+    return canvas
 
-    images (k, 3, H, W) uint8 host arrays (un-normalised, NCHW) for the chosen samples, highest
-    first then lowest; labels (k,), weights (k,) host arrays; ``len(images)`` even.
+
+def plot_weighted_samples(images, labels, weights, class_names, path, title: str = "") -> None:
+    """Two rows of images: the highest weights (top) and the lowest (bottom), each with its class
+    name and weight.
+
+    images (2k, 3, H, W) uint8 host array (un-normalised, NCHW) of the chosen samples, the k
+    highest first, then the k lowest; labels (2k,), weights (2k,) host arrays.
     """
-    k = len(images) // 2
-    fig = Figure(figsize=(1.45 * max(k, 1), 3.9))
-    axes = fig.subplots(2, max(k, 1), squeeze=False)
-    for row, (offset, what) in enumerate(((0, "highest"), (k, "lowest"))):
-        for j in range(max(k, 1)):
-            ax = axes[row][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j >= k:
-                continue
-            i = offset + j
-            ax.imshow(images[i].transpose(1, 2, 0), interpolation="nearest")
-            ax.set_title(f"{class_names[int(labels[i])]}\nw={float(weights[i]):.3f}", fontsize=7)
-        axes[row][0].set_ylabel(f"{what} w", fontsize=8)
+    n = len(images)
+    k = max(n // 2, 1)
+    h, w = images.shape[2], images.shape[3]
+    pad, top = max(2, w // 8), max(8, int(0.6 * h))
+    canvas = _montage(images, k, pad, top)
+    fig = Figure(figsize=(1.3 * k + 0.9, 1.3 * canvas.shape[0] / (w + pad) + 0.5))
+    ax = fig.add_axes([0.08, 0.0, 0.91, 0.9])
+    ax.imshow(canvas, interpolation="nearest")
+    for i in range(n):
+        r, q = divmod(i, k)
+        ax.text(pad + q * (w + pad) + w / 2, r * (h + top) + top - 1,
+                f"{class_names[int(labels[i])]}\nw={float(weights[i]):.3f}", ha="center", va="bottom", fontsize=7)
+    rows = -(-n // k)
+    ax.set_xticks([])
+    ax.set_yticks([r * (h + top) + top + h / 2 for r in range(rows)])
+    ax.set_yticklabels(["highest w", "lowest w"][:rows], fontsize=8)
+    for side in ax.spines.values():
+        side.set_visible(False)
     fig.suptitle(title or "training images with the highest (top) and lowest (bottom) BA²M weight", fontsize=9)
-    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.02, top=0.8, wspace=0.08, hspace=0.45)  # no tight_layout: slow
     _save(fig, path)

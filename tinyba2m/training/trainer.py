@@ -8,8 +8,8 @@ Run folder (``config.out``):
 - ``best.npz``             the epoch with the best test top-1 under eval weighting ``batch``
                            (selection on the test split, as is customary for CIFAR; it is the only
                            held-out split)
-- ``curves.png``           loss and accuracy curves (all plots are redrawn after the first epoch,
-                           then at most once a minute, and after the last epoch)
+- ``curves.png``           loss and accuracy curves (all plots are redrawn after an epoch once a
+                           minute has passed since the last drawing, and after the last epoch)
 - BA²M only: ``ba2m_weights.csv`` (per-epoch statistics of the per-sample weights),
   ``weights.png`` (their distribution per epoch) and ``weighted_samples.png`` (the training images
   with the highest and lowest weights of the last epoch).
@@ -46,7 +46,7 @@ from .metrics import METRIC_COLUMNS, WEIGHT_COLUMNS, CsvLog, read_rows, truncate
 
 CHECKPOINT, BEST, CONFIG, METRICS, WEIGHTS_CSV = "checkpoint.npz", "best.npz", "config.json", "metrics.csv", "ba2m_weights.csv"
 GRID_PER_ROW = 8
-PLOT_INTERVAL_S = 60.0  # plots are redrawn after an epoch at most this often, and always after the last one
+PLOT_INTERVAL_S = 60.0  # plots are redrawn after an epoch when this long has passed, and after the last one
 
 
 class TrainingInterrupted(Exception):
@@ -101,7 +101,7 @@ class Trainer:
                              weight_decay=config.weight_decay)
         self.epoch, self.global_step, self.best_top1, self.best_epoch = 0, 0, -1.0, 0
         self._last_good = None
-        self._last_plot = None  # perf_counter time of the last plot refresh
+        self._last_plot = time.perf_counter()  # time of the last plot refresh (or of the start)
 
     # -- state -----------------------------------------------------------------------------------
     def _meta(self) -> dict:
@@ -206,7 +206,7 @@ class Trainer:
         save_checkpoint(self.out / CHECKPOINT, *snap)
         self._last_good = snap
         now = time.perf_counter()
-        if e == cfg.epochs or self._last_plot is None or now - self._last_plot >= PLOT_INTERVAL_S:
+        if e == cfg.epochs or now - self._last_plot >= PLOT_INTERVAL_S:
             self._plots(weights)
             self._last_plot = time.perf_counter()
         self.log(self._summary(row, improved))
@@ -247,6 +247,7 @@ def evaluate_checkpoint(path, config: TrainConfig | None = None, data=None) -> d
     meta, model_state, _ = load_checkpoint(path)
     cfg = config or TrainConfig.from_dict(meta["config"])
     backend.use_backend(cfg.backend)
+    check_architecture(meta, cfg.architecture(meta.get("num_classes")), path)  # before loading any data
     data = data if data is not None else load_data(cfg)
     check_architecture(meta, cfg.architecture(data.num_classes), path)
     model = make_model(cfg, data.num_classes)
