@@ -14,3 +14,7 @@ __all__ += ["Conv2d", "BatchNorm1d", "BatchNorm2d"]
 from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d  # noqa: E402
 
 __all__ += ["MaxPool2d", "AvgPool2d", "GlobalAvgPool2d"]
+
+from .focal import FocalLoss  # noqa: E402
+
+__all__ += ["FocalLoss"]
