@@ -10,8 +10,10 @@ from strategies import as_pair, conv_configs, float_dtypes, given_settings
 from tinyba2m import backend
 from tinyba2m.gradcheck import check_module, check_op
 from tinyba2m.nn import Conv2d
-from tinyba2m.ops.conv import (conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive,
-                               conv2d_input_backward, conv_output_size)
+from tinyba2m.ops import conv as conv_ops
+from tinyba2m.ops.conv import (col2im, col2im_flat, conv2d_backward, conv2d_backward_naive, conv2d_forward,
+                               conv2d_forward_naive, conv2d_input_backward, conv_output_size, im2col, im2col_flat,
+                               pad_input)
 
 np = backend.numpy_module
 
@@ -93,6 +95,43 @@ def test_dtype_is_kept(xp, cfg, dtype):
     out, cache = conv2d_forward(x, w, b, **kw(cfg))
     assert out.dtype == xp.dtype(dtype)
     assert all(g is None or g.dtype == xp.dtype(dtype) for g in conv2d_backward(xp.ones_like(out), cache))
+
+
+@given_settings()
+@given(cfg=conv_configs(max_side=6))
+def test_batch_chunks_match_naive(xp, cfg):
+    """With a tiny CHUNK_BYTES the host path cuts the batch into one-sample chunks; the result
+    must not depend on the cut."""
+    x, w, b = make(xp, cfg)
+    ref, ref_cache = conv2d_forward_naive(x, w, b, **kw(cfg))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv_ops, "CHUNK_BYTES", 1)
+        assert len(conv_ops.batch_chunks(x, 8)) == (x.shape[0] if backend.name == "numpy" else 1)
+        out, cache = conv2d_forward(x, w, b, **kw(cfg))
+        dout = xp.asarray(backend.new_host_rng(1).standard_normal(out.shape))
+        grads = conv2d_backward(dout, cache)
+    assert xp.allclose(out, ref, atol=1e-10, rtol=1e-10)
+    for got, want in zip(grads, conv2d_backward_naive(dout, ref_cache)):
+        assert (got is None and want is None) or xp.allclose(got, want, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("kh,kw_,p,d", [(3, 3, (1, 1), (1, 1)), (2, 3, (0, 2), (2, 1)), (3, 2, (1, 1), (1, 2)), (1, 1, (1, 0), (1, 1))])
+def test_flat_columns_match_plain_columns(xp, kh, kw_, p, d):
+    """im2col_flat holds the stride-1 columns of im2col plus junk columns j >= W_out; col2im_flat
+    (with zero junk columns) equals col2im."""
+    n, c, h, wd = 2, 3, 5, 6
+    x = xp.asarray(backend.new_host_rng(7).standard_normal((n, c, h, wd)))
+    ho, wo = conv_output_size(h, kh, 1, p[0], d[0]), conv_output_size(wd, kw_, 1, p[1], d[1])
+    wp = wd + 2 * p[1]
+    plain = im2col(pad_input(x, p), kh, kw_, (1, 1), d, ho, wo).reshape(-1, n, ho, wo)
+    flat = im2col_flat(pad_input(x, p, extra_rows=1), kh, kw_, d, ho).reshape(-1, n, ho, wp)
+    assert xp.array_equal(flat[..., :wo], plain)
+    dcols = xp.asarray(backend.new_host_rng(8).standard_normal((c, kh, kw_, n, ho, wo)))
+    dcols_flat = xp.zeros((c, kh, kw_, n, ho, wp))
+    dcols_flat[..., :wo] = dcols
+    want = col2im(dcols, x.shape, (1, 1), p, d)
+    got = col2im_flat(dcols_flat.reshape(c, kh, kw_, n, ho * wp), x.shape, p, d)
+    assert got.shape == want.shape == (c, n, h, wd) and xp.allclose(got, want, atol=1e-12)
 
 
 # --- finite differences ---------------------------------------------------------------------

@@ -10,7 +10,6 @@ Fast path (what networks use): im2col + one matrix product.
     cols[(c, a, e), (n, i, j)] = xp[n, c, i*sh + a*dh, j*sw + e*dw]      (K = C*KH*KW rows)
 is a strided *view* of the padded input (``backend.as_strided``); one copy makes it a contiguous
 (K, N*H_out*W_out) matrix and one matrix product gives  out = w.reshape(F, K) @ cols.
-The pixel axis is the long, contiguous one, so the product is one big GEMM.
 Backward, with D = dout as an (F, N*H_out*W_out) matrix:
     dw   = D @ cols.T                        (F, K)
     db   = sum of D over its columns         (F,)
@@ -18,6 +17,16 @@ Backward, with D = dout as an (F, N*H_out*W_out) matrix:
     dx   = col2im(dcol): for each kernel offset (a, e), add dcol[(., a, e), .] into the strided
            slice of the padded input it was read from (KH*KW slice-adds), then crop the padding.
 1x1 convs with stride 1 and no padding skip im2col: out[n] = w(F, C) @ x[n](C, H*W).
+
+Speed (CPU). The column matrix is KH*KW times the input (75 MB for 16 channels at 32x32, batch
+128), so copying it out to memory and reading it back costs more than the product. Hence:
+- the batch is cut into chunks whose columns take ~``CHUNK_BYTES`` (cache-sized); each chunk is
+  im2col'd, multiplied and dropped while still in cache (on a GPU: one chunk, the whole batch);
+- the cache keeps x, not the columns; the backward rebuilds each chunk's columns (a cheap copy);
+- stride-1 convs use ``im2col_flat``: columns on the *padded-width* grid (H_out x Wp), where each
+  (c, a, e) row is one contiguous run of the padded input, so the copy runs at memcpy speed; the
+  Wp - W_out junk columns are cropped from the product (and zeroed in dout for the backward, so
+  ``col2im_flat`` is KH*KW contiguous slice-adds).
 
 ``conv2d_forward_naive`` / ``conv2d_backward_naive`` are the same maths as plain loops — a
 readable reference for lessons and tests, far too slow for networks.
@@ -66,13 +75,14 @@ def check_conv_args(x, w, b, stride, padding, dilation, op=OP):
     return s, p, d
 
 
-def pad_input(x, p):
-    """Zero-pad the two spatial axes of an (N, C, H, W) array by p = (ph, pw)."""
-    if p == (0, 0):
+def pad_input(x, p, extra_rows=0):
+    """Zero-pad the two spatial axes of an (N, C, H, W) array by p = (ph, pw) (plus
+    ``extra_rows`` more zero rows at the bottom, see :func:`im2col_flat`)."""
+    if p == (0, 0) and not extra_rows:
         return x
     xp = backend.array_module(x)
     n, c, h, w = x.shape
-    out = xp.zeros((n, c, h + 2 * p[0], w + 2 * p[1]), dtype=x.dtype)
+    out = xp.zeros((n, c, h + 2 * p[0] + extra_rows, w + 2 * p[1]), dtype=x.dtype)
     out[:, :, p[0]:p[0] + h, p[1]:p[1] + w] = x
     return out
 
@@ -84,6 +94,54 @@ def im2col_view(xpad, kh, kw, s, d, ho, wo):
     n, c = xpad.shape[:2]
     return backend.as_strided(xpad, (c, kh, kw, n, ho, wo),
                               (sc, sh * d[0], sw * d[1], sn, sh * s[0], sw * s[1]))
+
+
+def im2col(xpad, kh, kw, s, d, ho, wo):
+    """The columns as a contiguous (C*KH*KW, N*H_out*W_out) matrix (one copy of the view)."""
+    xp = backend.array_module(xpad)
+    n, c = xpad.shape[:2]
+    return xp.ascontiguousarray(im2col_view(xpad, kh, kw, s, d, ho, wo)).reshape(c * kh * kw, n * ho * wo)
+
+
+def im2col_flat(xpad, kh, kw, d, ho):
+    """Stride-1 columns on the padded-width grid: a contiguous (C*KH*KW, N*H_out*Wp) matrix.
+
+    xpad (N, C, Hp + 1, Wp) is padded with one extra zero row. Output pixel (i, j) is column
+    q = i*Wp + j, and its tap (a, e) is xpad[n, c].flat[q + a*dh*Wp + e*dw], so for fixed
+    (c, a, e, n) the columns are one contiguous run of H_out*Wp values and the copy runs at
+    memcpy speed. Columns with j >= W_out are junk (they wrap into the next row) and are
+    cropped from the product; the extra row keeps the last run inside the array."""
+    xp = backend.array_module(xpad)
+    sn, sc, sh, sw = xpad.strides
+    n, c, _, wp = xpad.shape
+    view = backend.as_strided(xpad, (c, kh, kw, n, ho * wp), (sc, sh * d[0], sw * d[1], sn, sw))
+    return xp.ascontiguousarray(view).reshape(c * kh * kw, n * ho * wp)
+
+
+CHUNK_BYTES = 4 * 2 ** 20
+
+
+def batch_chunks(x, bytes_per_sample):
+    """Slices of the batch handled per step. On the host: groups of samples whose columns take
+    about ``CHUNK_BYTES``, so the columns are still in cache when the matrix product reads them
+    (a whole-batch column matrix, 75 MB for 16 channels at 32x32 and batch 128, goes out to
+    memory and back, and memory, not arithmetic, sets the speed). On a GPU: one step."""
+    n = x.shape[0]
+    step = n if backend.is_device_array(x) else max(1, min(n, CHUNK_BYTES // max(1, bytes_per_sample)))
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def conv_chunk(x, w2, kh, kw, s, p, d, ho, wo):
+    """Convolve a chunk x (B, C, H, W) with w2 (F, C*KH*KW): im2col + one GEMM.
+    Returns (B, F, H_out, W_out) as a view of the (F, B, ...) product. Stride 1 uses the
+    padded-width columns of :func:`im2col_flat`, other strides :func:`im2col`."""
+    b, f = x.shape[0], w2.shape[0]
+    if s == (1, 1):
+        xpad = pad_input(x, p, extra_rows=1)
+        out = (w2 @ im2col_flat(xpad, kh, kw, d, ho)).reshape(f, b, ho, xpad.shape[3])[..., :wo]
+    else:
+        out = (w2 @ im2col(pad_input(x, p), kh, kw, s, d, ho, wo)).reshape(f, b, ho, wo)
+    return out.transpose(1, 0, 2, 3)
 
 
 def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
@@ -103,13 +161,47 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
         if b is not None:
             out += b.reshape(1, f, 1)
         return out.reshape(n, f, ho, wo), ("1x1", x, w, b is not None)
-    xpad = pad_input(x, p)
-    cols = xp.ascontiguousarray(im2col_view(xpad, kh, kw, s, d, ho, wo)).reshape(c * kh * kw, n * ho * wo)
-    out = w.reshape(f, c * kh * kw) @ cols  # (F, N*H_out*W_out): one GEMM
+    w2 = w.reshape(f, c * kh * kw)
+    out = xp.empty((n, f, ho, wo), dtype=xp.result_type(x.dtype, w.dtype))
+    for sl in batch_chunks(x, x.itemsize * c * kh * kw * ho * (wd + 2 * p[1])):
+        out[sl] = conv_chunk(x[sl], w2, kh, kw, s, p, d, ho, wo)
     if b is not None:
-        out += b.reshape(f, 1)
-    out = xp.ascontiguousarray(out.reshape(f, n, ho, wo).transpose(1, 0, 2, 3))
-    return out, ("im2col", cols, x.shape, w, b is not None, s, p, d)
+        out += b.reshape(1, f, 1, 1)
+    return out, ("im2col", x, w, b is not None, s, p, d)
+
+
+def col2im(dcols, x_shape, s, p, d):
+    """Adjoint of im2col: dcols (C, KH, KW, B, H_out, W_out) -> dx (C, B, H, W).
+
+    Each kernel offset (a, e) read a strided slice of the padded input; add its block back
+    (KH*KW slice-adds over contiguous rows), then crop the padding."""
+    xp = backend.array_module(dcols)
+    c, kh, kw, b, ho, wo = dcols.shape
+    h, wd = x_shape[2], x_shape[3]
+    dxpad = xp.zeros((c, b, h + 2 * p[0], wd + 2 * p[1]), dtype=dcols.dtype)
+    for a in range(kh):
+        for e in range(kw):
+            r0, c0 = a * d[0], e * d[1]
+            dxpad[:, :, r0:r0 + s[0] * (ho - 1) + 1:s[0], c0:c0 + s[1] * (wo - 1) + 1:s[1]] += dcols[:, a, e]
+    return dxpad[:, :, p[0]:p[0] + h, p[1]:p[1] + wd]
+
+
+def col2im_flat(dcols, x_shape, p, d):
+    """Adjoint of :func:`im2col_flat`: dcols (C, KH, KW, B, H_out*Wp) -> dx (C, B, H, W).
+
+    Tap (a, e) of column q read flat position q + a*dh*Wp + e*dw of its padded plane, so its
+    gradient is one slice-add of contiguous runs into the flattened (C, B, (Hp+1)*Wp) gradient.
+    The junk columns (j >= W_out) must hold zeros (the caller zeroes them in dout)."""
+    xp = backend.array_module(dcols)
+    c, kh, kw, b, run = dcols.shape
+    h, wd = x_shape[2], x_shape[3]
+    hp, wp = h + 2 * p[0], wd + 2 * p[1]
+    dxpad = xp.zeros((c, b, (hp + 1) * wp), dtype=dcols.dtype)
+    for a in range(kh):
+        for e in range(kw):
+            off = a * d[0] * wp + e * d[1]
+            dxpad[:, :, off:off + run] += dcols[:, a, e]
+    return dxpad.reshape(c, b, hp + 1, wp)[:, :, p[0]:p[0] + h, p[1]:p[1] + wd]
 
 
 def conv2d_backward(dout, cache):
@@ -125,23 +217,35 @@ def conv2d_backward(dout, cache):
         dw = xp.matmul(d3, x3.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
         db = d3.sum(axis=(0, 2)) if has_bias else None
         return dx, dw, db
-    _, cols, xshape, w, has_bias, s, p, d = cache
-    n, c, h, wd = xshape
+    _, x, w, has_bias, s, p, d = cache
+    n, c, h, wd = x.shape
     f, _, kh, kw = w.shape
     ho, wo = dout.shape[2], dout.shape[3]
-    dmat = xp.ascontiguousarray(dout.transpose(1, 0, 2, 3)).reshape(f, n * ho * wo)
-    dw = (dmat @ cols.T).reshape(w.shape)
-    db = dmat.sum(axis=1) if has_bias else None
-    dcols = (w.reshape(f, c * kh * kw).T @ dmat).reshape(c, kh, kw, n, ho, wo)
-    # col2im: each kernel offset (a, e) read a strided slice of the padded input; add it back.
-    # The padded gradient is kept as (C, N, Hp, Wp) so every slice-add runs over contiguous rows.
-    dxpad = xp.zeros((c, n, h + 2 * p[0], wd + 2 * p[1]), dtype=dcols.dtype)
-    for a in range(kh):
-        for e in range(kw):
-            r0, c0 = a * d[0], e * d[1]
-            dxpad[:, :, r0:r0 + s[0] * (ho - 1) + 1:s[0], c0:c0 + s[1] * (wo - 1) + 1:s[1]] += dcols[:, a, e]
-    dx = xp.ascontiguousarray(dxpad[:, :, p[0]:p[0] + h, p[1]:p[1] + wd].transpose(1, 0, 2, 3))
-    return dx, dw, db
+    k = c * kh * kw
+    w2t = w.reshape(f, k).T
+    dtype = xp.result_type(dout.dtype, w.dtype)
+    dx = xp.empty(x.shape, dtype=dtype)
+    dwt = xp.zeros((k, f), dtype=dtype)
+    wp = wd + 2 * p[1]
+    for sl in batch_chunks(x, x.itemsize * k * ho * wp):
+        xs, ds = x[sl], dout[sl]
+        bsz = xs.shape[0]
+        if s == (1, 1):
+            dmat = xp.zeros((f, bsz, ho, wp), dtype=dtype)  # zero junk columns j >= W_out
+            dmat[..., :wo] = ds.transpose(1, 0, 2, 3)
+            cols = im2col_flat(pad_input(xs, p, 1), kh, kw, d, ho)
+        else:
+            dmat = xp.ascontiguousarray(ds.transpose(1, 0, 2, 3))
+            cols = im2col(pad_input(xs, p), kh, kw, s, d, ho, wo)
+        dmat = dmat.reshape(f, -1)
+        dwt += cols @ dmat.T  # (K, F): this orientation is the faster GEMM for skinny F
+        dcols = (w2t @ dmat).reshape(c, kh, kw, bsz, -1)
+        if s == (1, 1):
+            dx[sl] = col2im_flat(dcols, x.shape, p, d).transpose(1, 0, 2, 3)
+        else:
+            dx[sl] = col2im(dcols.reshape(c, kh, kw, bsz, ho, wo), x.shape, s, p, d).transpose(1, 0, 2, 3)
+    db = dout.sum(axis=(0, 2, 3)) if has_bias else None
+    return dx, dwt.T.reshape(w.shape), db
 
 
 def conv2d_input_backward(dout, w, x_shape, stride=1, padding=0, dilation=1):
