@@ -12,6 +12,7 @@ import math
 import os
 import pathlib
 import sys
+import textwrap
 import time
 
 from .. import __version__, backend
@@ -35,7 +36,7 @@ examples:
   python train_cifar.py --resume --out runs/r20_ba2m          continue an interrupted run exactly
   python train_cifar.py --eval-only --checkpoint runs/r20_ba2m/best.npz
 
-last partial batch: {LAST_BATCH_POLICY}.
+{textwrap.fill("last partial batch: " + LAST_BATCH_POLICY + ".", 100)}
 
 run folder (--out): config.json, metrics.csv (per epoch: lr, train loss/acc, test loss/top-1/top-5 under
 BA²M eval weighting "batch" and "uniform", seconds, images/s), checkpoint.npz (latest) and best.npz (best
@@ -77,9 +78,9 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="train_cifar.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-        description="Train a CIFAR-100 CNN with or without BA²M (or SE, or focal loss) using tinyba2m "
-                    "(hand-derived backward passes on NumPy or CuPy). Default: a short job on the offline "
-                    "synthetic data set.")
+        description="Train a CIFAR-100 CNN with or without BA²M (or SE, or focal loss) with tinyba2m\n"
+                    "(hand-derived backward passes on NumPy or CuPy). Without options: a short job on the\n"
+                    "offline synthetic data set; every epoch prints one summary line.")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=("cifar100", "synthetic"), default=dflt(D.dataset),
                    help="cifar100: the real data set (downloaded and checksummed into --data-dir); synthetic: an "
