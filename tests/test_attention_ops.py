@@ -300,3 +300,27 @@ def test_weighting_float32_no_mutation_and_bad_input(xp, rng):
         sigmoid_weighting_forward(arr(xp, rng, 3, 2), arr(xp, rng, 3), 0.0)
     with pytest.raises(ValueError, match=r"batch_softmax_weighting: expected a to be 1-D \(N,\)"):
         batch_softmax_weighting_forward(arr(xp, rng, 3, 2), arr(xp, rng, 3, 1))
+
+
+def test_wide_spread_scores_are_redone_without_warnings(xp):
+    """Scores with a spread far above exp's float32 range: finite result, no overflow warning."""
+    import warnings
+
+    from tinyba2m.attention.nonlocal_attention import unnormalised_attention
+    rng = backend.new_host_rng(0)
+    theta = xp.asarray(rng.standard_normal((2, 4, 16)).astype("float32") * 30)
+    phi = xp.asarray(rng.standard_normal((2, 4, 8)).astype("float32") * 30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        e, z = unnormalised_attention(theta, phi)
+    assert bool(xp.isfinite(e).all()) and bool(xp.isfinite(z).all())
+    # every exp finite but the row sum overflows float32 (2 x e^88.6 > 3.4e38)
+    row = xp.asarray([[[88.6, 88.6, -177.2]]], dtype="float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        e1, z1 = unnormalised_attention(xp.ones((1, 1, 2), dtype="float32"), row)
+    assert xp.allclose(e1 / z1[:, :, None], xp.asarray([0.5, 0.5, 0.0], dtype="float32"))
+    p = e / z[:, :, None]
+    exact = xp.matmul(theta.transpose(0, 2, 1).astype("float64"), phi.astype("float64"))
+    exact = xp.exp(exact - exact.max(axis=2, keepdims=True))
+    assert xp.allclose(p, exact / exact.sum(axis=2, keepdims=True), atol=1e-5)

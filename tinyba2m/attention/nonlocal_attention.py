@@ -80,9 +80,9 @@ def unnormalised_attention(theta, phi):
     xp = backend.array_module(theta, phi)
     n, _, m = phi.shape
     e = xp.matmul(theta.transpose(0, 2, 1), phi - phi.mean(axis=2, keepdims=True))
-    with backend.numpy_module.errstate(over="ignore"):                         # overflowing rows are redone
+    with backend.numpy_module.errstate(over="ignore", invalid="ignore"):       # overflowing rows are redone
         xp.exp(e, out=e)
-    z = xp.matmul(e, xp.ones((n, m, 1), dtype=e.dtype))[:, :, 0]               # row sums
+        z = xp.matmul(e, xp.ones((n, m, 1), dtype=e.dtype))[:, :, 0]           # row sums
     bad = ~(z <= math.exp(MAX_SHIFTED_SCORE))                                   # too large, inf or nan
     if bool(bad.any()):
         rows, queries = xp.nonzero(bad)
