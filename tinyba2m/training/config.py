@@ -17,7 +17,7 @@ class TrainConfig:
     model: str = "smallcnn"
     attention: str = "ba2m"
     ba2m_placement: str = "every"
-    epochs: int = 3
+    epochs: int = 5
     batch_size: int = 64
     lr: float = 0.05
     momentum: float = 0.9
