@@ -188,3 +188,16 @@ def test_bad_names():
         build_model("smallcnn", "none", temperature=2.0)
     with pytest.raises(ValueError, match="attention 'se' takes only the reduction option"):
         build_model("smallcnn", "se", temperature=2.0)
+
+
+def test_zero_init_residual_starts_every_block_as_identity():
+    backend.seed(0)
+    model = build_model("resnet20", "ba2m", zero_init_residual=True)
+    assert all(not b.bn2.params["gamma"].any() for b in model.blocks)
+    x = images(16)
+    model.forward(x)
+    for _, m in ba2m_modules(model):  # all-zero features into BA²M: every sample gets weight 1
+        np.testing.assert_allclose(backend.to_host(m.last_weights), np.ones(16), rtol=1e-5)
+    backend.seed(0)
+    assert build_model("resnet20", "ba2m").blocks[0].bn2.params["gamma"].all()  # off by default
+    assert build_model("smallcnn", "ba2m", zero_init_residual=True).num_parameters() > 0  # ignored, no residuals

@@ -132,7 +132,7 @@ def test_end_to_end_learns_and_writes_the_run_folder(tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())
     for key in ("dataset", "model", "attention", "ba2m_placement", "epochs", "batch_size", "lr", "momentum", "nesterov",
                 "weight_decay", "schedule", "warmup_epochs", "loss", "focal_gamma", "label_smoothing", "seed",
-                "backend", "subset", "eval_batch_size", "package_version"):
+                "backend", "subset", "eval_batch_size", "zero_init_residual", "package_version"):
         assert key in config, key
     weights = read_rows(out / "ba2m_weights.csv")
     assert len(weights) == 3 and all(abs(w["mean"] - 1.0) < 1e-4 for w in weights)

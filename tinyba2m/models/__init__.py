@@ -16,8 +16,12 @@ from .smallcnn import SmallCNN
 MODEL_NAMES = ("smallcnn",) + tuple(RESNET_DEPTHS)
 
 
-def build_model(name: str, attention: str = "none", num_classes: int = 100, ba2m_placement: str = "every", **ba2m_kwargs):
-    """A model by name (one of ``MODEL_NAMES``) with the given attention and placement."""
+def build_model(name: str, attention: str = "none", num_classes: int = 100, ba2m_placement: str = "every",
+                zero_init_residual: bool = False, **ba2m_kwargs):
+    """A model by name (one of ``MODEL_NAMES``) with the given attention and placement.
+
+    ``zero_init_residual`` (ResNets only; SmallCNN has no residual branch and ignores it): start the
+    last BN scale of every residual branch at 0, see :class:`CifarResNet`."""
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODEL_NAMES)}")
     if attention not in ATTENTION_NAMES:
@@ -26,7 +30,8 @@ def build_model(name: str, attention: str = "none", num_classes: int = 100, ba2m
         raise ValueError(f"unknown BA²M placement {ba2m_placement!r}: expected one of {', '.join(PLACEMENTS)}")
     if name == "smallcnn":
         return SmallCNN(num_classes, attention, ba2m_placement, **ba2m_kwargs)
-    return CifarResNet(RESNET_DEPTHS[name], num_classes, attention, ba2m_placement, **ba2m_kwargs)
+    return CifarResNet(RESNET_DEPTHS[name], num_classes, attention, ba2m_placement,
+                       zero_init_residual=zero_init_residual, **ba2m_kwargs)
 
 
 __all__ = ["build_model", "MODEL_NAMES", "ATTENTION_NAMES", "EVAL_WEIGHTINGS", "PLACEMENTS", "SmallCNN", "CifarResNet",

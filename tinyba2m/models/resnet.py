@@ -21,6 +21,7 @@ about 0.28M for 100.
 from __future__ import annotations
 
 from ..nn import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, ReLU
+from ..nn.init import zeros
 from ..nn.module import Module
 from .attention_slots import make_attention
 from .shortcut import ZeroPadShortcut
@@ -58,10 +59,15 @@ class BasicBlock(Module):
 
 
 class CifarResNet(Module):
-    """(N, 3, H, W) -> logits (N, num_classes); depth = 6n + 2."""
+    """(N, 3, H, W) -> logits (N, num_classes); depth = 6n + 2.
+
+    ``zero_init_residual=True`` starts the scale ``gamma`` of the last BN of every residual branch
+    at 0 (Goyal et al., 2017), so every block starts as the identity (plus ReLU) and the attention
+    module first sees all-zero features, which gives every sample the weight 1.
+    """
 
     def __init__(self, depth: int = 20, num_classes: int = 100, attention: str = "none", placement: str = "every",
-                 widths=(16, 32, 64), **ba2m_kwargs):
+                 widths=(16, 32, 64), zero_init_residual: bool = False, **ba2m_kwargs):
         super().__init__()
         if (depth - 2) % 6 != 0 or depth < 8:
             raise ValueError(f"CifarResNet: depth must be 6n + 2 with n >= 1 (20, 32, 56, ...), got {depth}")
@@ -84,6 +90,10 @@ class CifarResNet(Module):
                 in_c = out_c
         self.pool = GlobalAvgPool2d()
         self.fc = Linear(in_c, num_classes)
+        self.zero_init_residual = bool(zero_init_residual)
+        if zero_init_residual:
+            for block in self.blocks:
+                block.bn2.params["gamma"] = zeros(block.bn2.params["gamma"].shape)
 
     def forward(self, x):
         x = self.stem_relu.forward(self.stem_bn.forward(self.stem_conv.forward(x)))
@@ -98,4 +108,5 @@ class CifarResNet(Module):
         return self.stem_conv.backward(self.stem_bn.backward(self.stem_relu.backward(d)))
 
     def extra_repr(self):
-        return f"depth={self.depth}, num_classes={self.num_classes}, attention={self.attention!r}, placement={self.placement!r}"
+        return (f"depth={self.depth}, num_classes={self.num_classes}, attention={self.attention!r}, "
+                f"placement={self.placement!r}, zero_init_residual={self.zero_init_residual}")

@@ -101,6 +101,9 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--ba2m-placement", choices=PLACEMENTS, default=dflt(D.ba2m_placement),
                    help="every: attention in every block; last: only in the last block of each stage (applies to "
                         "se too) (default: %(default)s)")
+    g.add_argument("--zero-init-residual", action="store_true", default=dflt(False),
+                   help="ResNets: start the scale of the last BN of every residual branch at 0, so each block "
+                        "starts as the identity and BA²M starts with weight 1 for every sample (default: off)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=_int_at_least(1), default=dflt(D.epochs), help="epochs to train (default: %(default)s)")
     g.add_argument("--batch-size", type=_int_at_least(1), default=dflt(D.batch_size),
@@ -150,7 +153,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
 
 def _config_from_args(args) -> TrainConfig:
     return TrainConfig(dataset=args.dataset, data_dir=args.data_dir, model=args.model, attention=args.attention,
-                       ba2m_placement=args.ba2m_placement, epochs=args.epochs, batch_size=args.batch_size,
+                       ba2m_placement=args.ba2m_placement, zero_init_residual=args.zero_init_residual,
+                       epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
                        schedule=args.schedule, warmup_epochs=args.warmup_epochs, loss=args.loss,
                        focal_gamma=args.focal_gamma, label_smoothing=args.label_smoothing, seed=args.seed,

@@ -17,6 +17,7 @@ class TrainConfig:
     model: str = "smallcnn"
     attention: str = "ba2m"
     ba2m_placement: str = "every"
+    zero_init_residual: bool = False
     epochs: int = 5
     batch_size: int = 64
     lr: float = 0.05
