@@ -101,7 +101,7 @@ class Trainer:
         self.optimizer = SGD(self.model, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
                              weight_decay=config.weight_decay)
         self.epoch, self.global_step, self.best_top1, self.best_epoch = 0, 0, -1.0, 0
-        self._last_good = None
+        self._last_good = None  # (model state, optimiser arrays, meta) of the last completed epoch
         self._last_plot = time.perf_counter()  # time of the last plot refresh (or of the start)
 
     # -- state -----------------------------------------------------------------------------------
@@ -148,9 +148,8 @@ class Trainer:
                 raise RunFolderError(f"{self.out} already holds a run ({CHECKPOINT} / {METRICS}); pass --resume to "
                                      f"continue it, or choose another --out")
             self._write_config()
-            self._last_good = self._snapshot()
-            save_checkpoint(self.out / CHECKPOINT, *self._last_good)  # epoch 0: the initial weights
-        self._last_good = self._snapshot()
+            save_checkpoint(self.out / CHECKPOINT, *self._snapshot())  # epoch 0: the initial weights
+        self._last_good = self._snapshot()  # what Ctrl-C writes back: the last completed epoch
         metrics = CsvLog(self.out / METRICS, METRIC_COLUMNS)
         wlog = CsvLog(self.out / WEIGHTS_CSV, WEIGHT_COLUMNS) if self.has_ba2m else None
         self.log(self._header())
