@@ -200,7 +200,7 @@ def test_divergence_exits_1_and_keeps_the_last_good_checkpoint(tmp_path, small_d
     out = tmp_path / "nan"
     assert main(tiny_args(out, "--lr", "1e38", "--weight-decay", "0"), data=small_data) == 1
     err = capsys.readouterr().err
-    assert "diverged" in err and "at epoch 1, step" in err and "last good checkpoint" in err
+    assert "diverged" in err and "at epoch 1, step" in err and "last good checkpoint (epoch 0)" in err
     meta, state, _ = load_checkpoint(out / "checkpoint.npz")
     assert meta["epoch"] == 0  # the initial weights, written when the run started
 

@@ -257,7 +257,8 @@ def main(argv=None, data=None, on_epoch_end=None) -> int:
               f"(epoch {summary['best_epoch']}); run folder {summary['out']}", flush=True)
         return 0
     except NonFiniteLossError as exc:
-        print(f"error: {exc}. Stopped; the last good checkpoint is kept in {config.out}/{CHECKPOINT}. "
+        print(f"error: {exc}. Stopped; the last good checkpoint (epoch {exc.epoch - 1}) is kept in "
+              f"{pathlib.Path(config.out) / CHECKPOINT}. "
               f"Try a lower --lr or a --warmup-epochs.", file=sys.stderr, flush=True)
         return 1
     except TrainingInterrupted as exc:
