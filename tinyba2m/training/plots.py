@@ -1,7 +1,7 @@
 """PNG plots of a run, drawn with matplotlib's Agg canvas (no display, no global pyplot state).
 
 - :func:`plot_curves`             loss and accuracy per epoch (``curves.png``)
-- :func:`plot_weight_distribution` BA²M per-sample weights per epoch as box plots: box = 25-75 %,
+- :func:`plot_weight_distribution` BA²M per-sample weights per epoch as box plots (log axis): box = 25-75 %,
                                    line = median, whiskers = 5-95 %, dots = min / max, cross =
                                    mean (``weights.png``)
 - :func:`plot_weighted_samples`   the training images with the highest and the lowest weights of
@@ -58,6 +58,7 @@ def plot_weight_distribution(stats_rows, path, title: str = "") -> None:
         ax.bxp(boxes, showmeans=True, showfliers=True,
                flierprops={"marker": ".", "markersize": 4}, meanprops={"marker": "x", "markeredgecolor": "k"})
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_yscale("log")  # w > 0 with mean 1: a few large weights would squash the boxes on a linear axis
     ax.set(xlabel="epoch", ylabel="per-sample weight $w_i$ (mean over BA²M modules)",
            title=title or "BA²M per-sample weights per epoch\nbox 25-75 %, whiskers 5-95 %, dots min/max, x mean")
     ax.title.set_fontsize(9)
