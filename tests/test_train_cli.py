@@ -66,6 +66,8 @@ BAD = [
     (["--lr", "-0.1"], "argument --lr: must be in (0.0, inf), got -0.1"),
     (["--epochs", "0"], "argument --epochs: must be an integer >= 1, got 0"),
     (["--subset", "0"], "argument --subset: must be an integer >= 1, got 0"),
+    (["--ba2m-temperature", "0"], "argument --ba2m-temperature: must be in (0.0, inf), got 0"),
+    (["--ba2m-normalisation", "tanh"], "argument --ba2m-normalisation: invalid choice: 'tanh'"),
     (["--label-smoothing", "1"], "argument --label-smoothing: must be in [0.0, 1.0), got 1"),
     (["--momentum", "0", "--nesterov"], "--nesterov needs --momentum > 0"),
     (["--eval-only"], "--eval-only needs --checkpoint PATH"),
@@ -215,3 +217,25 @@ def test_resnet20_ba2m_command_from_the_issue(tmp_path):
     assert "epoch   1/2" in r.stdout and "epoch   2/2" in r.stdout
     for name in RUN_FILES:
         assert (tmp_path / "r20" / name).is_file(), name
+
+
+def test_ba2m_temperature_and_normalisation_reach_every_module(tmp_path, small_data, monkeypatch):
+    from tinyba2m.models import ba2m_modules
+    from tinyba2m.training import trainer as trainer_module
+    built = []
+    real = trainer_module.make_model
+    monkeypatch.setattr(trainer_module, "make_model", lambda config, n: built.append(real(config, n)) or built[-1])
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--epochs", "1", "--batch-size", "32", "--no-progress",
+            "--ba2m-temperature", "4", "--ba2m-normalisation", "sigmoid"]
+    assert main(args, data=small_data) == 0
+    mods = [m for _, m in ba2m_modules(built[0])]
+    assert mods and all(m.temperature == 4.0 and m.normalisation == "sigmoid" for m in mods)
+    config = json.loads((out / "config.json").read_text())
+    assert config["ba2m_temperature"] == 4.0 and config["ba2m_normalisation"] == "sigmoid"
+
+
+def test_ba2m_options_need_ba2m_only_where_used():
+    from tinyba2m.training.config import TrainConfig
+    assert TrainConfig(attention="se", ba2m_temperature=3.0).ba2m_options() == {}
+    assert TrainConfig(attention="ba2m", ba2m_temperature=3.0).ba2m_options() == {"temperature": 3.0, "normalisation": "softmax"}

@@ -104,6 +104,12 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--zero-init-residual", action="store_true", default=dflt(False),
                    help="ResNets: start the scale of the last BN of every residual branch at 0, so each block "
                         "starts as the identity and BA²M starts with weight 1 for every sample (default: off)")
+    g.add_argument("--ba2m-temperature", type=_float_in(0.0, lo_open=True), default=dflt(D.ba2m_temperature),
+                   metavar="TAU", help="temperature tau of BA²M's batch softmax w = N softmax(a / tau); larger is "
+                                       "gentler (default: %(default)s, the spec's value)")
+    g.add_argument("--ba2m-normalisation", choices=("softmax", "sigmoid"), default=dflt(D.ba2m_normalisation),
+                   help="softmax: weights over the batch (BA²M); sigmoid: w_i = 2 sigmoid(a_i / tau) per sample, "
+                        "the ablation without coupling between samples (default: %(default)s)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=_int_at_least(1), default=dflt(D.epochs), help="epochs to train (default: %(default)s)")
     g.add_argument("--batch-size", type=_int_at_least(1), default=dflt(D.batch_size),
@@ -154,6 +160,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
 def _config_from_args(args) -> TrainConfig:
     return TrainConfig(dataset=args.dataset, data_dir=args.data_dir, model=args.model, attention=args.attention,
                        ba2m_placement=args.ba2m_placement, zero_init_residual=args.zero_init_residual,
+                       ba2m_temperature=args.ba2m_temperature, ba2m_normalisation=args.ba2m_normalisation,
                        epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
                        schedule=args.schedule, warmup_epochs=args.warmup_epochs, loss=args.loss,

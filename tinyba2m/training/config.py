@@ -18,6 +18,8 @@ class TrainConfig:
     attention: str = "ba2m"
     ba2m_placement: str = "every"
     zero_init_residual: bool = False
+    ba2m_temperature: float = 1.0
+    ba2m_normalisation: str = "softmax"
     epochs: int = 5
     batch_size: int = 64
     lr: float = 0.05
@@ -47,6 +49,12 @@ class TrainConfig:
     @property
     def effective_eval_batch_size(self) -> int:
         return self.eval_batch_size or self.batch_size
+
+    def ba2m_options(self) -> dict:
+        """Keyword arguments for every BA²M module of the model (none without BA²M)."""
+        if self.attention != "ba2m":
+            return {}
+        return {"temperature": float(self.ba2m_temperature), "normalisation": self.ba2m_normalisation}
 
     def architecture(self, num_classes: int) -> dict:
         return {"model": self.model, "attention": self.attention, "ba2m_placement": self.ba2m_placement,

@@ -74,7 +74,7 @@ def make_model(config: TrainConfig, num_classes: int):
     """The model of ``config``, its weights drawn from the host generator seeded with ``config.seed``."""
     backend.seed(config.seed)
     return build_model(config.model, config.attention, num_classes=num_classes, ba2m_placement=config.ba2m_placement,
-                       zero_init_residual=config.zero_init_residual)
+                       zero_init_residual=config.zero_init_residual, **config.ba2m_options())
 
 
 class Trainer:
