@@ -2,38 +2,26 @@
 from __future__ import annotations
 
 from ..ops.activations import relu_backward, relu_forward, sigmoid_backward, sigmoid_forward, softmax_backward, softmax_forward
-from .module import Module
+from .module import OpModule
 
 
-class ReLU(Module):
-    def forward(self, x):
-        out, self.cache = relu_forward(x)
-        return out
-
-    def backward(self, dout):
-        return relu_backward(dout, self.cache)
+class ReLU(OpModule):
+    op_forward, op_backward = staticmethod(relu_forward), staticmethod(relu_backward)
 
 
-class Sigmoid(Module):
-    def forward(self, x):
-        out, self.cache = sigmoid_forward(x)
-        return out
-
-    def backward(self, dout):
-        return sigmoid_backward(dout, self.cache)
+class Sigmoid(OpModule):
+    op_forward, op_backward = staticmethod(sigmoid_forward), staticmethod(sigmoid_backward)
 
 
-class Softmax(Module):
+class Softmax(OpModule):
+    op_forward, op_backward = staticmethod(softmax_forward), staticmethod(softmax_backward)
+
     def __init__(self, axis: int = -1):
         super().__init__()
         self.axis = axis
 
-    def forward(self, x):
-        out, self.cache = softmax_forward(x, self.axis)
-        return out
-
-    def backward(self, dout):
-        return softmax_backward(dout, self.cache)
+    def op_args(self) -> tuple:
+        return (self.axis,)
 
     def extra_repr(self):
         return f"axis={self.axis}"

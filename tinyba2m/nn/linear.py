@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..ops.linear import flatten_backward, flatten_forward, linear_backward, linear_forward
 from ..ops.validation import require_positive_int
 from .init import he_normal, uniform_fan_in
-from .module import Module
+from .module import Module, OpModule
 
 
 class Linear(Module):
@@ -37,12 +37,7 @@ class Linear(Module):
         return f"{self.in_features}, {self.out_features}, bias={'b' in self.params}"
 
 
-class Flatten(Module):
+class Flatten(OpModule):
     """(N, ...) -> (N, prod(...))."""
 
-    def forward(self, x):
-        out, self.cache = flatten_forward(x)
-        return out
-
-    def backward(self, dout):
-        return flatten_backward(dout, self.cache)
+    op_forward, op_backward = staticmethod(flatten_forward), staticmethod(flatten_backward)

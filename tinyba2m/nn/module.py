@@ -165,6 +165,25 @@ class Module:
         return lines[0] + (")" if len(lines) == 1 else "\n" + "\n".join(lines[1:]) + "\n)")
 
 
+class OpModule(Module):
+    """A module without parameters over one op pair: ``forward`` calls
+    ``op_forward(x, *self.op_args())`` and keeps its cache, ``backward`` calls
+    ``op_backward(dout, cache)``. Subclasses set the two ops with ``staticmethod``."""
+
+    op_forward = None
+    op_backward = None
+
+    def op_args(self) -> tuple:
+        return ()
+
+    def forward(self, x):
+        out, self.cache = self.op_forward(x, *self.op_args())
+        return out
+
+    def backward(self, dout):
+        return self.op_backward(dout, self.cache)
+
+
 class Sequential(Module):
     """Modules applied in order; backward runs them in reverse."""
 

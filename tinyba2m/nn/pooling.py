@@ -4,10 +4,10 @@ from __future__ import annotations
 from ..ops.conv import int_pair
 from ..ops.pooling import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
                            max_pool2d_backward, max_pool2d_forward)
-from .module import Module
+from .module import OpModule
 
 
-class _Pool2d(Module):
+class _Pool2d(OpModule):
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         name = type(self).__name__
@@ -18,6 +18,9 @@ class _Pool2d(Module):
             raise ValueError(f"{name}: padding {self.padding} must be at most half the kernel {self.kernel_size}")
         self.cache = None
 
+    def op_args(self) -> tuple:
+        return self.kernel_size, self.stride, self.padding
+
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
@@ -25,31 +28,16 @@ class _Pool2d(Module):
 class MaxPool2d(_Pool2d):
     """Max over each KH x KW window: (N, C, H, W) -> (N, C, H_out, W_out); stride defaults to the kernel."""
 
-    def forward(self, x):
-        out, self.cache = max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
-        return out
-
-    def backward(self, dout):
-        return max_pool2d_backward(dout, self.cache)
+    op_forward, op_backward = staticmethod(max_pool2d_forward), staticmethod(max_pool2d_backward)
 
 
 class AvgPool2d(_Pool2d):
     """Mean over each KH x KW window (zero padding counted in the divisor KH*KW)."""
 
-    def forward(self, x):
-        out, self.cache = avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
-        return out
-
-    def backward(self, dout):
-        return avg_pool2d_backward(dout, self.cache)
+    op_forward, op_backward = staticmethod(avg_pool2d_forward), staticmethod(avg_pool2d_backward)
 
 
-class GlobalAvgPool2d(Module):
+class GlobalAvgPool2d(OpModule):
     """Mean over H and W: (N, C, H, W) -> (N, C)."""
 
-    def forward(self, x):
-        out, self.cache = global_avg_pool_forward(x)
-        return out
-
-    def backward(self, dout):
-        return global_avg_pool_backward(dout, self.cache)
+    op_forward, op_backward = staticmethod(global_avg_pool_forward), staticmethod(global_avg_pool_backward)
