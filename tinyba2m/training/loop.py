@@ -49,12 +49,6 @@ def _forward(model, x, epoch, step, global_step, phase):
     return logits
 
 
-def _clear_grads(model) -> None:
-    # accumulate_grad starts a fresh gradient where the slot holds None: no zero arrays to add to
-    for _, mod, key in model.named_parameters():
-        mod.grads[key] = None
-
-
 def train_epoch(model, loss_fn, optimizer, images, labels, *, epoch: int, epochs: int, batch_size: int, rng,
                 global_step: int, total_steps: int, base_lr: float, schedule: str, warmup_steps: int,
                 progress: bool = True, track_weights: bool = False) -> dict:
@@ -79,7 +73,7 @@ def train_epoch(model, loss_fn, optimizer, images, labels, *, epoch: int, epochs
             value = float(loss_fn.forward(logits, y))
             if not math.isfinite(value):
                 raise NonFiniteLossError(epoch, step, global_step + 1, f"non-finite loss ({value})")
-            _clear_grads(model)
+            model.clear_grads()
             model.backward(loss_fn.backward())
             optimizer.step()
             global_step += 1
