@@ -147,6 +147,28 @@ def test_value_projection_first_equals_plain_form(xp, shape, subsample):
         assert np.allclose(host(m1.grads[k]), host(m2.grads[k]), atol=1e-12), name
 
 
+def test_global_branch_workspace_is_reused_and_follows_shape_and_dtype(xp):
+    """The attention-matrix workspace: reused (as a prefix view) for a smaller batch, regrown for
+    a larger one, replaced on a dtype change — results always those of a fresh branch."""
+    def fresh():
+        backend.seed(4)
+        return GlobalSpatialBranch(8)
+
+    kept = fresh().astype(backend.float64)
+    for shape, dtype in (((3, 8, 6, 6), "float64"), ((2, 8, 6, 6), "float64"), ((4, 8, 6, 6), "float64"),
+                         ((4, 8, 6, 6), "float32")):
+        kept.astype(dtype)
+        new = fresh().astype(dtype)
+        x, dy = x_of(xp, shape, dtype=dtype), x_of(xp, (shape[0], 1) + shape[2:], 1, dtype=dtype)
+        assert np.allclose(host(kept.forward(x)), host(new.forward(x)), atol=1e-6)
+        assert np.allclose(host(kept.backward(dy)), host(new.backward(dy)), atol=1e-6)
+        attention = kept.cache[0][3]
+        assert attention.dtype == x.dtype and attention.shape == (shape[0], 36, 9)
+    workspace = kept._workspace
+    kept.forward(x_of(xp, (2, 8, 6, 6), dtype="float32"))
+    assert kept._workspace is workspace                    # a smaller batch reuses the buffer
+
+
 # -- modes, records, contracts -----------------------------------------------------------------
 def test_records_weights_and_sar(xp):
     module = ba2m(dtype=backend.float32)
