@@ -1,8 +1,8 @@
 """The 2-D convolution module (NCHW) over :mod:`tinyba2m.ops.conv`."""
 from __future__ import annotations
 
-from ..ops.conv import conv2d_backward, conv2d_forward, int_pair
-from ..ops.validation import require_positive_int
+from ..ops.conv import conv2d_backward, conv2d_forward
+from ..ops.validation import pair, require_positive_int
 from .init import he_normal, zeros
 from .module import Module
 
@@ -20,10 +20,10 @@ class Conv2d(Module):
         require_positive_int("Conv2d", "in_channels", in_channels)
         require_positive_int("Conv2d", "out_channels", out_channels)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = int_pair("Conv2d", "kernel_size", kernel_size)
-        self.stride = int_pair("Conv2d", "stride", stride)
-        self.padding = int_pair("Conv2d", "padding", padding, minimum=0)
-        self.dilation = int_pair("Conv2d", "dilation", dilation)
+        self.kernel_size = pair("Conv2d", "kernel_size", kernel_size)
+        self.stride = pair("Conv2d", "stride", stride)
+        self.padding = pair("Conv2d", "padding", padding, minimum=0)
+        self.dilation = pair("Conv2d", "dilation", dilation)
         kh, kw = self.kernel_size
         self.params["w"] = he_normal((out_channels, in_channels, kh, kw), in_channels * kh * kw)
         if bias:

@@ -44,20 +44,13 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def int_pair(op: str, name: str, value, minimum: int = 1) -> tuple[int, int]:
-    """``validation.pair`` that also turns a non-int, non-pair value (e.g. 1.5) into a clear ValueError."""
-    if not isinstance(value, (int, tuple, list)):
-        raise ValueError(f"{op}: {name} must be an integer >= {minimum} or a pair of them, got {value!r}")
-    return pair(op, name, value, minimum)
-
-
 def check_conv_args(x, w, b, stride, padding, dilation, op=OP):
     """Validate the inputs of a conv; returns (stride, padding, dilation) as pairs."""
     require_ndim(op, "x", x, 4, "(N, C, H, W)")
     require_float(op, "x", x, check_finite=False)
     require_ndim(op, "w", w, 4, "(F, C, KH, KW)")
     require_float(op, "w", w, check_finite=False)
-    s, p, d = int_pair(op, "stride", stride), int_pair(op, "padding", padding, 0), int_pair(op, "dilation", dilation)
+    s, p, d = pair(op, "stride", stride), pair(op, "padding", padding, 0), pair(op, "dilation", dilation)
     n, c, h, wd = x.shape
     f, cw, kh, kw = w.shape
     if c != cw:

@@ -19,16 +19,15 @@ the whole batch.
 from __future__ import annotations
 
 from .. import backend
-from .conv import int_pair
-from .validation import require_float, require_ndim
+from .validation import pair, require_float, require_ndim
 
 
 def _check_pool(op, x, kernel_size, stride, padding):
     require_ndim(op, "x", x, 4, "(N, C, H, W)")
     require_float(op, "x", x)
-    k = int_pair(op, "kernel_size", kernel_size)
-    s = k if stride is None else int_pair(op, "stride", stride)
-    p = int_pair(op, "padding", padding, 0)
+    k = pair(op, "kernel_size", kernel_size)
+    s = k if stride is None else pair(op, "stride", stride)
+    p = pair(op, "padding", padding, 0)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding {p} must be at most half the kernel {k} (so no window is all padding)")
     h, w = x.shape[2:]

@@ -32,22 +32,15 @@ def require_positive_int(op: str, name: str, value, minimum: int = 1) -> int:
     return value
 
 
-def require_nonneg_int(op: str, name: str, value) -> int:
-    return require_positive_int(op, name, value, minimum=0)
-
-
-def require_shape(op: str, name: str, x, expected: tuple) -> None:
-    """``x.shape`` must equal ``expected``; ``None`` entries match any size."""
-    shape = tuple(x.shape)
-    ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape))
-    if not ok:
-        want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
-        raise ValueError(f"{op}: expected {name} of shape {want}, got {shape}")
-
-
 def pair(op: str, name: str, value, minimum: int = 1) -> tuple[int, int]:
-    """An int or a pair of ints, checked, as a pair ``(along H, along W)``."""
-    vals = (value, value) if isinstance(value, int) and not isinstance(value, bool) else tuple(value)
+    """An int or a pair of ints, checked, as a pair ``(along H, along W)``; anything else (a float,
+    a string, a triple) is a ``ValueError``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        vals = (value, value)
+    elif isinstance(value, (tuple, list)):
+        vals = tuple(value)
+    else:
+        raise ValueError(f"{op}: {name} must be an integer >= {minimum} or a pair of them, got {value!r}")
     if len(vals) != 2:
         raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     for v in vals:
