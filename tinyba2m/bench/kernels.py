@@ -61,8 +61,7 @@ def conv_shapes_of(model, input_shape) -> list:
             orig = mod.forward
 
             def recording(x, mod=mod, orig=orig):
-                shape = ConvShape(tuple(x.shape), tuple(mod.params["w"].shape), _pair(mod.stride),
-                                  _pair(mod.padding), _pair(mod.dilation))
+                shape = ConvShape(tuple(x.shape), tuple(mod.params["w"].shape), mod.stride, mod.padding, mod.dilation)
                 if shape not in seen:
                     seen.add(shape)
                     order.append(shape)
@@ -77,10 +76,6 @@ def conv_shapes_of(model, input_shape) -> list:
         for mod, _ in originals:
             del mod.forward  # back to the class method
     return order
-
-
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
 
 
 def time_conv(shape: ConvShape, repeats: int = 3) -> dict:
