@@ -21,9 +21,7 @@ def require_float(op: str, name: str, x, check_finite: bool = True) -> None:
     if dtype is None or not backend.is_float_dtype(dtype):
         raise ValueError(f"{op}: expected {name} to be a floating-point array (float32 or float64), got dtype {dtype}")
     if check_finite:
-        xp = backend.array_module(x)
-        if not bool(xp.isfinite(x).all()):
-            raise ValueError(f"{op}: {name} contains non-finite values (NaN or inf)")
+        require_finite(op, **{name: x})
 
 
 def require_positive_int(op: str, name: str, value, minimum: int = 1) -> int:
