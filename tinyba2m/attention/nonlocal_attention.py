@@ -91,9 +91,12 @@ def unnormalised_attention(theta, phi, out=None):
     """
     xp = backend.array_module(theta, phi)
     e = xp.matmul(theta.transpose(0, 2, 1), phi, out=out)
+    if out is not None:
+        e = out  # CuPy 13's matmul(out=) fills out but returns a new view of it; keep out itself
     e -= e.max(axis=2, keepdims=True)
     xp.maximum(e, score_floor(xp, e.dtype), out=e)
-    return xp.exp(e, out=e)
+    xp.exp(e, out=e)
+    return e
 
 
 def nonlocal_attention_forward(theta, phi, g, workspace=None):
