@@ -1,0 +1,190 @@
+"""The glue between the training pieces, checked against independent references rather than
+against another run (a wiring mistake shared by two runs cancels out): the learning rate the
+optimiser really uses at every step and the ``lr`` column of metrics.csv, the host random state a
+resumed run restores, exact top-1 / top-5 / loss of ``evaluate`` on known logits, and what each
+BA²M eval weighting does to the per-sample weights."""
+import math
+
+import pytest
+
+from tinyba2m import backend
+from tinyba2m.data import make_synthetic
+from tinyba2m.models import build_model, sample_weights
+from tinyba2m.nn.module import Module
+from tinyba2m.optim import learning_rate
+from tinyba2m.training import TrainConfig, Trainer, TrainingInterrupted, evaluate, evaluate_both, load_checkpoint, read_rows
+
+np = backend.numpy_module
+
+N_TRAIN, BATCH, EPOCHS, BASE_LR, WARMUP_EPOCHS = 64, 16, 2, 0.05, 0.5
+STEPS_PER_EPOCH = N_TRAIN // BATCH                        # 4 (no partial batch to drop)
+TOTAL_STEPS = EPOCHS * STEPS_PER_EPOCH                    # 8
+WARMUP_STEPS = round(WARMUP_EPOCHS * STEPS_PER_EPOCH)     # 2
+SCHEDULE = [learning_rate(s, TOTAL_STEPS, BASE_LR, "cosine", WARMUP_STEPS) for s in range(TOTAL_STEPS)]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_synthetic(N_TRAIN, 16, seed=0, num_classes=10, image_size=12)
+
+
+def config(out):
+    return TrainConfig(model="smallcnn", attention="none", epochs=EPOCHS, batch_size=BATCH, lr=BASE_LR,
+                       schedule="cosine", warmup_epochs=WARMUP_EPOCHS, out=str(out), progress=False)
+
+
+def quiet(_msg):
+    pass
+
+
+def record_rates(trainer):
+    """Make ``trainer``'s optimiser append the rate it holds to a list each time it steps; returns the list."""
+    used, step = [], trainer.optimizer.step
+
+    def recording_step():
+        used.append(trainer.optimizer.lr)
+        step()
+
+    trainer.optimizer.step = recording_step
+    return used
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data):
+    """An uninterrupted run: (run folder, the rates its optimiser used, step by step)."""
+    out = tmp_path_factory.mktemp("glue")
+    trainer = Trainer(config(out), data=data, log=quiet)
+    used = record_rates(trainer)
+    trainer.run()
+    return out, used
+
+
+# -- the learning-rate schedule reaches the optimiser ----------------------------------------------
+
+def test_the_optimiser_steps_with_the_scheduled_rate(reference):
+    out, used = reference
+    assert SCHEDULE[:-1] != SCHEDULE[1:] and min(SCHEDULE) < BASE_LR  # neither the next step's rate nor constant
+    assert used == SCHEDULE
+    rows = read_rows(out / "metrics.csv")
+    # lr column: the rate of each epoch's first step (written with 8 significant digits)
+    assert [r["lr"] for r in rows] == pytest.approx([SCHEDULE[0], SCHEDULE[STEPS_PER_EPOCH]], rel=1e-7)
+
+
+# -- resume restores the host random state ---------------------------------------------------------
+
+def stop_after_epoch_1(epoch):
+    if epoch == 1:
+        raise KeyboardInterrupt
+
+
+def test_resume_restores_the_host_random_state(tmp_path, data, reference):
+    ref, ref_used = reference
+    cfg = config(tmp_path / "cut")
+    with pytest.raises(TrainingInterrupted):
+        Trainer(cfg, data=data, log=quiet, on_epoch_end=stop_after_epoch_1).run()
+    resumed = Trainer(cfg, data=data, log=quiet)
+    used = record_rates(resumed)
+    backend.seed(987)  # draws between building the model and resuming: the restore must undo them
+    ref_state = load_checkpoint(ref / "checkpoint.npz")[0]["host_rng_state"]
+    assert backend.get_rng_state() != ref_state
+    resumed.run(resume=True)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.npz")[0]["host_rng_state"] == ref_state
+    assert backend.get_rng_state() == ref_state
+    assert used == ref_used[STEPS_PER_EPOCH:] == SCHEDULE[STEPS_PER_EPOCH:]  # the schedule goes on where it stopped
+
+
+# -- exact top-1 / top-5 / loss ------------------------------------------------------------------------
+
+class KnownLogits(Module):
+    """A stand-in model: returns the next rows of a fixed (N, K) logits table, batch after batch
+    (``evaluate`` reads the images in order); the images only give the batch size."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table, self.pos = table, 0
+
+    def forward(self, x):
+        n = x.shape[0]
+        rows = self.table[self.pos:self.pos + n]
+        self.pos += n
+        return backend.to_device(rows)
+
+
+def logits_with_label_ranks(ranks, k, seed=0):
+    """(N, K) float64 logits with distinct values per row, and labels such that sample i's label
+    has ``ranks[i]`` classes scoring above it (rank 0 = the arg-max)."""
+    rng = backend.new_host_rng(seed)
+    table = np.stack([rng.permutation(k) * 0.75 - 2.0 for _ in ranks])
+    labels = np.array([int(np.argsort(-row)[r]) for row, r in zip(table, ranks)], dtype=np.int64)
+    return table, labels
+
+
+@pytest.mark.parametrize("ranks,k", [
+    ([0, 3, 4, 5, 0, 1, 7, 4, 2, 6, 0], 8),   # ranks 4 (in the top 5) and 5 (just outside) included
+    ([0, 1, 2, 2, 1], 3),                     # fewer than 5 classes: top-5 is every sample
+])
+def test_evaluate_top1_top5_and_loss_are_exact(ranks, k):
+    table, labels = logits_with_label_ranks(ranks, k)
+    images = np.zeros((len(ranks), 3, 1, 1), dtype=np.uint8)
+    model = KnownLogits(table)
+    got = evaluate(model, images, labels, batch_size=4, weighting="batch")  # batches 4, 4, 3 / 4, 1
+    assert model.pos == len(ranks)                                          # every image once
+    # the reference: rank = how many classes score strictly above the label; CE by log-sum-exp
+    rank = [(row > row[y]).sum() for row, y in zip(table, labels)]
+    assert rank == ranks
+    assert got["top1"] == sum(r == 0 for r in rank) / len(rank)
+    assert got["top5"] == sum(r < 5 for r in rank) / len(rank)
+    ce = [math.log(sum(math.exp(v) for v in row)) - row[y] for row, y in zip(table, labels)]
+    assert got["loss"] == pytest.approx(sum(ce) / len(ce), rel=1e-12)
+
+
+# -- BA²M eval weightings ------------------------------------------------------------------------------
+
+def spy_weights(model):
+    """Make ``model.forward`` record the BA²M sample weights of each batch; returns the list."""
+    seen, forward = [], model.forward
+
+    def recording_forward(x):
+        out = forward(x)
+        seen.append(backend.to_host(sample_weights(model)).astype(np.float64))
+        return out
+
+    model.forward = recording_forward
+    return seen
+
+
+def batch_softmax_weights(w):
+    """N softmax(a / tau) over the evaluation batch: mean exactly 1, and they vary with the sample."""
+    return abs(w.mean() - 1.0) < 1e-5 and w.max() - w.min() > 1e-4
+
+
+def uniform_weights(w):
+    """w = 1 for every sample: a prediction does not depend on its batch-mates."""
+    return bool((w == 1.0).all())
+
+
+WEIGHT_RULES = {"batch": batch_softmax_weights, "uniform": uniform_weights}
+
+
+@pytest.fixture(scope="module")
+def ba2m_model():
+    backend.seed(0)
+    return build_model("smallcnn", "ba2m", num_classes=10)
+
+
+@pytest.mark.parametrize("mode", sorted(WEIGHT_RULES))
+def test_each_eval_weighting_gives_its_weights(data, ba2m_model, mode):
+    seen = spy_weights(ba2m_model)
+    try:
+        result = evaluate(ba2m_model, data.test_images, data.test_labels, 6, mode)
+    finally:
+        del ba2m_model.forward
+    assert [len(w) for w in seen] == [6, 6, 4]
+    assert all(WEIGHT_RULES[mode](w) for w in seen), (mode, seen)
+    both = evaluate_both(ba2m_model, data.test_images, data.test_labels, 6, has_ba2m=True)
+    assert both[mode] == result                      # evaluate_both runs each mode under its own name
+
+
+def test_the_eval_weightings_give_different_results(data, ba2m_model):
+    both = evaluate_both(ba2m_model, data.test_images, data.test_labels, 6, has_ba2m=True)
+    assert both["batch"]["loss"] != pytest.approx(both["uniform"]["loss"], rel=1e-6)
