@@ -1,11 +1,13 @@
 """Hypothesis strategies shared by the tests: shapes, kernel sizes, strides, paddings,
 dilations, float dtypes, and whole valid conv / pooling configurations (small, so every example
-runs in milliseconds).
+runs in milliseconds), plus explicit configurations every conv / pooling property must also see
+(``conv_examples`` / ``pool_examples``: with a fixed seed and 25 examples the drawn cases never change).
 
     from strategies import conv_configs, pool_configs, float_dtypes, arrays_for
 """
 from __future__ import annotations
 
+from hypothesis import example
 from hypothesis import strategies as st
 
 from tinyba2m import backend
@@ -55,6 +57,24 @@ def conv_configs(draw, max_side=8):
             "dilation": dilation, "bias": draw(st.booleans())}
 
 
+# the cases a fixed-seed draw may never produce: stride-1 dilated (the padded-width im2col path
+# with gaps between taps), strided and dilated, and a batch of one
+CONV_EXAMPLES = (
+    {"x_shape": (2, 3, 7, 6), "w_shape": (2, 3, 3, 2), "stride": 1, "padding": (1, 2), "dilation": (2, 3), "bias": True},
+    {"x_shape": (2, 2, 8, 7), "w_shape": (3, 2, 2, 3), "stride": (2, 3), "padding": 1, "dilation": 2, "bias": False},
+    {"x_shape": (1, 2, 5, 5), "w_shape": (2, 2, 3, 3), "stride": 2, "padding": 1, "dilation": 1, "bias": True},
+)
+
+
+def conv_examples(**others):
+    """``@example(cfg=...)`` for each of ``CONV_EXAMPLES``; ``others`` gives the test's other arguments."""
+    def decorate(test):
+        for cfg in CONV_EXAMPLES:
+            test = example(cfg=cfg, **others)(test)
+        return test
+    return decorate
+
+
 @st.composite
 def pool_configs(draw, max_side=8):
     """A valid pooling set-up: dict(x_shape, kernel_size, stride, padding).
@@ -70,6 +90,24 @@ def pool_configs(draw, max_side=8):
     h = draw(st.integers(max(1, kh - 2 * ph), max(max(1, kh - 2 * ph), max_side)))
     w = draw(st.integers(max(1, kw - 2 * pw), max(max(1, kw - 2 * pw), max_side)))
     return {"x_shape": (n, c, h, w), "kernel_size": kernel, "stride": stride, "padding": padding}
+
+
+# overlapping stride-1 windows with padding on a batch of one; a non-square kernel with a stride
+# larger than it (gaps) and uneven padding; the default stride with a remainder row and column
+POOL_EXAMPLES = (
+    {"x_shape": (1, 2, 5, 4), "kernel_size": 3, "stride": 1, "padding": 1},
+    {"x_shape": (2, 1, 7, 8), "kernel_size": (2, 3), "stride": (3, 2), "padding": (1, 0)},
+    {"x_shape": (3, 2, 5, 5), "kernel_size": 2, "stride": None, "padding": 0},
+)
+
+
+def pool_examples(**others):
+    """``@example(cfg=...)`` for each of ``POOL_EXAMPLES``; ``others`` gives the test's other arguments."""
+    def decorate(test):
+        for cfg in POOL_EXAMPLES:
+            test = example(cfg=cfg, **others)(test)
+        return test
+    return decorate
 
 
 def distinct_values(rng, shape, gap=0.01):

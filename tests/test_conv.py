@@ -1,11 +1,12 @@
-"""conv2d: the fast im2col version against the loop definition, its algebra (output size,
-linearity, adjointness), finite differences, the Conv2d module and every bad input."""
+"""conv2d: the fast im2col version against the loop definition (also with an uneven last batch
+chunk), its algebra (output size, linearity, adjointness), finite differences, the Conv2d module
+and every bad input."""
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
-from strategies import as_pair, conv_configs, float_dtypes, given_settings
+from strategies import CONV_EXAMPLES, conv_configs, conv_examples, float_dtypes, given_settings
 
 from tinyba2m import backend
 from tinyba2m.gradcheck import check_module, check_op
@@ -18,11 +19,13 @@ from tinyba2m.ops.conv import (col2im, col2im_flat, conv2d_backward, conv2d_back
 np = backend.numpy_module
 
 
-def make(xp, cfg, seed=0, dtype="float64"):
+def make(xp, cfg, seed=0, dtype="float64", integers=False):
+    """x, w, b (or None) of ``cfg``: standard normal, or small integers (many ties, exact sums)."""
     r = backend.new_host_rng(seed)
-    x = xp.asarray(r.standard_normal(cfg["x_shape"]).astype(dtype))
-    w = xp.asarray(r.standard_normal(cfg["w_shape"]).astype(dtype))
-    b = xp.asarray(r.standard_normal(cfg["w_shape"][0]).astype(dtype)) if cfg["bias"] else None
+    draw = (lambda shape: r.integers(-3, 4, shape)) if integers else r.standard_normal  # noqa: E731
+    x = xp.asarray(draw(cfg["x_shape"]).astype(dtype))
+    w = xp.asarray(draw(cfg["w_shape"]).astype(dtype))
+    b = xp.asarray(draw(cfg["w_shape"][0]).astype(dtype)) if cfg["bias"] else None
     return x, w, b
 
 
@@ -36,36 +39,56 @@ def inner(a, b):
 
 # --- algebra and the reference, over random configurations -------------------------------------
 
-@given_settings()
-@given(cfg=conv_configs())
-def test_output_shape_formula(xp, cfg):
-    x, w, b = make(xp, cfg)
-    out, _ = conv2d_forward(x, w, b, **kw(cfg))
-    (n, c, h, wd), (f, _, kh, kwd) = cfg["x_shape"], cfg["w_shape"]
-    s, p, d = as_pair(cfg["stride"]), as_pair(cfg["padding"]), as_pair(cfg["dilation"])
-    ho = math.floor((h + 2 * p[0] - d[0] * (kh - 1) - 1) / s[0]) + 1
-    wo = math.floor((wd + 2 * p[1] - d[1] * (kwd - 1) - 1) / s[1]) + 1
-    assert out.shape == (n, f, ho, wo)
-    assert (ho, wo) == (conv_output_size(h, kh, s[0], p[0], d[0]), conv_output_size(wd, kwd, s[1], p[1], d[1]))
+# (size, kernel, stride, padding, dilation) -> output size, worked out by hand
+KNOWN_SIZES = [
+    ((32, 3, 1, 1, 1), 32),   # "same" 3x3
+    ((32, 3, 2, 1, 1), 16),   # strided 3x3
+    ((7, 3, 2, 1, 1), 4),     # odd input: the last window starts at padded row 6
+    ((6, 3, 2, 0, 1), 2),     # the last row is not reached
+    ((4, 1, 3, 0, 1), 2),     # 1x1 with a stride larger than the kernel: rows 0 and 3
+    ((8, 3, 1, 4, 4), 8),     # BA2M's local branch: d = 4, padding 4 keeps the size
+    ((7, 3, 1, 0, 2), 3),     # dilated taps span 5
+    ((5, 3, 2, 0, 2), 1),     # the dilated kernel spans the whole input
+    ((3, 3, 1, 1, 2), 1),     # ... only once padded
+    ((1, 1, 1, 0, 1), 1),
+]
+
+
+def test_output_size_table():
+    for args, size in KNOWN_SIZES:
+        assert conv_output_size(*args) == size, args
+    for (h, kh, sh, ph, dh), ho in KNOWN_SIZES[:5]:
+        for (wd, kw_, sw, pw, dw), wo in KNOWN_SIZES[5:]:
+            x, w = np.zeros((1, 2, h, wd)), np.zeros((3, 2, kh, kw_))
+            out, _ = conv2d_forward(x, w, stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw))
+            assert out.shape == (1, 3, ho, wo), ((h, kh, sh, ph, dh), (wd, kw_, sw, pw, dw))
 
 
 @given_settings()
-@given(cfg=conv_configs())
-def test_fast_matches_naive_forward_and_backward(xp, cfg):
-    x, w, b = make(xp, cfg)
+@given(cfg=conv_configs(), integers=st.booleans())
+@conv_examples(integers=False)
+@example(cfg=CONV_EXAMPLES[0], integers=True)
+@example(cfg=CONV_EXAMPLES[1], integers=True)
+def test_fast_matches_naive_forward_and_backward(xp, cfg, integers):
+    """Standard normal inputs agree to rounding; integer-valued ones (tied values, every sum
+    exact in float64) agree exactly."""
+    x, w, b = make(xp, cfg, integers=integers)
     out, cache = conv2d_forward(x, w, b, **kw(cfg))
     ref, ref_cache = conv2d_forward_naive(x, w, b, **kw(cfg))
-    assert xp.allclose(out, ref, atol=1e-10, rtol=1e-10)
-    dout = xp.asarray(backend.new_host_rng(1).standard_normal(out.shape))
+    tol = {"atol": 0, "rtol": 0} if integers else {"atol": 1e-10, "rtol": 1e-10}
+    assert out.shape == ref.shape and xp.allclose(out, ref, **tol)
+    r = backend.new_host_rng(1)
+    dout = xp.asarray(r.integers(-3, 4, out.shape).astype("float64") if integers else r.standard_normal(out.shape))
     for got, want in zip(conv2d_backward(dout, cache), conv2d_backward_naive(dout, ref_cache)):
         if want is None:
             assert got is None
         else:
-            assert got.shape == want.shape and xp.allclose(got, want, atol=1e-10, rtol=1e-10)
+            assert got.shape == want.shape and xp.allclose(got, want, **tol)
 
 
 @given_settings()
 @given(cfg=conv_configs(), alpha=st.floats(-3, 3), beta=st.floats(-3, 3))
+@conv_examples(alpha=-1.5, beta=2.25)
 def test_linear_in_x_and_in_w(xp, cfg, alpha, beta):
     x1, w1, _ = make(xp, cfg, 0)
     x2, w2, _ = make(xp, cfg, 1)
@@ -76,6 +99,7 @@ def test_linear_in_x_and_in_w(xp, cfg, alpha, beta):
 
 @given_settings()
 @given(cfg=conv_configs())
+@conv_examples()
 def test_adjoint_identity(xp, cfg):
     """<conv(x), y> == <x, conv_input_backward(y)> and == <w, dw(y)>: backward is the transpose."""
     x, w, _ = make(xp, cfg)
@@ -90,6 +114,7 @@ def test_adjoint_identity(xp, cfg):
 
 @given_settings()
 @given(cfg=conv_configs(), dtype=float_dtypes)
+@conv_examples(dtype="float32")
 def test_dtype_is_kept(xp, cfg, dtype):
     x, w, b = make(xp, cfg, dtype=dtype)
     out, cache = conv2d_forward(x, w, b, **kw(cfg))
@@ -99,6 +124,7 @@ def test_dtype_is_kept(xp, cfg, dtype):
 
 @given_settings()
 @given(cfg=conv_configs(max_side=6))
+@conv_examples()
 def test_batch_chunks_match_naive(xp, cfg):
     """With a tiny CHUNK_BYTES the host path cuts the batch into one-sample chunks; the result
     must not depend on the cut."""
@@ -113,6 +139,34 @@ def test_batch_chunks_match_naive(xp, cfg):
     assert xp.allclose(out, ref, atol=1e-10, rtol=1e-10)
     for got, want in zip(grads, conv2d_backward_naive(dout, ref_cache)):
         assert (got is None and want is None) or xp.allclose(got, want, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("n,sizes", [(3, [2, 1]), (5, [2, 2, 1])])
+@pytest.mark.parametrize("geometry", [{"stride": 1, "padding": 1, "dilation": (2, 1)},
+                                      {"stride": 2, "padding": (1, 0), "dilation": (1, 2)}])
+def test_uneven_last_chunk_matches_naive(n, sizes, geometry):
+    """Two samples per chunk, so the last chunk is short (3 = 2 + 1, 5 = 2 + 2 + 1): forward and
+    backward must still equal the loop definition on every sample."""
+    cfg = {"x_shape": (n, 3, 6, 5), "w_shape": (4, 3, 3, 2), "bias": True, **geometry}
+    x, w, b = make(np, cfg)
+    ref, ref_cache = conv2d_forward_naive(x, w, b, **kw(cfg))
+    dout = backend.new_host_rng(1).standard_normal(ref.shape)
+    cuts, real = [], conv_ops.batch_chunks
+    with pytest.MonkeyPatch.context() as mp:
+        def two_per_chunk(x_, bytes_per_sample):
+            """The real cut with a budget of two samples' columns (whatever each pass needs per sample)."""
+            mp.setattr(conv_ops, "CHUNK_BYTES", 2 * bytes_per_sample + bytes_per_sample // 2)
+            chunks = real(x_, bytes_per_sample)
+            cuts.append([c.stop - c.start for c in chunks])
+            return chunks
+
+        mp.setattr(conv_ops, "batch_chunks", two_per_chunk)
+        out, cache = conv2d_forward(x, w, b, **kw(cfg))
+        grads = conv2d_backward(dout, cache)
+    assert np.allclose(out, ref, atol=1e-10, rtol=1e-10)
+    for got, want in zip(grads, conv2d_backward_naive(dout, ref_cache)):
+        assert np.allclose(got, want, atol=1e-10, rtol=1e-10)
+    assert cuts == [sizes, sizes]  # forward and backward really cut the batch this way
 
 
 @pytest.mark.parametrize("kh,kw_,p,d", [(3, 3, (1, 1), (1, 1)), (2, 3, (0, 2), (2, 1)), (3, 2, (1, 1), (1, 2)), (1, 1, (1, 0), (1, 1))])
@@ -174,18 +228,6 @@ def test_one_by_one_fast_path_is_channel_matmul(xp):
     _, ref_cache = conv2d_forward_naive(x, w, b)
     for got, ref in zip(conv2d_backward(dout, cache), conv2d_backward_naive(dout, ref_cache)):
         assert xp.allclose(got, ref)
-
-
-def test_float32_stays_float32(xp):
-    cfg = {"x_shape": (2, 3, 6, 6), "w_shape": (4, 3, 3, 3), "bias": True}
-    x, w, b = make(xp, cfg, dtype="float32")
-    for kwargs in ({"padding": 1}, {}):
-        out, cache = conv2d_forward(x, w, b, **kwargs)
-        grads = conv2d_backward(xp.ones_like(out), cache)
-        assert out.dtype == xp.float32 and all(g.dtype == xp.float32 for g in grads)
-    x1 = x[:, :, :2, :2]
-    out, cache = conv2d_forward(x1, w[:, :, :1, :1])
-    assert out.dtype == xp.float32 and all(g.dtype == xp.float32 for g in conv2d_backward(out, cache)[:2])
 
 
 def test_non_contiguous_input(xp):
