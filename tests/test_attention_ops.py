@@ -8,8 +8,7 @@ import pytest
 from tinyba2m import backend
 from tinyba2m.attention.nonlocal_attention import (nonlocal_attention_backward, nonlocal_attention_backward_reference,
                                                    nonlocal_attention_forward)
-from tinyba2m.attention.sar import (count_below, sar_fusion_backward, sar_fusion_forward, sar_fusion_reference_backward,
-                                    sar_fusion_reference_forward)
+from tinyba2m.attention.sar import count_below, sar_fusion_backward, sar_fusion_forward
 from tinyba2m.attention.weighting import (batch_softmax_weighting_backward, batch_softmax_weighting_forward,
                                           sigmoid_weighting_backward, sigmoid_weighting_forward)
 from tinyba2m.gradcheck import check_op, numerical_gradient
@@ -118,26 +117,7 @@ def test_nonlocal_bad_input_is_clear(xp, rng):
 
 
 # -- SAR fusion ----------------------------------------------------------------------------------
-def pick(maps, keep):
-    return [m if i in keep else None for i, m in enumerate(maps)]
-
-
-@pytest.mark.parametrize("keep", SUBSETS)
-def test_sar_fast_equals_broadcast_reference_with_ties(xp, rng, keep):
-    for _ in range(5):
-        c, h, w = rng.integers(1, 7), rng.integers(1, 5), rng.integers(1, 5)
-        ints = [xp.asarray(rng.integers(-2, 3, s).astype("float64")) for s in ((3, c), (3, h, w), (3, h, w))]
-        maps = pick(ints, keep)
-        a, cache = sar_fusion_forward(*maps)
-        ref, ref_cache = sar_fusion_reference_forward(*maps, hw=(h, w))
-        assert np.allclose(host(a), host(ref), atol=1e-12)
-        da = arr(xp, rng, 3)
-        for got, want in zip(sar_fusion_backward(da, cache), sar_fusion_reference_backward(da, ref_cache)):
-            assert (got is None) == (want is None)
-            if got is not None:
-                assert np.allclose(host(got), host(want), atol=1e-12)
-
-
+# (fast SAR == broadcast reference, with ties: test_attention_properties.py)
 def test_sar_tie_rule_routes_to_first_branch(xp):
     one = xp.ones
     # all three equal: channel wins everything
