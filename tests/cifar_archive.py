@@ -38,10 +38,11 @@ class FakeArchive:
     member_bytes: dict         # "cifar-100-python/train" -> the pickle bytes
     splits: dict               # "train"/"test" -> dict(data (n, 3072) uint8, fine (n,), coarse (n,))
 
-    def source(self, url: str | None = None, md5: str | None = None, members: dict | None = None,
+    def source(self, url=None, md5: str | None = None, members: dict | None = None,
                size: int | None | str = "actual") -> CifarSource:
-        """A CifarSource for this archive (``size="actual"``: its real size; ``None``: unchecked)."""
-        return CifarSource(url=url or self.path.resolve().as_uri(), md5=md5 or self.md5,
+        """A CifarSource for this archive (``url``: one address or a tuple tried in order, default its
+        file:// address; ``size="actual"``: its real size; ``None``: unchecked)."""
+        return CifarSource(urls=url or self.path.resolve().as_uri(), md5=md5 or self.md5,
                            members=dict(self.member_md5 if members is None else members),
                            size=self.size if size == "actual" else size, filename=self.path.name)
 

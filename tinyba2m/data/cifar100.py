@@ -7,15 +7,21 @@ Flow of :func:`load_cifar100` (``data_dir`` defaults to :func:`default_data_dir`
    check, so the 150 MB are hashed once, and any changed file is hashed again;
 2. else the archive ``cifar-100-python.tar.gz`` exists -> check its size and md5, extract the
    members safely (no absolute paths, no ``..``, no links), check each member's md5, load;
-3. else download it (``urllib``, tqdm progress bar) to ``<archive>.part``, rename, then step 2.
+3. else download it (:mod:`.download`: redirects, resume of ``<archive>.part`` with HTTP Range,
+   retries with backoff, a progress bar with rate and time left), rename, then step 2. The
+   addresses: ``url`` if given (``--data-url``), else ``$TINYBA2M_CIFAR100_URL``, else the official
+   ones (:data:`URLS`: the new host first, the old address second). torchvision's layout is the
+   same (``<root>/cifar-100-python.tar.gz``, ``<root>/cifar-100-python/{train,test,meta}``), so its
+   root folder, or its ``cifar-100-python`` folder itself, serves as ``data_dir`` as it is.
 
 Every failure is a :class:`DatasetError` that says what is wrong and what to do. A file the user
-has (a damaged archive, a damaged member) is never deleted; only our own partial download
-(``.part``) and members we extracted from a verified archive may be removed, and the message says
-so. Nothing damaged is ever loaded.
+has (a damaged archive, a damaged member) is never deleted; a partial download (``.part``) is kept
+for the next run to resume; only members we extracted from a verified archive may be replaced, and
+the message says so. Nothing damaged is ever loaded.
 
 Tests use their own archives by passing ``source=CifarSource(...)`` (or by replacing the module
-attribute ``SOURCE``): the same code path, with their own URL and checksums.
+attribute ``SOURCE``): the same code path, with their own addresses and checksums; they shorten
+the waits by replacing ``DOWNLOAD_POLICY``.
 
 Layout of the pickles: ``b"data"`` uint8 (n, 3072), each row 1024 red, 1024 green, 1024 blue
 values of a row-major 32x32 image, so ``data.reshape(n, 3, 32, 32)[i, c, y, x]`` is the pixel
@@ -31,15 +37,18 @@ import pathlib
 import pickle
 import sys
 import tarfile
-import urllib.error
-import urllib.request
+import urllib.parse
 import zlib
 
 from .. import backend
+from .download import DownloadError, RetryPolicy, fetch
 
 np = backend.numpy_module  # host-only code: file I/O and pickles
 
-URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+URL = "https://cave.cs.toronto.edu/kriz/cifar-100-python.tar.gz"      # the host since 2026
+OLD_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"   # redirects to URL
+URLS = (URL, OLD_URL)
+URL_ENV_VAR = "TINYBA2M_CIFAR100_URL"  # a mirror to use instead of URLS
 ARCHIVE_NAME = "cifar-100-python.tar.gz"
 ARCHIVE_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 ARCHIVE_SIZE = 169_001_437
@@ -61,14 +70,26 @@ class DatasetError(RuntimeError):
 class CifarSource:
     """Where the archive comes from and what it must hash to.
 
+    ``urls``: the addresses tried in order (a single string is taken as one address);
     ``members`` maps the three member paths inside the archive (``<folder>/train``, ``/test``,
     ``/meta``) to their md5s; ``size`` (bytes) may be ``None`` to skip the size check.
     """
-    url: str
+    urls: tuple
     md5: str
     members: dict
     size: int | None = None
     filename: str = ARCHIVE_NAME
+
+    def __post_init__(self):
+        urls = (self.urls,) if isinstance(self.urls, str) else tuple(self.urls)
+        if not urls:
+            raise ValueError("CifarSource needs at least one address")
+        object.__setattr__(self, "urls", urls)
+
+    @property
+    def url(self) -> str:
+        """The first address (the one to name when telling a user where to get the archive)."""
+        return self.urls[0]
 
     def member(self, split: str) -> str:
         for name in self.members:
@@ -77,7 +98,8 @@ class CifarSource:
         raise DatasetError(f"CIFAR source lists no '{split}' member (members: {sorted(self.members)})")
 
 
-SOURCE = CifarSource(url=URL, md5=ARCHIVE_MD5, members=dict(MEMBER_MD5), size=ARCHIVE_SIZE)
+SOURCE = CifarSource(urls=URLS, md5=ARCHIVE_MD5, members=dict(MEMBER_MD5), size=ARCHIVE_SIZE)
+DOWNLOAD_POLICY = RetryPolicy()  # 5 tries per address without progress, waits 2, 4, 8, 16 s; 60 s timeout
 
 
 @dataclasses.dataclass
@@ -135,15 +157,18 @@ def md5_file(path, chunk: int = 1 << 20) -> str:
 
 
 def load_cifar100(data_dir=None, download: bool = True, progress: bool = True,
-                  source: CifarSource | None = None) -> CifarData:
+                  source: CifarSource | None = None, url: str | None = None) -> CifarData:
     """Load CIFAR-100 from ``data_dir``, extracting or downloading it first when needed.
 
-    Returns a :class:`CifarData` with uint8 (N, 3, 32, 32) images and int64 labels
-    (50,000 train and 10,000 test images for the official archive). Raises
-    :class:`DatasetError` on a failed download, a checksum mismatch or a damaged archive.
+    ``url``: download from this address (a mirror) instead of the official ones; ``None``:
+    ``$TINYBA2M_CIFAR100_URL`` if set, else the official addresses. Whatever the address, the
+    archive must match the official md5. Returns a :class:`CifarData` with uint8 (N, 3, 32, 32)
+    images and int64 labels (50,000 train and 10,000 test images for the official archive).
+    Raises :class:`DatasetError` on a failed download, a checksum mismatch or a damaged archive.
     """
     src = SOURCE if source is None else source
-    root = pathlib.Path(default_data_dir() if data_dir is None else data_dir).expanduser()
+    src = dataclasses.replace(src, urls=_addresses(src, url))
+    root = _root(pathlib.Path(default_data_dir() if data_dir is None else data_dir).expanduser(), src)
     members = {name: root / name for name in src.members}
     if all(p.is_file() for p in members.values()):
         bad = _check_members(root, src, members)
@@ -157,14 +182,41 @@ def load_cifar100(data_dir=None, download: bool = True, progress: bool = True,
         _say(True, f"extracted CIFAR-100 files do not match their md5 ({'; '.join(bad)}); "
                    f"replacing them with fresh copies extracted from {archive}")
     archive = root / src.filename
+    origin = None
     if not archive.is_file():
         if not download:
+            part = archive.with_name(archive.name + ".part")
+            kept = (f" A partial download {part} ({part.stat().st_size:,} bytes) is there: re-run with downloading "
+                    f"on to resume it." if part.is_file() else "")
             raise DatasetError(f"CIFAR-100 archive not found at {archive} and downloading is switched off. "
-                               f"Download {src.url} by hand, place it at {archive} (exactly this path), and re-run.")
-        _download(src, archive, progress)
-    _verify_archive(src, archive, progress)
+                               f"Download {src.url} by hand, place it at {archive} (exactly this path), and re-run."
+                               + kept)
+        origin = _download(src, archive, progress)
+    _verify_archive(src, archive, progress, origin)
     _extract(src, archive, root, progress)
     return _load_members(src, members)
+
+
+def _addresses(src: CifarSource, url: str | None) -> tuple:
+    """``url``, else ``$TINYBA2M_CIFAR100_URL``, else the source's own addresses."""
+    given, what = (url, "the data URL") if url else (os.environ.get(URL_ENV_VAR, "").strip(), f"${URL_ENV_VAR}")
+    if not given:
+        return src.urls
+    if urllib.parse.urlsplit(given).scheme not in ("http", "https", "file"):
+        raise DatasetError(f"{what} {given!r} is not an http://, https:// or file:// address. To use a copy of "
+                           f"{src.filename} you already have, place it in the data folder (--data-dir) instead.")
+    return (given,)
+
+
+def _root(data_dir: pathlib.Path, src: CifarSource) -> pathlib.Path:
+    """``data_dir``, or its parent when ``data_dir`` is itself the extracted ``cifar-100-python``
+    folder (holding ``train``, ``test``, ``meta``), as torchvision leaves it."""
+    names = [pathlib.PurePosixPath(m) for m in src.members]
+    folders = {n.parent.as_posix() for n in names}
+    if (len(folders) == 1 and data_dir.name == folders.pop() and not (data_dir / names[0]).is_file()
+            and all((data_dir / n.name).is_file() for n in names)):
+        return data_dir.parent
+    return data_dir
 
 
 # --- verification -------------------------------------------------------------------------
@@ -217,12 +269,17 @@ def _member_mismatch_message(bad: list, archive: pathlib.Path, fix: str) -> str:
             + f". The file(s) were left in place. To fix: {fix}.")
 
 
-def _verify_archive(src: CifarSource, archive: pathlib.Path, progress: bool) -> None:
+def _verify_archive(src: CifarSource, archive: pathlib.Path, progress: bool, origin: str | None = None) -> None:
+    """Size and md5 check; ``origin``: the address it was just downloaded from, if it was."""
     how = (f"It was left in place. Remove it (rm '{archive}') and re-run to download it again, "
            f"or place a complete copy of {src.url} at {archive}.")
+    if origin is not None:
+        how = (f"It was downloaded just now from {origin}, which therefore does not serve the official archive "
+               f"(or the file was damaged on the way). " + how)
     size = archive.stat().st_size
     if src.size is not None and size != src.size:
-        kind = "truncated (an interrupted download?)" if size < src.size else "larger than expected"
+        kind = ("truncated (an interrupted download?)" if size < src.size and origin is None
+                else "smaller than expected" if size < src.size else "larger than expected")
         raise DatasetError(f"CIFAR-100 archive {archive} is {kind}: {size} bytes, expected {src.size} bytes. {how}")
     _say(progress, f"verifying md5 of {archive}")
     actual = md5_file(archive)
@@ -285,37 +342,28 @@ def _extract(src: CifarSource, archive: pathlib.Path, root: pathlib.Path, progre
 
 # --- download -----------------------------------------------------------------------------
 
-def _download(src: CifarSource, archive: pathlib.Path, progress: bool, timeout: float = 60.0) -> None:
-    """Fetch ``src.url`` to ``<archive>.part`` with a progress bar, then rename it to ``archive``."""
-    from tqdm import tqdm
-
-    archive.parent.mkdir(parents=True, exist_ok=True)
+def _download(src: CifarSource, archive: pathlib.Path, progress: bool) -> str:
+    """Fetch the archive from ``src.urls`` (in order) to ``archive``; return the address that served it."""
     part = archive.with_name(archive.name + ".part")
-    by_hand = (f"Download {src.url} by hand (md5 {src.md5}) and place it at {archive} (exactly this path), "
-               f"then re-run.")
-    _say(progress, f"downloading {src.url} to {archive}")
+    official = set(src.urls) <= set(URLS)
+    mb = f" ({src.size / 1e6:.0f} MB)" if src.size else ""
+    note = (" The official server is slow: this can take up to an hour (30-60 minutes reported). If it is "
+            f"interrupted, re-run: it resumes where it stopped. A faster mirror: ${URL_ENV_VAR} or --data-url."
+            if official else " If it is interrupted, re-run: it resumes where it stopped.")
+    _say(True, f"downloading CIFAR-100{mb} from {src.url} to {archive}.{note}")
     try:
-        with urllib.request.urlopen(src.url, timeout=timeout) as resp:
-            total = resp.headers.get("Content-Length")
-            total = int(total) if total and total.isdigit() else src.size
-            got = 0
-            with open(part, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                                               desc="CIFAR-100", disable=not progress) as bar:
-                for block in iter(lambda: resp.read(1 << 20), b""):
-                    out.write(block)
-                    got += len(block)
-                    bar.update(len(block))
-        if total is not None and got < total:
-            raise OSError(f"connection closed after {got} of {total} bytes")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        removed = ""
-        if part.exists():
-            part.unlink()
-            removed = f" The partial download {part} was removed."
-        reason = getattr(exc, "reason", exc)
-        raise DatasetError(f"Could not download CIFAR-100 from {src.url} ({reason}). The machine may be offline "
-                           f"or the site blocked.{removed} {by_hand}") from exc
-    os.replace(part, archive)
+        return fetch(src.urls, archive, size=src.size, policy=DOWNLOAD_POLICY, progress=progress,
+                     say=lambda msg: _say(True, msg), desc="CIFAR-100")
+    except DownloadError as exc:
+        offline = "" if exc.have else " The machine may be offline or the site blocked."
+        raise DatasetError(
+            f"Could not download CIFAR-100: {exc}{offline} To place the archive by hand: download it from "
+            f"{' or '.join(src.urls)} (md5 {src.md5}), e.g. with `curl -L -C - -o '{part}' {src.url}` (resumes "
+            f"the partial file) and then `mv '{part}' '{archive}'`, or with a browser, put it at {archive} "
+            f"(exactly this path), and re-run; or set ${URL_ENV_VAR} (--data-url) to a mirror.") from exc
+    except OSError as exc:  # writing the file, not the network
+        raise DatasetError(f"Could not write the CIFAR-100 download to {part} ({exc}); check the free space and "
+                           f"permissions of {archive.parent}, or choose another --data-dir.") from exc
 
 
 def _say(progress: bool, msg: str) -> None:
