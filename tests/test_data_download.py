@@ -299,9 +299,14 @@ def test_url_argument_beats_the_environment_and_load_dataset_passes_it(server, a
     assert [r[0] for r in server.requests] == ["/arg.tgz"]
 
 
-def test_a_url_that_is_not_an_address_is_refused(arch, tmp_path):
+def test_a_url_that_is_not_an_address_is_refused_when_a_download_is_needed(arch, tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match="not an http://, https:// or file:// address"):
         load_cifar100(tmp_path / "d", progress=False, source=arch.source(), url="/home/me/cifar.tgz")
+    monkeypatch.setenv(cifar100.URL_ENV_VAR, "C:\\data\\cifar.tgz")
+    with pytest.raises(DatasetError, match=f"\\${cifar100.URL_ENV_VAR} 'C:"):
+        load_cifar100(tmp_path / "d", progress=False, source=arch.source())
+    d = load_cifar100(arch.path.parent, progress=False, source=arch.source())  # the archive is there: no address needed
+    assert d.train_images.shape == (24, 3, 32, 32)
 
 
 def test_ctrl_c_keeps_the_part_and_the_next_run_resumes(server, arch, tmp_path, capsys):

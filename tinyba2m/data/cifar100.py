@@ -167,7 +167,6 @@ def load_cifar100(data_dir=None, download: bool = True, progress: bool = True,
     Raises :class:`DatasetError` on a failed download, a checksum mismatch or a damaged archive.
     """
     src = SOURCE if source is None else source
-    src = dataclasses.replace(src, urls=_addresses(src, url))
     root = _root(pathlib.Path(default_data_dir() if data_dir is None else data_dir).expanduser(), src)
     members = {name: root / name for name in src.members}
     if all(p.is_file() for p in members.values()):
@@ -191,7 +190,7 @@ def load_cifar100(data_dir=None, download: bool = True, progress: bool = True,
             raise DatasetError(f"CIFAR-100 archive not found at {archive} and downloading is switched off. "
                                f"Download {src.url} by hand, place it at {archive} (exactly this path), and re-run."
                                + kept)
-        origin = _download(src, archive, progress)
+        origin = _download(dataclasses.replace(src, urls=_addresses(src, url)), archive, progress)
     _verify_archive(src, archive, progress, origin)
     _extract(src, archive, root, progress)
     return _load_members(src, members)
