@@ -1,18 +1,19 @@
 """The glue between the training pieces, checked against independent references rather than
 against another run (a wiring mistake shared by two runs cancels out): the learning rate the
 optimiser really uses at every step and the ``lr`` column of metrics.csv, the host random state a
-resumed run restores, exact top-1 / top-5 / loss of ``evaluate`` on known logits, and what each
-BA²M eval weighting does to the per-sample weights."""
+resumed run restores, exact top-1 / top-5 / loss of ``evaluate`` on known logits, what each BA²M
+eval weighting does to the per-sample weights, and that each test column of metrics.csv holds
+the evaluation under its own weighting."""
 import math
 
 import pytest
 
 from tinyba2m import backend
 from tinyba2m.data import make_synthetic
-from tinyba2m.models import build_model, sample_weights
+from tinyba2m.models import sample_weights
 from tinyba2m.nn.module import Module
 from tinyba2m.optim import learning_rate
-from tinyba2m.training import TrainConfig, Trainer, TrainingInterrupted, evaluate, evaluate_both, load_checkpoint, read_rows
+from tinyba2m.training import TrainConfig, Trainer, TrainingInterrupted, evaluate, load_checkpoint, read_rows
 
 np = backend.numpy_module
 
@@ -29,12 +30,19 @@ def data():
 
 
 def config(out):
-    return TrainConfig(model="smallcnn", attention="none", epochs=EPOCHS, batch_size=BATCH, lr=BASE_LR,
+    return TrainConfig(model="smallcnn", attention="ba2m", epochs=EPOCHS, batch_size=BATCH, lr=BASE_LR,
                        schedule="cosine", warmup_epochs=WARMUP_EPOCHS, out=str(out), progress=False)
 
 
 def quiet(_msg):
     pass
+
+
+def trainer(cfg, data, **kw):
+    """A Trainer that draws no plots (they are checked in test_training.py and cost more than these runs)."""
+    t = Trainer(cfg, data=data, log=quiet, **kw)
+    t._plots = lambda weights: None
+    return t
 
 
 def record_rates(trainer):
@@ -51,18 +59,18 @@ def record_rates(trainer):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, data):
-    """An uninterrupted run: (run folder, the rates its optimiser used, step by step)."""
+    """An uninterrupted run: (run folder, the rates its optimiser used step by step, the trainer)."""
     out = tmp_path_factory.mktemp("glue")
-    trainer = Trainer(config(out), data=data, log=quiet)
-    used = record_rates(trainer)
-    trainer.run()
-    return out, used
+    run = trainer(config(out), data)
+    used = record_rates(run)
+    run.run()
+    return out, used, run
 
 
 # -- the learning-rate schedule reaches the optimiser ----------------------------------------------
 
 def test_the_optimiser_steps_with_the_scheduled_rate(reference):
-    out, used = reference
+    out, used, _ = reference
     assert SCHEDULE[:-1] != SCHEDULE[1:] and min(SCHEDULE) < BASE_LR  # neither the next step's rate nor constant
     assert used == SCHEDULE
     rows = read_rows(out / "metrics.csv")
@@ -78,11 +86,11 @@ def stop_after_epoch_1(epoch):
 
 
 def test_resume_restores_the_host_random_state(tmp_path, data, reference):
-    ref, ref_used = reference
+    ref, ref_used, _ = reference
     cfg = config(tmp_path / "cut")
     with pytest.raises(TrainingInterrupted):
-        Trainer(cfg, data=data, log=quiet, on_epoch_end=stop_after_epoch_1).run()
-    resumed = Trainer(cfg, data=data, log=quiet)
+        trainer(cfg, data, on_epoch_end=stop_after_epoch_1).run()
+    resumed = trainer(cfg, data)
     used = record_rates(resumed)
     backend.seed(987)  # draws between building the model and resuming: the restore must undo them
     ref_state = load_checkpoint(ref / "checkpoint.npz")[0]["host_rng_state"]
@@ -166,25 +174,25 @@ def uniform_weights(w):
 WEIGHT_RULES = {"batch": batch_softmax_weights, "uniform": uniform_weights}
 
 
-@pytest.fixture(scope="module")
-def ba2m_model():
-    backend.seed(0)
-    return build_model("smallcnn", "ba2m", num_classes=10)
-
-
 @pytest.mark.parametrize("mode", sorted(WEIGHT_RULES))
-def test_each_eval_weighting_gives_its_weights(data, ba2m_model, mode):
-    seen = spy_weights(ba2m_model)
+def test_each_eval_weighting_gives_its_weights(data, reference, mode):
+    model = reference[2].model
+    seen = spy_weights(model)
     try:
-        result = evaluate(ba2m_model, data.test_images, data.test_labels, 6, mode)
+        evaluate(model, data.test_images, data.test_labels, 6, mode)
     finally:
-        del ba2m_model.forward
+        del model.forward
     assert [len(w) for w in seen] == [6, 6, 4]
     assert all(WEIGHT_RULES[mode](w) for w in seen), (mode, seen)
-    both = evaluate_both(ba2m_model, data.test_images, data.test_labels, 6, has_ba2m=True)
-    assert both[mode] == result                      # evaluate_both runs each mode under its own name
 
 
-def test_the_eval_weightings_give_different_results(data, ba2m_model):
-    both = evaluate_both(ba2m_model, data.test_images, data.test_labels, 6, has_ba2m=True)
-    assert both["batch"]["loss"] != pytest.approx(both["uniform"]["loss"], rel=1e-6)
+def test_each_metrics_column_holds_its_own_weighting(data, reference):
+    """The test columns of the last row equal a fresh evaluation of the final model under the
+    column's weighting (so a column evaluated under another weighting is caught)."""
+    out, _, run = reference
+    last = read_rows(out / "metrics.csv")[-1]
+    for mode in WEIGHT_RULES:
+        want = evaluate(run.model, data.test_images, data.test_labels, BATCH, mode)
+        for key in ("loss", "top1", "top5"):
+            assert last[f"test_{key}_{mode}"] == pytest.approx(want[key], rel=1e-7, abs=1e-12), (mode, key)
+    assert last["test_loss_batch"] != pytest.approx(last["test_loss_uniform"], rel=1e-6)
