@@ -24,21 +24,31 @@ size), so every pass over it counts:
   row exactly 1, so nothing overflows and the row sums lie in [1, M]). The scores are computed,
   shifted and exponentiated in place in one (N, Q, M) array (``unnormalised_attention``); shifted
   scores below ``score_floor`` (e^f = eps^2.5) are raised to it first, which changes nothing
-  beyond rounding but keeps subnormal numbers (slow on CPUs) out of E and its products. One
-  product ``E [g^T, 1]`` then gives the numerators and the row sums ``Z`` together (one read of
-  E), and ``out = (E g^T) / Z``. ``P = E / Z`` is never formed.
+  beyond rounding but keeps subnormal numbers (slow on CPUs) out of E and its products.
+  ``P = E / Z`` is never formed.
+* Each row's maximum is split off. It is exactly 1, at the key ``m*_q`` (the argmax, found in
+  the same pass as the maximum), so ``E = E' + 1[m = m*]`` where ``E'`` is E with that entry set
+  to 0 — the one (N, Q, M) array the cache keeps. One product ``E' [g^T, 1]`` gives
+  ``E' g^T`` and ``z' = E' 1``; then ``Z = 1 + z'``, ``out = (g[m*] + E' g^T) / Z`` and, for the
+  backward, ``c = g[m*] - out = (g[m*] z' - E' g^T) / Z``, all without cancellation.
 * Backward never builds dP or dS. Because ``dP = dout g`` has rank V, each use of dS factors into
-  a product with E and a small correction (``dz = dout / Z``, ``rz = r / Z``)::
+  a product with E' and a small correction (``dz = dout / Z``, ``rz = r / Z``), plus the share of
+  the split-off maxima, ``w[q] = sum_v dz[q, v] c_v[q]``::
 
-      dtheta^T[q, k] = sum_v dz[q, v] (E F_v^T)[q, k] - rz[q] (E phi^T)[q, k],  F_v = g_v * phi
-      dphi[k, m]     = sum_v g[v, m] (L_v E)[k, m] - (L_r E)[k, m],
+      dtheta^T[q, k] = sum_v dz[q, v] (E' F_v^T)[q, k] - rz[q] (E' phi^T)[q, k] + w[q] phi[k, m*_q],
+                       F_v = g_v * phi
+      dphi[k, m]     = sum_v g[v, m] (L_v E')[k, m] - (L_r E')[k, m] + sum_{q: m*_q = m} theta[k, q] w[q],
                        L_v[k, q] = theta[k, q] dz[q, v],  L_r[k, q] = theta[k, q] rz[q]
-      dg[v, m]       = (dz^T E)[v, m]
+      dg[v, m]       = (dz^T E')[v, m] + sum_{q: m*_q = m} dz[q, v]
 
-  so backward is two batched products reading E once each: ``E @ [F_1..F_V, phi]^T`` and
-  ``[L_1..L_V, L_r, dz^T] @ E``.
+  so backward is two batched products reading E' once each, ``E' @ [F_1..F_V, phi]^T`` and
+  ``[L_1..L_V, L_r, dz^T] @ E'``, a gather of phi at m* and one scatter-add (``bincount``) over q.
+  Why the split: with E itself, the two terms of dtheta (and of dphi) both tend to
+  ``dz g[m*] phi[m*]`` as a row becomes one-hot, and their difference keeps a rounding error of
+  ``eps |dout| |g| |phi|`` however small the gradient (relative errors of 1e-2 to 0.4 in float32
+  on sharp rows). With E' both terms shrink with the gradient; ``c`` carries the rest exactly.
 
-The cache holds one (N, Q, M) array (E) and the small rest; nothing loops over samples or
+The cache holds one (N, Q, M) array (E') and the small rest; nothing loops over samples or
 positions. The BA²M global branch calls this op with V = 1: the values are projected to one
 channel *before* the attention product, exact because a linear map with bias commutes with
 averaging by rows that sum to one:  ``W_z (P G) + b_z = P (G w_z + b_z)``.
@@ -85,34 +95,46 @@ def unnormalised_attention(theta, phi, out=None):
     """``E = exp(max(S - max_m S, f))`` (N, Q, M), ``S = theta^T phi``, ``f = score_floor``:
     theta (N, K, Q), phi (N, K, M). Every row's largest entry is exactly 1.
 
-    Five passes over one (N, Q, M) array: the product, the row maximum, then in place the shift,
+    Five passes over one (N, Q, M) array: the product, the row maximum (argmax), then in place the shift,
     the floor and the exponential. ``out``, if given, is a C-contiguous (N, Q, M) array of the
     result's dtype that receives E (a workspace reused across calls).
     """
+    return _unnormalised_attention_and_argmax(theta, phi, out)[0]
+
+
+def _unnormalised_attention_and_argmax(theta, phi, out=None):
+    """``(E, m*)``: E as in :func:`unnormalised_attention` and ``m*`` (N, Q), the key of each
+    row's maximum (the first on ties), where ``E[n, q, m*[n, q]] == 1`` exactly. The row maximum
+    is read at the argmax (one pass, as fast as ``max``)."""
     xp = backend.array_module(theta, phi)
     e = xp.matmul(theta.transpose(0, 2, 1), phi, out=out)
     if out is not None:
         e = out  # CuPy 13's matmul(out=) fills out but returns a new view of it; keep out itself
-    e -= e.max(axis=2, keepdims=True)
+    top = e.argmax(axis=2)
+    e -= xp.take_along_axis(e, top[:, :, None], axis=2)
     xp.maximum(e, score_floor(xp, e.dtype), out=e)
     xp.exp(e, out=e)
-    return e
+    return e, top
 
 
 def nonlocal_attention_forward(theta, phi, g, workspace=None):
     """``out = softmax_m(theta^T phi) g^T``: theta (N, K, Q), phi (N, K, M), g (N, V, M) ->
-    out (N, Q, V). Returns (out, cache); the cache holds E, which is ``workspace`` when one is
-    given (an (N, Q, M) array overwritten here — the caller must not reuse it while it still
-    needs this cache)."""
+    out (N, Q, V). Returns (out, cache); the cache holds E' (E without its row maxima, see the
+    module docstring), which is ``workspace`` when one is given (an (N, Q, M) array overwritten
+    here — the caller must not reuse it while it still needs this cache)."""
     _check(theta, phi, g)
     xp = backend.array_module(theta, phi, g)
     n, v, m = g.shape
-    e = unnormalised_attention(theta, phi, out=_checked_workspace(workspace, e_shape=(n, theta.shape[2], m), like=theta))
+    q = theta.shape[2]
+    e, top = _unnormalised_attention_and_argmax(theta, phi, out=_checked_workspace(workspace, (n, q, m), theta))
+    e[xp.arange(n)[:, None], xp.arange(q)[None, :], top] = 0                  # E' = E - 1[m = m*]
     values_and_ones = xp.concatenate([g.transpose(0, 2, 1), xp.ones((n, m, 1), dtype=e.dtype)], axis=2)  # (N, M, V+1)
-    numerators_and_z = xp.matmul(e, values_and_ones)                          # (N, Q, V+1): E g^T and Z = E 1
-    z = numerators_and_z[:, :, v]
-    out = numerators_and_z[:, :, :v] / z[:, :, None]
-    return out, (theta, phi, g, e, z, out)
+    rest = xp.matmul(e, values_and_ones)                                      # (N, Q, V+1): E' g^T and z' = E' 1
+    g_top = xp.take_along_axis(g, top[:, None, :], axis=2).transpose(0, 2, 1)  # (N, Q, V): g at m*
+    z = 1 + rest[:, :, v]
+    out = (g_top + rest[:, :, :v]) / z[:, :, None]
+    gap = (g_top * rest[:, :, v:] - rest[:, :, :v]) / z[:, :, None]           # g[m*] - out, no cancellation
+    return out, (theta, phi, g, e, z, out, top, gap)
 
 
 def _checked_workspace(workspace, e_shape, like):
@@ -125,33 +147,52 @@ def _checked_workspace(workspace, e_shape, like):
     return workspace
 
 
+def scatter_to_keys(rows, top, m):
+    """``out[n, r, top[n, q]] += rows[n, r, q]``: rows (N, R, Q), top (N, Q) ints in [0, M) ->
+    (N, R, M) of rows' dtype. One ``bincount`` per row r (sums in float64, no (N, R, Q) index)."""
+    xp = backend.array_module(rows, top)
+    n, r, _ = rows.shape
+    bins = (xp.arange(n)[:, None] * m + top).reshape(-1)
+    out = xp.empty((n, r, m), dtype=rows.dtype)
+    for i in range(r):
+        out[:, i] = xp.bincount(bins, weights=rows[:, i].reshape(-1), minlength=n * m).reshape(n, m)
+    return out
+
+
 def nonlocal_attention_backward(dout, cache):
-    """Returns (dtheta (N, K, Q), dphi (N, K, M), dg (N, V, M)); two products reading E."""
-    theta, phi, g, e, z, out = cache
+    """Returns (dtheta (N, K, Q), dphi (N, K, M), dg (N, V, M)): two products reading E', the
+    row maxima's share added exactly (see the module docstring)."""
+    theta, phi, g, e, z, out, top, gap = cache
     xp = backend.array_module(dout, e)
     n, k, q = theta.shape
     v, m = g.shape[1], g.shape[2]
     dz = dout / z[:, :, None]                                                 # (N, Q, V)
     rz = (dout * out).sum(axis=2) / z                                         # (N, Q)
+    w = (dz * gap).sum(axis=2)                                                # (N, Q): the maxima's share
     dzt = dz.transpose(0, 2, 1)                                               # (N, V, Q)
     # left factors: [theta * dz_v for each v] (V*K rows), theta * rz (K rows), dz^T (V rows)
     left = xp.concatenate([(theta[:, None, :, :] * dzt[:, :, None, :]).reshape(n, v * k, q),
                            theta * rz[:, None, :], dzt], axis=1)
     h = xp.matmul(left, e)                                                    # (N, V*K + K + V, M)
-    dphi = (g[:, :, None, :] * h[:, :v * k].reshape(n, v, k, m)).sum(axis=1) - h[:, v * k:v * k + k]
-    dg = h[:, v * k + k:]
+    # the maxima: theta * w (K rows) and dz^T (V rows) added into key m*_q
+    peaks = scatter_to_keys(xp.concatenate([theta * w[:, None, :], dzt], axis=1), top, m)   # (N, K + V, M)
+    dphi = (g[:, :, None, :] * h[:, :v * k].reshape(n, v, k, m)).sum(axis=1) - h[:, v * k:v * k + k] + peaks[:, :k]
+    dg = h[:, v * k + k:] + peaks[:, k:]
     # right factors: [g_v * phi for each v] (V*K rows), phi (K rows)
     right = xp.concatenate([(g[:, :, None, :] * phi[:, None, :, :]).reshape(n, v * k, m), phi], axis=1)
     t = xp.matmul(e, right.transpose(0, 2, 1))                                # (N, Q, V*K + K)
     dtheta_t = (dz[:, :, :, None] * t[:, :, :v * k].reshape(n, q, v, k)).sum(axis=2) - rz[:, :, None] * t[:, :, v * k:]
-    return dtheta_t.transpose(0, 2, 1), dphi, dg
+    dtheta = dtheta_t.transpose(0, 2, 1) + w[:, None, :] * xp.take_along_axis(phi, top[:, None, :], axis=2)
+    return dtheta, dphi, dg
 
 
 def nonlocal_attention_backward_reference(dout, cache):
     """The textbook backward through P and dS (builds two (N, Q, M) arrays); same results."""
-    theta, phi, g, e, z, out = cache
+    theta, phi, g, e, z, out, top, _ = cache
     xp = backend.array_module(dout, e)
+    n, q = top.shape
     p = e / z[:, :, None]
+    p[xp.arange(n)[:, None], xp.arange(q)[None, :], top] += 1 / z                # P = (E' + 1[m = m*]) / Z
     dg = xp.matmul(dout.transpose(0, 2, 1), p)
     ds = p * (xp.matmul(dout, g) - (dout * out).sum(axis=2, keepdims=True))
     return xp.matmul(phi, ds.transpose(0, 2, 1)), xp.matmul(theta, ds), dg
