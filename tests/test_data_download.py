@@ -86,7 +86,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _ctrl_c(self, route, rng, n):
         def interrupt(rest):
-            time.sleep(0.2)                      # let the client write what it has
+            time.sleep(0.3)                      # let the client write what it has
             _thread.interrupt_main()             # what Ctrl-C does: KeyboardInterrupt in the main thread
             try:
                 self.wfile.write(rest)           # the client raises as soon as it returns from recv
