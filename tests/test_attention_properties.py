@@ -65,6 +65,7 @@ def test_module_weights_mean_one(xp, seed, n):
     m = module(seed % 5)
     m.forward(normal(xp, seed, (n, 4, 3, 3)))
     assert abs(float(m.last_weights.mean()) - 1.0) < 1e-12
+    m.eval_weighting = "batch"  # the eval mode that is a softmax over the batch ("population" is per sample)
     m.eval().forward(normal(xp, seed + 1, (n, 4, 3, 3)))
     assert abs(float(m.last_weights.mean()) - 1.0) < 1e-12
 

@@ -36,8 +36,8 @@ def test_conv_shapes_of_resnet20():
 
 def test_part_timing_restores_the_model():
     model, step = make_training_step("resnet20", "ba2m", 2)
-    originals = (ba2m_module.sar_fusion_forward, dict(ba2m_module.NORMALISATIONS))
+    originals = (ba2m_module.sar_forward, dict(ba2m_module.NORMALISATIONS))
     ba2m_time_shares(model, step, repeats=1)
-    assert ba2m_module.sar_fusion_forward is originals[0] and ba2m_module.NORMALISATIONS == originals[1]
+    assert ba2m_module.sar_forward is originals[0] and ba2m_module.NORMALISATIONS == originals[1]
     for _, mod in ba2m_modules(model):
         assert "forward" not in vars(mod.channel_branch) and "backward" not in vars(mod.global_branch)

@@ -112,8 +112,12 @@ def test_gradcheck_tiny_resnet(attention):
     backend.seed(2)
     model = CifarResNet(depth=8, num_classes=4, attention=attention, widths=(4, 4, 8))
     zero = exactly_zero_gradients(model, (3, 3, 8, 8))
-    # ~100 parameter tensors: one random direction each (two forward passes) keeps this to seconds
-    r = check_module(model, (3, 3, 8, 8), method="direction", n_directions=1, name=f"resnet8-{attention}", known_zero=zero)
+    # ~100 parameter tensors: one random direction each (two forward passes) keeps this to seconds.
+    # h = 1e-5: the sigmoid SAR makes the attention parameters' directional derivatives small next
+    # to the loss, so at h = 1e-6 their central differences are rounding noise (measured: relative
+    # error 1.9e-5 at h = 1e-6, 5e-7 at 1e-5, the max's kinks dominate at 1e-4)
+    r = check_module(model, (3, 3, 8, 8), method="direction", n_directions=1, name=f"resnet8-{attention}",
+                     known_zero=zero, h=1e-5)
     assert r.passed, str(r)
 
 
@@ -157,7 +161,7 @@ def test_eval_weighting_switch_and_sample_weights():
     out_b = model.forward(one)
     set_eval_weighting(model, "uniform")
     np.testing.assert_allclose(out_b, model.forward(one), rtol=1e-6)
-    with pytest.raises(ValueError, match="mode must be one of batch, uniform"):
+    with pytest.raises(ValueError, match="mode must be one of population, batch, uniform"):
         set_eval_weighting(model, "mean")
 
 

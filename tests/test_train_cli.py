@@ -175,10 +175,10 @@ def test_eval_only_reproduces_the_last_test_metrics(tmp_path, finished_run, smal
                 data=small_data)
     assert code == 0
     out = capsys.readouterr().out
-    assert "eval weighting batch" in out and "eval weighting uniform" in out
+    assert "eval weighting population" in out and "eval weighting batch" in out and "eval weighting uniform" in out
     result = json.loads((tmp_path / "eval.json").read_text())
     last = read_rows(finished_run / "metrics.csv")[-1]
-    for key in ("test_top1_batch", "test_top5_batch", "test_top1_uniform", "test_top5_uniform"):
+    for key in [f"test_{k}_{m}" for m in ("population", "batch", "uniform") for k in ("top1", "top5")]:
         assert result[key] == pytest.approx(last[key], abs=1e-7), key
     assert result["test_loss_batch"] == pytest.approx(last["test_loss_batch"], rel=1e-6)
 
@@ -238,4 +238,5 @@ def test_ba2m_temperature_and_normalisation_reach_every_module(tmp_path, small_d
 def test_ba2m_options_need_ba2m_only_where_used():
     from tinyba2m.training.config import TrainConfig
     assert TrainConfig(attention="se", ba2m_temperature=3.0).ba2m_options() == {}
-    assert TrainConfig(attention="ba2m", ba2m_temperature=3.0).ba2m_options() == {"temperature": 3.0, "normalisation": "softmax"}
+    assert TrainConfig(attention="ba2m", ba2m_temperature=3.0).ba2m_options() == {"temperature": 3.0, "normalisation": "softmax",
+                                                                                 "sar_activation": "sigmoid"}

@@ -7,9 +7,9 @@ import pytest
 
 from tinyba2m import backend
 from tinyba2m.data import make_synthetic
-from tinyba2m.models import build_model
+from tinyba2m.models import ba2m_modules, build_model
 from tinyba2m.training import (ArchitectureMismatchError, CheckpointError, NonFiniteLossError, RunFolderError,
-                               TrainConfig, Trainer, TrainingInterrupted, check_architecture, evaluate, evaluate_both,
+                               TrainConfig, Trainer, TrainingInterrupted, check_architecture, evaluate, evaluate_all,
                                load_checkpoint, load_model_weights, read_rows, save_checkpoint)
 from tinyba2m.training.checkpoint import atomic_write
 from tinyba2m.training.metrics import METRIC_COLUMNS, TIMING_COLUMNS, CsvLog, truncate_after, weight_statistics
@@ -143,14 +143,15 @@ def test_evaluate(tiny_data):
     model = build_model("smallcnn", "ba2m", num_classes=10)
     r = evaluate(model, tiny_data.test_images, tiny_data.test_labels, 16, "batch")
     assert 0 <= r["top1"] <= r["top5"] <= 1 and r["loss"] > 0
-    assert model.training  # left in train mode, eval weighting back to "batch"
-    both = evaluate_both(model, tiny_data.test_images, tiny_data.test_labels, 16, has_ba2m=True)
-    assert both["batch"] == r
-    one = evaluate_both(model, tiny_data.test_images[:5], tiny_data.test_labels[:5], 1, has_ba2m=True)
-    assert one["batch"] == one["uniform"]  # batch of one: both weightings agree
+    assert model.training  # left in train mode, eval weighting back to the default "population"
+    assert all(m.eval_weighting == "population" for _, m in ba2m_modules(model))
+    every = evaluate_all(model, tiny_data.test_images, tiny_data.test_labels, 16, has_ba2m=True)
+    assert set(every) == {"population", "batch", "uniform"} and every["batch"] == r
+    one = evaluate_all(model, tiny_data.test_images[:5], tiny_data.test_labels[:5], 1, has_ba2m=True)
+    assert one["batch"] == one["uniform"]  # batch of one: the batch softmax and uniform weighting agree
     plain = build_model("smallcnn", "none", num_classes=10)
-    both = evaluate_both(plain, tiny_data.test_images, tiny_data.test_labels, 16, has_ba2m=False)
-    assert both["batch"] == both["uniform"]
+    every = evaluate_all(plain, tiny_data.test_images, tiny_data.test_labels, 16, has_ba2m=False)
+    assert every["population"] == every["batch"] == every["uniform"]
 
 
 # -- whole runs ------------------------------------------------------------------------------------
@@ -167,7 +168,7 @@ def test_run_writes_everything_and_is_deterministic(tmp_path, tiny_data, referen
     assert meta["epoch"] == 2 and meta["global_step"] == 2 * (96 // 32)
     best, _, _ = load_checkpoint(ref / "best.npz")
     rows = read_rows(ref / "metrics.csv")
-    assert best["epoch"] == max(rows, key=lambda r: (r["test_top1_batch"], -r["epoch"]))["epoch"]
+    assert best["epoch"] == max(rows, key=lambda r: (r["test_top1_population"], -r["epoch"]))["epoch"]
     Trainer(config(tmp_path / "again"), data=tiny_data, log=quiet).run()
     assert metric_rows(tmp_path / "again" / "metrics.csv") == metric_rows(ref / "metrics.csv")
     assert (tmp_path / "again" / "ba2m_weights.csv").read_text() == (ref / "ba2m_weights.csv").read_text()

@@ -2,44 +2,67 @@
 samples of the batch.
 
     A_C, A_LS, A_GS = branches(X)                 (N, C), (N, 1, H, W), (N, 1, H, W)
-    a_i = mean_{c,y,x} max(A_C[i,c], A_LS[i,y,x], A_GS[i,y,x])      SAR, (N,)
+    a_i = mean_{c,y,x} sigmoid(max(A_C[i,c], A_LS[i,y,x], A_GS[i,y,x]))   SAR, (N,), in (0, 1)
+          (``sar_activation="none"``: the raw mean of the max, unbounded)
     w   = N * softmax(a / tau)                    ("softmax", default; mean(w) = 1)
+        | softmax(a / tau)                        ("softmax_sum": the paper's formula literally, sum 1)
         | 2 * sigmoid(a / tau)                    ("sigmoid": per sample, no coupling)
     Y_i = w_i * X_i
 
-Backward sums every path to X: the direct one ``w_i dY_i`` and, through da -> SAR -> the
-branches, the one through the weights (which mixes samples for "softmax", and through the batch
-statistics of the branch BNs in training).
+With the sigmoid SAR and a softmax, ``w_max / w_min < e^(1 / tau)`` in every batch.
 
-Modes. ``train()``: BN batch statistics, weights from the batch. ``eval()``: BN running
-statistics, and ``eval_weighting`` picks ``"batch"`` (softmax over the evaluation batch) or
-``"uniform"`` (w = 1: a prediction does not depend on its batch-mates). When the weights are 1
-whatever the branches say — "uniform" eval, or a batch of one with "softmax" (N softmax of one
-value is exactly 1) — the branches are skipped: Y = X, ``last_weights`` is ones and
-``last_sar`` is NaN (not computed).
+Backward sums every path to X: the direct one ``w_i dY_i`` and, through da -> SAR -> the
+branches, the one through the weights (which mixes samples for the softmaxes, and through the
+batch statistics of the branch BNs in training).
+
+Modes. ``train()``: BN batch statistics, weights from the batch; each training batch also updates
+the running log-mean-exp ``m <- 0.9 m + 0.1 (logsumexp(a / tau) - log N)`` (buffer
+``population_log_norm``; the first batch sets it) and records the batch size (buffer
+``population_batch_size``, 0 until the first training batch). ``eval()``: BN running statistics,
+and ``eval_weighting`` picks
+
+- ``"population"`` (default): ``w_i = exp(a_i / tau - m)`` (``/ N_train`` for "softmax_sum"),
+  a prediction depends on its own sample only, on the training scale. A module that has never
+  seen a training batch (or loaded an old checkpoint without the buffers) falls back to
+  ``"batch"`` and warns once. For "sigmoid" it is the same as "batch" (per sample already);
+- ``"batch"``: the softmax over the evaluation batch, as in training;
+- ``"uniform"``: every sample gets the same weight: 1 (``1 / N_train`` for "softmax_sum").
+
+When the weights do not depend on the branches — "uniform" eval, or a batch of one with a softmax
+in training or "batch" eval (a softmax of one value is exactly 1) — the branches are skipped:
+``Y = w X``, ``last_weights`` holds that constant and ``last_sar`` is NaN (not computed).
 """
 from __future__ import annotations
+
+import warnings
 
 from .. import backend
 from ..nn.module import Module
 from ..ops.validation import require_positive_int
 from .branches import ChannelBranch, GlobalSpatialBranch, LocalSpatialBranch, check_input
-from .sar import sar_fusion_backward, sar_fusion_forward
-from .weighting import (batch_softmax_weighting_backward, batch_softmax_weighting_forward,
-                        sigmoid_weighting_backward, sigmoid_weighting_forward)
+from .sar import SAR_ACTIVATIONS, sar_backward, sar_forward
+from .weighting import (batch_log_mean_exp, batch_softmax_weighting_backward, batch_softmax_weighting_forward,
+                        population_weighting_backward, population_weighting_forward, sigmoid_weighting_backward,
+                        sigmoid_weighting_forward, softmax_sum_weighting_backward, softmax_sum_weighting_forward)
 
 BRANCHES = ("channel", "local", "global")
 NORMALISATIONS = {"softmax": (batch_softmax_weighting_forward, batch_softmax_weighting_backward),
+                  "softmax_sum": (softmax_sum_weighting_forward, softmax_sum_weighting_backward),
                   "sigmoid": (sigmoid_weighting_forward, sigmoid_weighting_backward)}
-EVAL_WEIGHTINGS = ("batch", "uniform")
+POPULATION = (population_weighting_forward, population_weighting_backward)
+EVAL_WEIGHTINGS = ("population", "batch", "uniform")
+POPULATION_MOMENTUM = 0.1
+POPULATION_BUFFERS = ("population_log_norm", "population_batch_size")
 
 
 class BA2M(Module):
     """(N, C, H, W) -> same shape, ``Y_i = w_i X_i``. See the module docstring and docs/BA2M.md."""
 
+    optional_buffers = POPULATION_BUFFERS  # absent from checkpoints written before the population mode
+
     def __init__(self, channels: int, reduction: int = 16, dilation: int = 4, nonlocal_reduction: int = 8,
                  subsample: int = 2, branches=BRANCHES, temperature: float = 1.0,
-                 normalisation: str = "softmax", eval_weighting: str = "batch"):
+                 normalisation: str = "softmax", eval_weighting: str = "population", sar_activation: str = "sigmoid"):
         super().__init__()
         require_positive_int("BA2M", "channels", channels)
         branches = (branches,) if isinstance(branches, str) else tuple(branches)
@@ -50,7 +73,10 @@ class BA2M(Module):
             raise ValueError(f"BA2M: temperature must be a number > 0, got {temperature!r}")
         if normalisation not in NORMALISATIONS:
             raise ValueError(f"BA2M: normalisation must be one of {tuple(NORMALISATIONS)}, got {normalisation!r}")
+        if sar_activation not in SAR_ACTIVATIONS:
+            raise ValueError(f"BA2M: sar_activation must be one of {SAR_ACTIVATIONS}, got {sar_activation!r}")
         self.channels, self.temperature, self.normalisation = channels, float(temperature), normalisation
+        self.sar_activation = sar_activation
         self.branches = tuple(b for b in BRANCHES if b in branches)       # the fixed tie order C, LS, GS
         self.eval_weighting = eval_weighting
         if "channel" in self.branches:
@@ -59,9 +85,13 @@ class BA2M(Module):
             self.local_branch = LocalSpatialBranch(channels, reduction, dilation)
         if "global" in self.branches:
             self.global_branch = GlobalSpatialBranch(channels, nonlocal_reduction, subsample)
+        xp = backend.get_xp()
+        self.buffers["population_log_norm"] = xp.zeros((1,), dtype=backend.default_dtype)
+        self.buffers["population_batch_size"] = xp.zeros((1,), dtype=backend.default_dtype)
         self.cache = None
         self.last_weights = None
         self.last_sar = None
+        self._warned_fallback = False
 
     @property
     def eval_weighting(self) -> str:
@@ -73,25 +103,79 @@ class BA2M(Module):
             raise ValueError(f"BA2M: eval_weighting must be one of {EVAL_WEIGHTINGS}, got {mode!r}")
         self._eval_weighting = mode
 
+    def _label(self) -> str:
+        return f"BA2M({self.channels})"
+
+    def _train_batch_size(self) -> int:
+        """The training batch size the population statistics were taken at (0: none yet; a host read)."""
+        return int(round(float(backend.to_host(self.buffers["population_batch_size"])[0])))
+
+    def _mode(self, n: int) -> str:
+        """What weights this forward uses: "train", "population", "batch" or "uniform"."""
+        if self.training:
+            return "train"
+        mode = self.eval_weighting
+        if mode == "population" and self.normalisation == "sigmoid":
+            return "batch"                       # per sample already: nothing to estimate
+        if mode == "population" and self._train_batch_size() == 0:
+            if not self._warned_fallback:
+                warnings.warn(f"{self._label()}: eval_weighting 'population' has no training statistics (never "
+                              f"trained, or loaded from a checkpoint written before the population mode); "
+                              f"using 'batch' weighting instead", RuntimeWarning, stacklevel=3)
+                self._warned_fallback = True
+            return "batch"
+        return mode
+
+    def _constant_weight(self, n: int, mode: str):
+        """The weight every sample gets when it does not depend on the branches, else None."""
+        softmaxes = self.normalisation in ("softmax", "softmax_sum")
+        if mode == "uniform":
+            if self.normalisation != "softmax_sum":
+                return 1.0
+            n_train = self._train_batch_size()
+            return 1.0 / (n_train if n_train > 0 else n)
+        if n == 1 and softmaxes and mode in ("train", "batch"):
+            return 1.0                           # N softmax and softmax of a single value are both 1
+        return None
+
     def forward(self, x):
-        check_input(f"BA2M({self.channels})", x, self.channels)
+        check_input(self._label(), x, self.channels)
         xp = backend.array_module(x)
         n = x.shape[0]
-        if (not self.training and self.eval_weighting == "uniform") or (n == 1 and self.normalisation == "softmax"):
-            self.cache = None
-            self.last_weights = xp.ones(n, dtype=x.dtype)
+        mode = self._mode(n)
+        constant = self._constant_weight(n, mode)
+        if constant is not None:
+            self.cache = ("constant", constant)
+            self.last_weights = xp.full(n, constant, dtype=x.dtype)
             self.last_sar = xp.full(n, float("nan"), dtype=x.dtype)
-            return x.copy()
-        if n == 1 and self.training:
-            raise ValueError(f"BA2M({self.channels}): training with normalisation='sigmoid' needs a batch of at least "
+            return x * x.dtype.type(constant) if constant != 1.0 else x.copy()
+        if n == 1 and mode == "train":
+            raise ValueError(f"{self._label()}: training with normalisation='sigmoid' needs a batch of at least "
                              f"2 samples (the branch BNs estimate batch statistics), got input shape {tuple(x.shape)}")
         maps = self._branch_maps(x)
-        a, sar_cache = sar_fusion_forward(*maps)
-        forward, _ = NORMALISATIONS[self.normalisation]
-        y, weight_cache = forward(x, a, self.temperature)
-        self.cache = (sar_cache, weight_cache)
+        a, sar_cache = sar_forward(*maps, activation=self.sar_activation)
+        if mode == "population":
+            forward, backward = POPULATION
+            scale = 1.0 / self._train_batch_size() if self.normalisation == "softmax_sum" else 1.0
+            y, weight_cache = forward(x, a, self.buffers["population_log_norm"], self.temperature, scale)
+        else:
+            forward, backward = NORMALISATIONS[self.normalisation]
+            y, weight_cache = forward(x, a, self.temperature)
+        if mode == "train" and self.normalisation != "sigmoid":
+            self._track_population(a)
+        self.cache = (sar_cache, weight_cache, backward)
         self.last_weights, self.last_sar = weight_cache[1], a
         return y
+
+    def _track_population(self, a) -> None:
+        """``m <- (1 - 0.1) m + 0.1 l_B`` (the first training batch sets m), no host read."""
+        xp = backend.array_module(a)
+        log_norm, size = self.buffers["population_log_norm"], self.buffers["population_batch_size"]
+        batch = batch_log_mean_exp(a, self.temperature).astype(log_norm.dtype)
+        seen = size > 0
+        self.buffers["population_log_norm"] = xp.where(
+            seen, (1.0 - POPULATION_MOMENTUM) * log_norm + POPULATION_MOMENTUM * batch, batch).astype(log_norm.dtype)
+        self.buffers["population_batch_size"] = xp.full((1,), a.shape[0], dtype=size.dtype)
 
     def _branch_maps(self, x):
         """(A_C (N, C), A_LS (N, H, W), A_GS (N, H, W)), None for a branch that is off."""
@@ -102,12 +186,14 @@ class BA2M(Module):
         return a_c, a_ls, a_gs
 
     def backward(self, dy):
-        if self.cache is None:                 # the weights were 1 whatever the branches said
-            return dy.copy()
-        sar_cache, weight_cache = self.cache
-        _, backward = NORMALISATIONS[self.normalisation]
+        if self.cache is None:
+            raise RuntimeError(f"{self._label()}: backward called before forward")
+        if self.cache[0] == "constant":          # the weights did not depend on the branches
+            constant = self.cache[1]
+            return dy * dy.dtype.type(constant) if constant != 1.0 else dy.copy()
+        sar_cache, weight_cache, backward = self.cache
         dx, da = backward(dy, weight_cache)
-        da_c, da_ls, da_gs = sar_fusion_backward(da, sar_cache)
+        da_c, da_ls, da_gs = sar_backward(da, sar_cache)
         n, _, h, w = dx.shape
         if da_c is not None:
             dx += self.channel_branch.backward(da_c)
@@ -126,12 +212,13 @@ class BA2M(Module):
           conv of the local branch, the values g and W_z of the global branch;
         - the key bias phi.b (it adds the same amount to every key score of a query);
         - theta and phi entirely when there is a single key position (softmax of one score is 1);
-        - with "softmax" and a single branch, that branch's last BN shift (it moves every SAR by
-          the same amount, and the batch softmax ignores a common shift);
-        - everything when the branches were skipped (w = 1 regardless).
+        - with a softmax over the batch ("softmax" / "softmax_sum" in training or "batch" eval), the
+          raw SAR (``sar_activation="none"``) and a single branch, that branch's last BN shift (it
+          moves every SAR by the same amount, and the batch softmax ignores a common shift);
+        - everything when the branches were skipped (constant weights).
         """
         names = [q for q, _, _ in self.named_parameters()]
-        if self.cache is None:
+        if self.cache is None or self.cache[0] == "constant":
             return tuple(names)
         zero = ["global_branch.phi.b"] if "global" in self.branches else []
         if self.training:
@@ -139,14 +226,16 @@ class BA2M(Module):
                      "global_branch.g.b", "global_branch.w_z.b"]
         if "global" in self.branches and self.global_branch.key_positions() == 1:
             zero += ["global_branch.theta.w", "global_branch.theta.b", "global_branch.phi.w"]
-        if self.normalisation == "softmax" and len(self.branches) == 1:
+        batch_softmax = self.normalisation != "sigmoid" and self.cache[2] is not POPULATION[1]
+        if batch_softmax and self.sar_activation == "none" and len(self.branches) == 1:
             zero += {"channel": ["channel_branch.4.beta"], "local": ["local_branch.7.beta"],
                      "global": ["global_branch.bn.beta"]}[self.branches[0]]
         return tuple(n for n in names if n in zero)
 
     def extra_repr(self):
-        return (f"{self.channels}, branches={self.branches}, temperature={self.temperature}, "
-                f"normalisation={self.normalisation!r}, eval_weighting={self.eval_weighting!r}")
+        return (f"{self.channels}, branches={self.branches}, sar_activation={self.sar_activation!r}, "
+                f"temperature={self.temperature}, normalisation={self.normalisation!r}, "
+                f"eval_weighting={self.eval_weighting!r}")
 
 
 def zero_gradient_parameters(model) -> tuple:

@@ -1,5 +1,15 @@
 """Sample-wise attention representation (SAR): fuse the branch maps into one scalar per sample.
 
+Two op pairs. ``sar_forward/backward`` is the SAR of BA²M with its ``activation`` option::
+
+    "sigmoid" (default)   a[i] = mean_{c,y,x} sigmoid(max(a_c[i,c], a_ls[i,y,x], a_gs[i,y,x]))   in (0, 1)
+    "none"                a[i] = mean_{c,y,x} max(a_c[i,c], a_ls[i,y,x], a_gs[i,y,x])            unbounded
+
+sigmoid is increasing, so sigmoid(max(...)) = max(sigmoid(...)): the sigmoid is applied to each
+branch map first and the maps are then fused by ``sar_fusion``; the backward multiplies each
+map's gradient by ``s (1 - s)``. ``sar_fusion_forward/backward`` is that fusion, the mean of the
+max, described below.
+
 Inputs (any non-empty subset; ``None`` for a branch that is switched off)::
 
     a_c  (N, C)      channel map A_C, broadcast along H and W
@@ -35,6 +45,7 @@ definition, used by the tests to check the fast version.
 from __future__ import annotations
 
 from .. import backend
+from ..ops.activations import stable_sigmoid
 from ..ops.validation import require_float, require_ndim
 
 OP = "sar_fusion"
@@ -174,3 +185,30 @@ def sar_fusion_reference_backward(da, cache):
         grads.append((each * (winner == slot)).sum(axis=axes))
         slot += 1
     return tuple(grads)
+
+
+# -- the SAR of BA²M: an optional sigmoid on each map, then the fusion -----------------------------
+SAR_ACTIVATIONS = ("sigmoid", "none")
+
+
+def sar_forward(a_c=None, a_ls=None, a_gs=None, activation="sigmoid"):
+    """SAR ``a (N,)`` of the maps present, ``activation`` "sigmoid" (bounded to (0, 1), the default)
+    or "none" (the raw mean of the max). Returns (a, cache)."""
+    if activation not in SAR_ACTIVATIONS:
+        raise ValueError(f"sar: activation must be one of {SAR_ACTIVATIONS}, got {activation!r}")
+    if activation == "none":
+        a, cache = sar_fusion_forward(a_c, a_ls, a_gs)
+        return a, (cache, None)
+    _check(a_c, a_ls, a_gs)
+    squashed = tuple(None if m is None else stable_sigmoid(m) for m in (a_c, a_ls, a_gs))
+    a, cache = sar_fusion_forward(*squashed)
+    return a, (cache, squashed)
+
+
+def sar_backward(da, cache):
+    """da (N,) -> (da_c (N, C), da_ls (N, H, W), da_gs (N, H, W)); ``None`` for an absent map."""
+    fusion_cache, squashed = cache
+    grads = sar_fusion_backward(da, fusion_cache)
+    if squashed is None:
+        return grads
+    return tuple(None if g is None else g * s * (1 - s) for g, s in zip(grads, squashed))

@@ -15,13 +15,24 @@ so with ``gw_i = sum(dY_i * X_i)`` (the gradient reaching w_i)::
     dX_i = w_i * dY_i
     da_j = sum_i gw_i dw_i/da_j = (w_j / tau) * (gw_j - (1/N) sum_i gw_i w_i)
 
+Sum-to-one softmax (the paper's formula taken literally), ``w = softmax(a / tau)``: the same
+with N replaced by 1, ``da_j = (w_j / tau) * (gw_j - sum_i gw_i w_i)``.
+
 Sigmoid weighting (the ablation without coupling), per sample::
 
     w_i = 2 * sigmoid(a_i / tau)       w in (0, 2), w = 1 at a = 0
     dw_i/da_j = delta_ij * (w_i / tau) * (1 - w_i / 2)
+
+Population weighting (evaluation, ``eval_weighting="population"``): the softmax's normaliser is
+a running estimate ``m`` of the training batches' log-mean-exp ``logsumexp(a / tau) - log N``,
+so each sample is weighted on its own, on the scale training used::
+
+    w_i = scale * exp(a_i / tau - m)     (scale 1 for "softmax", 1 / N_train for "softmax_sum")
+    dw_i/da_j = delta_ij * w_i / tau     (m is a buffer, not a function of this batch)
 """
 from __future__ import annotations
 
+from .. import backend
 from ..ops.activations import softmax, stable_sigmoid
 from ..ops.validation import require_float, require_ndim
 
@@ -29,6 +40,8 @@ from ..ops.validation import require_float, require_ndim
 def _check(op, x, a, temperature):
     if getattr(x, "ndim", 0) < 1:
         raise ValueError(f"{op}: expected x of shape (N, ...), got {getattr(x, 'shape', type(x).__name__)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{op}: empty batch (x shape {tuple(x.shape)}); the weights need at least one sample")
     require_float(op, "x", x, check_finite=False)
     require_ndim(op, "a", a, 1, "(N,)")
     require_float(op, "a", a)
@@ -65,10 +78,50 @@ def batch_softmax_weighting_forward(x, a, temperature=1.0):
 def batch_softmax_weighting_backward(dy, cache):
     """Returns (dx like x, da (N,)), with the full cross-sample Jacobian of the softmax."""
     x, w, tau = cache
-    n = x.shape[0]
-    gw = _gw(dy, x).astype(w.dtype, copy=False)
-    da = (w / tau) * (gw - (gw * w).sum() / n)
-    return _scale(dy, w), da
+    return _scale(dy, w), _coupled_da(_gw(dy, x).astype(w.dtype, copy=False), w, tau, x.shape[0])
+
+
+def _coupled_da(gw, w, tau, total):
+    """``da_j = (w_j / tau) (gw_j - (1 / total) sum_i gw_i w_i)`` for ``w = total * softmax(a / tau)``."""
+    return (w / tau) * (gw - (gw * w).sum() / total)
+
+
+def softmax_sum_weighting_forward(x, a, temperature=1.0):
+    """``Y_i = w_i X_i`` with ``w = softmax(a / tau)`` (sums to 1); x (N, ...), a (N,). Returns (Y, cache)."""
+    _check("softmax_sum_weighting", x, a, temperature)
+    w = softmax(a / float(temperature), axis=0)
+    return _scale(x, w), (x, w, float(temperature))
+
+
+def softmax_sum_weighting_backward(dy, cache):
+    """Returns (dx like x, da (N,)); the softmax couples the samples as for the batch softmax."""
+    x, w, tau = cache
+    return _scale(dy, w), _coupled_da(_gw(dy, x).astype(w.dtype, copy=False), w, tau, 1.0)
+
+
+def batch_log_mean_exp(a, temperature=1.0):
+    """``logsumexp(a / tau) - log N`` of a batch's SARs a (N,), a 0-d array: in training
+    ``w = N softmax(a / tau) = exp(a / tau - this)``. Shifted by the max, so it never overflows."""
+    xp = backend.array_module(a)
+    z = a / float(temperature)
+    top = z.max()
+    return top + xp.log(xp.exp(z - top).mean())
+
+
+def population_weighting_forward(x, a, log_norm, temperature=1.0, scale=1.0):
+    """``Y_i = w_i X_i`` with ``w_i = scale * exp(a_i / tau - log_norm)``, per sample; x (N, ...),
+    a (N,), log_norm a scalar or (1,) array (the running log-mean-exp). Returns (Y, cache)."""
+    _check("population_weighting", x, a, temperature)
+    xp = backend.array_module(a)
+    m = xp.asarray(log_norm, dtype=a.dtype).reshape(())
+    w = float(scale) * xp.exp(a / float(temperature) - m)
+    return _scale(x, w), (x, w, float(temperature))
+
+
+def population_weighting_backward(dy, cache):
+    """Returns (dx like x, da (N,)); ``da_i = gw_i w_i / tau`` depends on sample i alone."""
+    x, w, tau = cache
+    return _scale(dy, w), _gw(dy, x).astype(w.dtype, copy=False) * (w / tau)
 
 
 def sigmoid_weights(a, temperature=1.0):

@@ -67,7 +67,7 @@ def _ba2m_part_timing(model):
                 branch.forward = timer.wrap(part, branch.forward)
                 branch.backward = timer.wrap(part, branch.backward)
                 patched_modules.append(branch)
-    saved_globals = {k: getattr(ba2m_module, k) for k in ("sar_fusion_forward", "sar_fusion_backward")}
+    saved_globals = {k: getattr(ba2m_module, k) for k in ("sar_forward", "sar_backward")}
     saved_norms = dict(ba2m_module.NORMALISATIONS)
     for k, fn in saved_globals.items():
         setattr(ba2m_module, k, timer.wrap("fusion", fn))

@@ -4,6 +4,7 @@
   mirror; redirects, resume, retries, progress bar: :mod:`.download`), md5 checks of the archive
   and of each member, safe extraction, uint8 arrays (:mod:`.cifar100`).
 - :func:`make_synthetic` — an offline, learnable, seeded stand-in of the same format (:mod:`.synthetic`).
+- :func:`load_digits_dataset` — scikit-learn's 8x8 digits, a small real set, offline (:mod:`.digits`).
 - :func:`load_dataset` — either of them by name, optionally cut to the first ``subset`` images per split.
 - :class:`BatchIterator` / :func:`iterate_batches`, :func:`normalize`, :func:`random_crop_flip` —
   the input pipeline on the active backend (:mod:`.pipeline`).
@@ -14,9 +15,10 @@ from .cifar100 import (ARCHIVE_MD5, ARCHIVE_NAME, ARCHIVE_SIZE, MEMBER_MD5, URL,
                        CifarSource, DatasetError, default_data_dir, load_cifar100)
 from .pipeline import (CIFAR100_MEAN, CIFAR100_STD, LAST_BATCH_POLICY, BatchIterator, crop_flip, draw_crop_flip,
                        iterate_batches, normalize, num_batches, random_crop_flip)
+from .digits import load_digits_dataset
 from .synthetic import make_synthetic
 
-DATASETS = ("cifar100", "synthetic")
+DATASETS = ("cifar100", "synthetic", "digits")
 SYNTHETIC_SIZES = (10_000, 2_000)  # default (train, test) sizes of --dataset synthetic
 
 
@@ -36,10 +38,13 @@ def load_dataset(name: str, data_dir=None, subset: int | None = None, seed: int 
         if subset is not None:
             n_train, n_test = min(n_train, subset), min(n_test, subset)
         return make_synthetic(n_train, n_test, seed=seed)
+    if name == "digits":
+        data = load_digits_dataset()
+        return data if subset is None else data.subset(subset)
     raise ValueError(f"load_dataset: unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
 
 
 __all__ = ["ARCHIVE_MD5", "ARCHIVE_NAME", "ARCHIVE_SIZE", "BatchIterator", "CIFAR100_MEAN", "CIFAR100_STD",
            "CifarData", "CifarSource", "DATASETS", "DatasetError", "LAST_BATCH_POLICY", "MEMBER_MD5",
            "SYNTHETIC_SIZES", "URL", "URLS", "URL_ENV_VAR", "crop_flip", "default_data_dir", "draw_crop_flip", "iterate_batches",
-           "load_cifar100", "load_dataset", "make_synthetic", "normalize", "num_batches", "random_crop_flip"]
+           "load_cifar100", "load_dataset", "load_digits_dataset", "make_synthetic", "normalize", "num_batches", "random_crop_flip"]

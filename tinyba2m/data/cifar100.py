@@ -120,6 +120,7 @@ class CifarData:
     fine_names: list
     coarse_names: list
     name: str = "cifar100"
+    augment: bool = True  # random crop + flip in training (off for data sets where a mirror changes the class)
 
     @property
     def num_classes(self) -> int:

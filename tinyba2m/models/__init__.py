@@ -8,6 +8,7 @@ block takes only ``reduction``. Weights are drawn from the backend's seeded host
 """
 from __future__ import annotations
 
+from .init_schemes import INIT_SCHEMES, apply_init
 from .attention_slots import ATTENTION_NAMES, EVAL_WEIGHTINGS, ba2m_modules, make_attention, sample_weights, set_eval_weighting
 from .resnet import PLACEMENTS, RESNET_DEPTHS, BasicBlock, CifarResNet
 from .shortcut import ZeroPadShortcut, zero_pad_shortcut_backward, zero_pad_shortcut_forward
@@ -17,8 +18,9 @@ MODEL_NAMES = ("smallcnn",) + tuple(RESNET_DEPTHS)
 
 
 def build_model(name: str, attention: str = "none", num_classes: int = 100, ba2m_placement: str = "every",
-                zero_init_residual: bool = False, **ba2m_kwargs):
-    """A model by name (one of ``MODEL_NAMES``) with the given attention and placement.
+                zero_init_residual: bool = False, init: str = "he", **ba2m_kwargs):
+    """A model by name (one of ``MODEL_NAMES``) with the given attention and placement, its conv
+    and linear layers initialised with ``init`` (one of ``INIT_SCHEMES``, see :mod:`.init_schemes`).
 
     ``zero_init_residual`` (ResNets only; SmallCNN has no residual branch and ignores it): start the
     last BN scale of every residual branch at 0, see :class:`CifarResNet`."""
@@ -28,12 +30,16 @@ def build_model(name: str, attention: str = "none", num_classes: int = 100, ba2m
         raise ValueError(f"unknown attention {attention!r}: expected one of {', '.join(ATTENTION_NAMES)}")
     if ba2m_placement not in PLACEMENTS:
         raise ValueError(f"unknown BA²M placement {ba2m_placement!r}: expected one of {', '.join(PLACEMENTS)}")
+    if init not in INIT_SCHEMES:
+        raise ValueError(f"unknown init scheme {init!r}: expected one of {', '.join(INIT_SCHEMES)}")
     if name == "smallcnn":
-        return SmallCNN(num_classes, attention, ba2m_placement, **ba2m_kwargs)
-    return CifarResNet(RESNET_DEPTHS[name], num_classes, attention, ba2m_placement,
-                       zero_init_residual=zero_init_residual, **ba2m_kwargs)
+        model = SmallCNN(num_classes, attention, ba2m_placement, **ba2m_kwargs)
+    else:
+        model = CifarResNet(RESNET_DEPTHS[name], num_classes, attention, ba2m_placement,
+                            zero_init_residual=zero_init_residual, **ba2m_kwargs)
+    return apply_init(model, init)
 
 
-__all__ = ["build_model", "MODEL_NAMES", "ATTENTION_NAMES", "EVAL_WEIGHTINGS", "PLACEMENTS", "SmallCNN", "CifarResNet",
+__all__ = ["build_model", "MODEL_NAMES", "INIT_SCHEMES", "apply_init", "ATTENTION_NAMES", "EVAL_WEIGHTINGS", "PLACEMENTS", "SmallCNN", "CifarResNet",
            "BasicBlock", "ZeroPadShortcut", "zero_pad_shortcut_forward", "zero_pad_shortcut_backward", "make_attention",
            "ba2m_modules", "set_eval_weighting", "sample_weights"]

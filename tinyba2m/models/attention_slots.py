@@ -3,13 +3,14 @@
 ``make_attention(kind, channels, **ba2m_kwargs)`` gives ``None`` (``"none"``), an SE block
 (``"se"``; only ``reduction`` of the keyword arguments applies) or a BA²M module (``"ba2m"``).
 ``ba2m_modules(model)`` lists the BA²M modules, ``set_eval_weighting(model, mode)`` switches all
-of them between ``"batch"`` and ``"uniform"`` evaluation, and ``sample_weights(model)`` returns
+of them between ``"population"``, ``"batch"`` and ``"uniform"`` evaluation, and ``sample_weights(model)`` returns
 the per-sample weights of the last forward pass (mean over the BA²M modules of the model).
 """
 from __future__ import annotations
 
+from ..attention.ba2m import EVAL_WEIGHTINGS
+
 ATTENTION_NAMES = ("none", "se", "ba2m")
-EVAL_WEIGHTINGS = ("batch", "uniform")
 
 
 def make_attention(kind: str, channels: int, **ba2m_kwargs):
@@ -37,7 +38,7 @@ def ba2m_modules(model) -> list:
 
 
 def set_eval_weighting(model, mode: str) -> int:
-    """Set ``eval_weighting`` of every BA²M module to ``"batch"`` or ``"uniform"``; returns how many."""
+    """Set ``eval_weighting`` of every BA²M module (one of ``EVAL_WEIGHTINGS``); returns how many."""
     if mode not in EVAL_WEIGHTINGS:
         raise ValueError(f"set_eval_weighting: mode must be one of {', '.join(EVAL_WEIGHTINGS)}, got {mode!r}")
     mods = ba2m_modules(model)

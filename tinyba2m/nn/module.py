@@ -129,15 +129,17 @@ class Module:
         """Copy arrays from ``state`` into this module, checking names and shapes first.
 
         Raises ``ValueError`` listing missing / unexpected names and every shape mismatch,
-        and changes nothing if any check fails.
+        and changes nothing if any check fails. A buffer named in a module's
+        ``optional_buffers`` may be absent (a state saved before it existed): it keeps its value.
         """
-        targets = {}
+        targets, optional = {}, set()
         for qual, mod in self.named_modules():
             for store in (mod.params, mod.buffers):
                 for key in store:
                     targets[f"{qual}.{key}" if qual else key] = (store, key)
+            optional |= {f"{qual}.{key}" if qual else key for key in getattr(mod, "optional_buffers", ())}
         problems = []
-        missing = [k for k in targets if k not in state]
+        missing = [k for k in targets if k not in state and k not in optional]
         unexpected = [k for k in state if k not in targets]
         if strict and missing:
             problems.append(f"missing entries: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")

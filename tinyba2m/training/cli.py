@@ -16,8 +16,10 @@ import textwrap
 import time
 
 from .. import __version__, backend
-from ..data import LAST_BATCH_POLICY, DatasetError
-from ..models import ATTENTION_NAMES, MODEL_NAMES, PLACEMENTS
+from ..attention.ba2m import EVAL_WEIGHTINGS, NORMALISATIONS
+from ..attention.sar import SAR_ACTIVATIONS
+from ..data import DATASETS, LAST_BATCH_POLICY, DatasetError
+from ..models import ATTENTION_NAMES, INIT_SCHEMES, MODEL_NAMES, PLACEMENTS
 from ..optim import SCHEDULES
 from .checkpoint import ArchitectureMismatchError, CheckpointError, atomic_write_text, load_checkpoint
 from .config import RUNTIME_OPTIONS, TrainConfig
@@ -31,6 +33,7 @@ examples:
   python train_cifar.py
       the default short job: {D.model} + {D.attention} on the synthetic data set ({D.epochs} epochs, numpy)
   python train_cifar.py --dataset synthetic --model resnet20 --attention ba2m --epochs 2 --subset 512
+  python train_cifar.py --dataset digits --model resnet20 --epochs 3     (pip install -e ".[digits]")
   python train_cifar.py --dataset cifar100 --model resnet20 --attention ba2m --epochs 200 \\
       --batch-size 128 --lr 0.1 --weight-decay 5e-4 --schedule cosine --backend cupy --out runs/r20_ba2m
   python train_cifar.py --resume --out runs/r20_ba2m          continue an interrupted run exactly
@@ -39,10 +42,13 @@ examples:
 {textwrap.fill("last partial batch: " + LAST_BATCH_POLICY + ".", 100)}
 
 run folder (--out): config.json, metrics.csv (per epoch: lr, train loss/acc, test loss/top-1/top-5 under
-BA²M eval weighting "batch" and "uniform", seconds, images/s), checkpoint.npz (latest) and best.npz (best
-test top-1, weighting "batch"), curves.png; with BA²M also ba2m_weights.csv, weights.png and
-weighted_samples.png. Ctrl-C saves the checkpoint of the last completed epoch and prints how to resume.
-exit status: 0 done, 1 run failed (e.g. non-finite loss), 2 bad options, 130 interrupted."""
+each BA²M eval weighting "population" (default), "batch" and "uniform", the largest BA²M weight, seconds,
+images/s), checkpoint.npz (latest) and best.npz (best test top-1, weighting "population"), curves.png; with
+BA²M also ba2m_weights.csv, weights.png and weighted_samples.png. Ctrl-C saves the checkpoint of the last
+completed epoch and prints how to resume. A run whose loss turns non-finite, or stays above 10 ln(classes),
+or whose BA²M weights collapse on one sample (over 50% of a batch's weight) for 10 steps in a row, stops
+with exit 1, keeping the checkpoint of the last good epoch.
+exit status: 0 done, 1 run failed (non-finite or run-away loss, data), 2 bad options, 130 interrupted."""
 
 
 def _int_at_least(lo):
@@ -82,10 +88,12 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
                     "(hand-derived backward passes on NumPy or CuPy). Without options: a short job on the\n"
                     "offline synthetic data set; every epoch prints one summary line.")
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=("cifar100", "synthetic"), default=dflt(D.dataset),
+    g.add_argument("--dataset", choices=DATASETS, default=dflt(D.dataset),
                    help="cifar100: the real data set (downloaded and checksummed into --data-dir); synthetic: an "
                         "offline, seeded, learnable stand-in with the same shapes (10,000 train / 2,000 test "
-                        "images unless --subset) (default: %(default)s)")
+                        "images unless --subset); digits: scikit-learn's 1,797 hand-written 8x8 digits, a small "
+                        "real set, offline (1,437 train / 360 test, 10 classes, no augmentation; needs "
+                        "scikit-learn: pip install -e \".[digits]\") (default: %(default)s)")
     g.add_argument("--data-dir", default=dflt(None), metavar="DIR",
                    help="folder of the CIFAR-100 archive (default: $TINYBA2M_DATA_DIR, else ~/.cache/tinyba2m/cifar100)")
     g.add_argument("--subset", type=_int_at_least(1), default=dflt(None), metavar="N",
@@ -101,15 +109,23 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--ba2m-placement", choices=PLACEMENTS, default=dflt(D.ba2m_placement),
                    help="every: attention in every block; last: only in the last block of each stage (applies to "
                         "se too) (default: %(default)s)")
+    g.add_argument("--init", choices=INIT_SCHEMES, default=dflt(D.init),
+                   help="weight initialisation of conv and linear layers: he (He-normal) or torch (PyTorch's "
+                        "default, kaiming-uniform with a=sqrt(5), i.e. U(+-1/sqrt(fan_in))) (default: %(default)s)")
     g.add_argument("--zero-init-residual", action="store_true", default=dflt(False),
                    help="ResNets: start the scale of the last BN of every residual branch at 0, so each block "
                         "starts as the identity and BA²M starts with weight 1 for every sample (default: off)")
+    g.add_argument("--ba2m-sar", choices=SAR_ACTIVATIONS, default=dflt(D.ba2m_sar),
+                   help="BA²M's sample-wise attention representation a_i: sigmoid: the mean of sigmoid(max of the "
+                        "three branch maps), in (0, 1), so w_max/w_min < e^(1/tau) in every batch; none: the raw "
+                        "mean of the max, unbounded, known to run away in deep networks (default: %(default)s)")
     g.add_argument("--ba2m-temperature", type=_float_in(0.0, lo_open=True), default=dflt(D.ba2m_temperature),
-                   metavar="TAU", help="temperature tau of BA²M's batch softmax w = N softmax(a / tau); larger is "
+                   metavar="TAU", help="temperature tau of BA²M's weighting, w = N softmax(a / tau); larger is "
                                        "gentler (default: %(default)s, the spec's value)")
-    g.add_argument("--ba2m-normalisation", choices=("softmax", "sigmoid"), default=dflt(D.ba2m_normalisation),
-                   help="softmax: weights over the batch (BA²M); sigmoid: w_i = 2 sigmoid(a_i / tau) per sample, "
-                        "the ablation without coupling between samples (default: %(default)s)")
+    g.add_argument("--ba2m-normalisation", choices=tuple(NORMALISATIONS), default=dflt(D.ba2m_normalisation),
+                   help="softmax: w = N softmax(a / tau) over the batch, mean 1 (BA²M); softmax_sum: the paper's "
+                        "formula literally, w = softmax(a / tau), sums to 1; sigmoid: w_i = 2 sigmoid(a_i / tau) "
+                        "per sample, the ablation without coupling between samples (default: %(default)s)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=_int_at_least(1), default=dflt(D.epochs), help="epochs to train (default: %(default)s)")
     g.add_argument("--batch-size", type=_int_at_least(1), default=dflt(D.batch_size),
@@ -149,7 +165,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
                    help="continue the run in --out from its checkpoint.npz, with its saved options; the result "
                         "equals an uninterrupted run")
     g.add_argument("--eval-only", action="store_true", default=dflt(False),
-                   help="only evaluate --checkpoint on the test split (both BA²M eval weightings) and exit")
+                   help="only evaluate --checkpoint on the test split (every BA²M eval weighting) and exit")
     g.add_argument("--checkpoint", default=dflt(None), metavar="PATH", help="checkpoint for --eval-only")
     g.add_argument("--no-progress", action="store_true", default=dflt(False),
                    help="no progress bars (the per-epoch summary lines are still printed)")
@@ -160,6 +176,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
 def _config_from_args(args) -> TrainConfig:
     return TrainConfig(dataset=args.dataset, data_dir=args.data_dir, model=args.model, attention=args.attention,
                        ba2m_placement=args.ba2m_placement, zero_init_residual=args.zero_init_residual,
+                       init=args.init, ba2m_sar=args.ba2m_sar,
                        ba2m_temperature=args.ba2m_temperature, ba2m_normalisation=args.ba2m_normalisation,
                        epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
@@ -226,7 +243,7 @@ def _eval_only(parser, args, explicit, data=None) -> int:
         result = evaluate_checkpoint(args.checkpoint, cfg, data=data)
     except ArchitectureMismatchError as exc:
         parser.error(str(exc))
-    for mode in ("batch", "uniform"):
+    for mode in EVAL_WEIGHTINGS:
         print(f"{args.checkpoint} (epoch {result['epoch']}) on {result['dataset']} test ({result['n_test']} images), "
               f"eval weighting {mode}: loss {result[f'test_loss_{mode}']:.4f}  top-1 "
               f"{100 * result[f'test_top1_{mode}']:.2f}%  top-5 {100 * result[f'test_top5_{mode}']:.2f}%", flush=True)
@@ -265,8 +282,7 @@ def main(argv=None, data=None, on_epoch_end=None) -> int:
         return 0
     except NonFiniteLossError as exc:
         print(f"error: {exc}. Stopped; the last good checkpoint (epoch {exc.epoch - 1}) is kept in "
-              f"{pathlib.Path(config.out) / CHECKPOINT}. "
-              f"Try a lower --lr or a --warmup-epochs.", file=sys.stderr, flush=True)
+              f"{pathlib.Path(config.out) / CHECKPOINT}. {exc.hint}", file=sys.stderr, flush=True)
         return 1
     except TrainingInterrupted as exc:
         print(f"\n{exc}", file=sys.stderr, flush=True)

@@ -18,6 +18,8 @@ class TrainConfig:
     attention: str = "ba2m"
     ba2m_placement: str = "every"
     zero_init_residual: bool = False
+    init: str = "he"
+    ba2m_sar: str = "sigmoid"
     ba2m_temperature: float = 1.0
     ba2m_normalisation: str = "softmax"
     epochs: int = 5
@@ -43,8 +45,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """From a saved config; one written before ``ba2m_sar`` existed used the raw SAR ("none")."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        known = {k: v for k, v in d.items() if k in names}
+        if "ba2m_sar" not in d and "ba2m_normalisation" in d:
+            known["ba2m_sar"] = "none"
+        return cls(**known)
 
     @property
     def effective_eval_batch_size(self) -> int:
@@ -54,7 +60,8 @@ class TrainConfig:
         """Keyword arguments for every BA²M module of the model (none without BA²M)."""
         if self.attention != "ba2m":
             return {}
-        return {"temperature": float(self.ba2m_temperature), "normalisation": self.ba2m_normalisation}
+        return {"temperature": float(self.ba2m_temperature), "normalisation": self.ba2m_normalisation,
+                "sar_activation": self.ba2m_sar}
 
     def architecture(self, num_classes: int) -> dict:
         return {"model": self.model, "attention": self.attention, "ba2m_placement": self.ba2m_placement,

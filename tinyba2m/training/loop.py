@@ -1,6 +1,7 @@
 """One training epoch and one evaluation pass.
 
-``train_epoch`` runs the steps of one epoch: the learning rate of each step comes from the
+``train_epoch`` runs the steps of one epoch (stopped by a :class:`RunAwayGuard` when the loss
+explodes or the BA²M weights collapse): the learning rate of each step comes from the
 schedule as a function of the global step, the data order and augmentation from the epoch's own
 generator; it returns the epoch's statistics and, for BA²M models, the per-sample weight each
 training image received (mean over the model's BA²M modules; NaN for images in the dropped last
@@ -17,7 +18,8 @@ from tqdm import tqdm
 
 from .. import backend
 from ..data import iterate_batches
-from ..models import sample_weights, set_eval_weighting
+from ..attention.ba2m import EVAL_WEIGHTINGS
+from ..models import ba2m_modules, sample_weights, set_eval_weighting
 from ..optim import learning_rate
 from ..ops.losses import softmax_cross_entropy_forward
 
@@ -29,6 +31,55 @@ class NonFiniteLossError(RuntimeError):
         self.epoch, self.step, self.global_step, self.value, self.phase = epoch, step, global_step, value, phase
         where = f"global step {global_step}" if phase == "training" else "test batch"
         super().__init__(f"the run diverged: {value} in {phase} at epoch {epoch}, step {step} ({where})")
+        self.hint = "Try a lower --lr or a --warmup-epochs."
+
+
+# The run-away guard: a finite loss this many times ln(num_classes) (chance is 1x) ...
+RUNAWAY_LOSS_FACTOR = 10.0
+# ... or one sample holding more than this share of a BA²M module's batch weight (sum of w) ...
+RUNAWAY_WEIGHT_SHARE = 0.5
+RUNAWAY_MIN_BATCH = 4  # (only for batches of at least this many samples: with 2, a share > 1/2 is normal)
+# ... for this many consecutive training steps, or the epoch's mean training loss above the
+# loss bound, stops the run as a non-finite loss does.
+RUNAWAY_STEPS = 10
+RUNAWAY_HINT = ("BA²M options that tame a run-away: --ba2m-sar sigmoid (the default; the raw SAR 'none' is known to "
+                "run away in deep networks), a larger --ba2m-temperature, --ba2m-normalisation sigmoid, "
+                "--ba2m-placement last; or a lower --lr / a --warmup-epochs.")
+
+
+class RunAwayError(NonFiniteLossError):
+    """The loss stayed finite but exploded, or the BA²M weights collapsed on one sample."""
+
+    def __init__(self, epoch: int, step: int, global_step: int, value):
+        super().__init__(epoch, step, global_step, value)
+        self.args = (f"the run ran away: {value} at epoch {epoch}, step {step} (global step {global_step})",)
+        self.hint = RUNAWAY_HINT
+
+    def __str__(self):
+        return self.args[0]
+
+
+class RunAwayGuard:
+    """Counts consecutive training steps with an exploding loss or a collapsed BA²M weighting."""
+
+    def __init__(self, num_classes: int):
+        self.loss_bound = RUNAWAY_LOSS_FACTOR * math.log(max(int(num_classes), 2))
+        self.streak = 0
+
+    def step(self, loss: float, top_share: float, batch: int, epoch: int, step: int, global_step: int) -> None:
+        """``top_share``: the largest ``max(w) / sum(w)`` over the model's BA²M modules (0 without)."""
+        exploding = loss > self.loss_bound
+        collapsed = batch >= RUNAWAY_MIN_BATCH and top_share > RUNAWAY_WEIGHT_SHARE
+        self.streak = self.streak + 1 if (exploding or collapsed) else 0
+        if self.streak >= RUNAWAY_STEPS:
+            what = (f"training loss {loss:.4g} > {self.loss_bound:.3g} (= {RUNAWAY_LOSS_FACTOR:g} ln K)" if exploding
+                    else f"one sample holds {100 * top_share:.0f}% of a BA²M module's batch weight")
+            raise RunAwayError(epoch, step, global_step, f"{what} for {self.streak} consecutive steps")
+
+    def epoch_end(self, mean_loss: float, epoch: int, step: int, global_step: int) -> None:
+        if mean_loss > self.loss_bound:
+            raise RunAwayError(epoch, step, global_step, f"mean training loss of the epoch {mean_loss:.4g} > "
+                               f"{self.loss_bound:.3g} (= {RUNAWAY_LOSS_FACTOR:g} ln K, chance is ln K)")
 
 
 def _forward(model, x, epoch, step, global_step, phase):
@@ -51,21 +102,24 @@ def _forward(model, x, epoch, step, global_step, phase):
 
 def train_epoch(model, loss_fn, optimizer, images, labels, *, epoch: int, epochs: int, batch_size: int, rng,
                 global_step: int, total_steps: int, base_lr: float, schedule: str, warmup_steps: int,
-                progress: bool = True, track_weights: bool = False) -> dict:
+                progress: bool = True, track_weights: bool = False, augment: bool = True, guard=None) -> dict:
     """Train one epoch (last partial batch dropped). Returns a dict with ``lr`` (first step),
     ``train_loss``, ``train_acc``, ``images``, ``train_seconds``, ``global_step`` (after the
-    epoch) and ``weights`` (host float64 (N,) or None)."""
+    epoch), ``weights`` (host float64 (N,) or None) and ``max_weight`` (the largest BA²M weight
+    of any sample in any module; 1 without BA²M). ``guard`` (a :class:`RunAwayGuard`) raises
+    :class:`RunAwayError` when the run runs away."""
     model.train()
     n = images.shape[0]
     steps = n // batch_size
     weights = backend.numpy_module.full(n, float("nan")) if track_weights else None
-    loss_sum, correct, seen, first_lr = 0.0, 0, 0, None
+    modules = [m for _, m in ba2m_modules(model)] if (track_weights or guard is not None) else []
+    loss_sum, correct, seen, first_lr, max_weight = 0.0, 0, 0, None, 1.0
     bar = tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="batch", file=sys.stderr, disable=not progress,
                leave=False, dynamic_ncols=True)
     start = time.perf_counter()
     try:
         for step, (x, y, idx) in enumerate(iterate_batches(images, labels, batch_size, shuffle=True, rng=rng,
-                                                           drop_last=True, augment=True), start=1):
+                                                           drop_last=True, augment=augment), start=1):
             lr = learning_rate(global_step, total_steps, base_lr, schedule, warmup_steps)
             first_lr = lr if first_lr is None else first_lr
             optimizer.lr = lr
@@ -82,6 +136,12 @@ def train_epoch(model, loss_fn, optimizer, images, labels, *, epoch: int, epochs
             seen += int(y.shape[0])
             if weights is not None:
                 weights[idx] = backend.to_host(sample_weights(model))
+            top_share = 0.0
+            if modules:
+                top, share = _weight_extremes(modules)
+                max_weight, top_share = max(max_weight, top), share
+            if guard is not None:
+                guard.step(value, top_share, int(y.shape[0]), epoch, step, global_step)
             elapsed = time.perf_counter() - start
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / step:.3f}", acc=f"{100 * correct / seen:.1f}%",
@@ -89,11 +149,23 @@ def train_epoch(model, loss_fn, optimizer, images, labels, *, epoch: int, epochs
     finally:
         bar.close()
     seconds = time.perf_counter() - start
+    if guard is not None:
+        guard.epoch_end(loss_sum / max(steps, 1), epoch, steps, global_step)
     return {"lr": first_lr, "train_loss": loss_sum / max(steps, 1), "train_acc": correct / max(seen, 1),
-            "images": seen, "train_seconds": seconds, "global_step": global_step, "weights": weights}
+            "images": seen, "train_seconds": seconds, "global_step": global_step, "weights": weights,
+            "max_weight": max_weight}
 
 
-def evaluate(model, images, labels, batch_size: int, weighting: str = "batch", epoch: int = 0) -> dict:
+def _weight_extremes(modules) -> tuple:
+    """(largest weight, largest ``max(w) / sum(w)``) over the BA²M modules' last forward, one host read."""
+    xp = backend.array_module(modules[0].last_weights)
+    stats = xp.stack([xp.stack([m.last_weights.max(), m.last_weights.max() / m.last_weights.sum()])
+                      for m in modules])
+    host = backend.to_host(stats)
+    return float(host[:, 0].max()), float(host[:, 1].max())
+
+
+def evaluate(model, images, labels, batch_size: int, weighting: str = "population", epoch: int = 0) -> dict:
     """Cross-entropy, top-1 and top-5 (fractions) of ``model`` on (images, labels), eval mode,
     BA²M eval weighting ``weighting``; every image once, in order."""
     model.eval()
@@ -112,13 +184,15 @@ def evaluate(model, images, labels, batch_size: int, weighting: str = "batch", e
             top5 += int(hits.any(axis=1).sum())
             n += int(y.shape[0])
     finally:
-        set_eval_weighting(model, "batch")
+        set_eval_weighting(model, EVAL_WEIGHTINGS[0])  # back to the default
         model.train()
     return {"loss": loss_sum / max(n, 1), "top1": top1 / max(n, 1), "top5": top5 / max(n, 1)}
 
 
-def evaluate_both(model, images, labels, batch_size: int, has_ba2m: bool, epoch: int = 0) -> dict:
-    """``{"batch": {...}, "uniform": {...}}``; a model without BA²M is evaluated once."""
-    batch = evaluate(model, images, labels, batch_size, "batch", epoch)
-    uniform = evaluate(model, images, labels, batch_size, "uniform", epoch) if has_ba2m else dict(batch)
-    return {"batch": batch, "uniform": uniform}
+def evaluate_all(model, images, labels, batch_size: int, has_ba2m: bool, epoch: int = 0) -> dict:
+    """``{mode: {"loss", "top1", "top5"}}`` for every BA²M eval weighting (``EVAL_WEIGHTINGS``:
+    population, batch, uniform); a model without BA²M is evaluated once, under every name."""
+    if not has_ba2m:
+        once = evaluate(model, images, labels, batch_size, "batch", epoch)
+        return {mode: dict(once) for mode in EVAL_WEIGHTINGS}
+    return {mode: evaluate(model, images, labels, batch_size, mode, epoch) for mode in EVAL_WEIGHTINGS}

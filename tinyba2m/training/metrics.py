@@ -4,13 +4,16 @@ Columns of ``metrics.csv`` (one row per completed epoch):
 
     epoch, lr (at the epoch's first step), train_loss (the training objective, mean over the
     epoch's batches), train_acc (top-1 on the augmented training batches, train mode),
-    test_loss_batch, test_top1_batch, test_top5_batch      (BA²M eval weighting "batch")
-    test_loss_uniform, test_top1_uniform, test_top5_uniform (eval weighting "uniform")
-    seconds (whole epoch incl. evaluation), images_per_s (training throughput)
+    test_loss_population, test_top1_population, test_top5_population  (BA²M eval weighting "population",
+                                                                        the default)
+    test_loss_batch, test_top1_batch, test_top5_batch                 (eval weighting "batch")
+    test_loss_uniform, test_top1_uniform, test_top5_uniform           (eval weighting "uniform")
+    max_weight (the largest BA²M weight any training sample got in the epoch, in any module;
+    1 without BA²M), seconds (whole epoch incl. evaluation), images_per_s (training throughput)
 
 Test losses are plain cross-entropy whatever the training loss, so runs with CE, label smoothing
-and focal loss compare on one scale. Accuracies are fractions in [0, 1]. Without BA²M the two
-weightings are the same model, evaluated once and written twice.
+and focal loss compare on one scale. Accuracies are fractions in [0, 1]. Without BA²M the three
+weightings are the same model, evaluated once and written three times.
 
 Rows are appended and flushed per epoch; :func:`truncate_after` drops rows beyond a checkpoint's
 epoch when a run resumes, so a resumed run's file equals an uninterrupted one's (apart from the
@@ -24,8 +27,11 @@ import pathlib
 
 from .. import backend
 
-METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss_batch", "test_top1_batch", "test_top5_batch",
-                  "test_loss_uniform", "test_top1_uniform", "test_top5_uniform", "seconds", "images_per_s")
+from ..attention.ba2m import EVAL_WEIGHTINGS
+
+METRIC_COLUMNS = (("epoch", "lr", "train_loss", "train_acc")
+                  + tuple(f"test_{k}_{mode}" for mode in EVAL_WEIGHTINGS for k in ("loss", "top1", "top5"))
+                  + ("max_weight", "seconds", "images_per_s"))
 TIMING_COLUMNS = ("seconds", "images_per_s")
 WEIGHT_COLUMNS = ("epoch", "count", "mean", "std", "min", "p05", "p25", "median", "p75", "p95", "max")
 

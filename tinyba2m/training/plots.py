@@ -15,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .. import backend
+from ..attention.ba2m import EVAL_WEIGHTINGS
 from .checkpoint import atomic_write
 
 
@@ -29,13 +30,16 @@ def plot_curves(rows, path, title: str = "") -> None:
     fig = Figure(figsize=(10, 4))
     ax_l, ax_a = fig.subplots(1, 2)
     ax_l.plot(ep, [r["train_loss"] for r in rows], "o-", label="train (objective)")
-    ax_l.plot(ep, [r["test_loss_batch"] for r in rows], "s-", label="test CE, eval weighting batch")
-    ax_l.plot(ep, [r["test_loss_uniform"] for r in rows], "^--", label="test CE, eval weighting uniform")
+    modes = [m for m in EVAL_WEIGHTINGS if rows and f"test_loss_{m}" in rows[0]]  # older files lack population
+    styles = dict(zip(EVAL_WEIGHTINGS, ("s-", "v-.", "^--")))
+    for mode in modes:
+        ax_l.plot(ep, [r[f"test_loss_{mode}"] for r in rows], styles[mode], label=f"test CE, eval weighting {mode}")
     ax_l.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_a.plot(ep, [100 * r["train_acc"] for r in rows], "o-", label="train top-1")
-    ax_a.plot(ep, [100 * r["test_top1_batch"] for r in rows], "s-", label="test top-1 (batch)")
-    ax_a.plot(ep, [100 * r["test_top1_uniform"] for r in rows], "^--", label="test top-1 (uniform)")
-    ax_a.plot(ep, [100 * r["test_top5_batch"] for r in rows], "s:", label="test top-5 (batch)")
+    for mode in modes:
+        ax_a.plot(ep, [100 * r[f"test_top1_{mode}"] for r in rows], styles[mode], label=f"test top-1 ({mode})")
+    if modes:
+        ax_a.plot(ep, [100 * r[f"test_top5_{modes[0]}"] for r in rows], "s:", label=f"test top-5 ({modes[0]})")
     ax_a.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_l, ax_a):
         ax.grid(alpha=0.3)

@@ -5,7 +5,7 @@ Run folder (``config.out``):
 - ``config.json``          every option, package version, backend, data sizes, parameter count
 - ``metrics.csv``          one row per epoch (columns: :data:`.metrics.METRIC_COLUMNS`)
 - ``checkpoint.npz``       the latest completed epoch (epoch 0 = the initial weights), atomic
-- ``best.npz``             the epoch with the best test top-1 under eval weighting ``batch``
+- ``best.npz``             the epoch with the best test top-1 under the default eval weighting ``population``
                            (selection on the test split, as is customary for CIFAR; it is the only
                            held-out split)
 - ``curves.png``           loss and accuracy curves (all plots are redrawn after an epoch once a
@@ -41,7 +41,8 @@ from ..optim import SGD
 from . import plots
 from .checkpoint import atomic_write_text, check_architecture, load_checkpoint, save_checkpoint
 from .config import SYNTHETIC_DATA_SEED, TrainConfig
-from .loop import evaluate_both, train_epoch
+from ..attention.ba2m import EVAL_WEIGHTINGS
+from .loop import RunAwayGuard, evaluate_all, train_epoch
 from .metrics import METRIC_COLUMNS, WEIGHT_COLUMNS, CsvLog, read_rows, truncate_after, weight_statistics
 
 CHECKPOINT, BEST, CONFIG, METRICS, WEIGHTS_CSV = "checkpoint.npz", "best.npz", "config.json", "metrics.csv", "ba2m_weights.csv"
@@ -74,7 +75,7 @@ def make_model(config: TrainConfig, num_classes: int):
     """The model of ``config``, its weights drawn from the host generator seeded with ``config.seed``."""
     backend.seed(config.seed)
     return build_model(config.model, config.attention, num_classes=num_classes, ba2m_placement=config.ba2m_placement,
-                       zero_init_residual=config.zero_init_residual, **config.ba2m_options())
+                       zero_init_residual=config.zero_init_residual, init=config.init, **config.ba2m_options())
 
 
 class Trainer:
@@ -182,19 +183,21 @@ class Trainer:
         st = train_epoch(self.model, self.loss_fn, self.optimizer, self.data.train_images, self.data.train_labels,
                          epoch=e, epochs=cfg.epochs, batch_size=cfg.batch_size, rng=rng, global_step=self.global_step,
                          total_steps=self.total_steps, base_lr=cfg.lr, schedule=cfg.schedule,
-                         warmup_steps=self.warmup_steps, progress=cfg.progress, track_weights=self.has_ba2m)
-        ev = evaluate_both(self.model, self.data.test_images, self.data.test_labels, cfg.effective_eval_batch_size,
-                           self.has_ba2m, epoch=e)
+                         warmup_steps=self.warmup_steps, progress=cfg.progress, track_weights=self.has_ba2m,
+                         augment=getattr(self.data, "augment", True), guard=RunAwayGuard(self.num_classes))
+        ev = evaluate_all(self.model, self.data.test_images, self.data.test_labels, cfg.effective_eval_batch_size,
+                          self.has_ba2m, epoch=e)
         seconds = time.perf_counter() - t0
         row = {"epoch": e, "lr": st["lr"], "train_loss": st["train_loss"], "train_acc": st["train_acc"],
-               "seconds": seconds, "images_per_s": st["images"] / max(st["train_seconds"], 1e-9)}
-        for mode in ("batch", "uniform"):
+               "max_weight": st["max_weight"], "seconds": seconds,
+               "images_per_s": st["images"] / max(st["train_seconds"], 1e-9)}
+        for mode in EVAL_WEIGHTINGS:
             row.update({f"test_loss_{mode}": ev[mode]["loss"], f"test_top1_{mode}": ev[mode]["top1"],
                         f"test_top5_{mode}": ev[mode]["top5"]})
         self.epoch, self.global_step = e, st["global_step"]
-        improved = ev["batch"]["top1"] > self.best_top1
+        improved = ev[EVAL_WEIGHTINGS[0]]["top1"] > self.best_top1  # chosen on the default eval weighting
         if improved:
-            self.best_top1, self.best_epoch = ev["batch"]["top1"], e
+            self.best_top1, self.best_epoch = ev[EVAL_WEIGHTINGS[0]]["top1"], e
         metrics.append(row)
         weights = st["weights"]
         if wlog is not None:
@@ -214,10 +217,12 @@ class Trainer:
             self.on_epoch_end(e)
 
     def _summary(self, r: dict, improved: bool) -> str:
-        uni = f" (uniform {100 * r['test_top1_uniform']:.2f}%)" if self.has_ba2m else ""
+        d = EVAL_WEIGHTINGS[0]
+        others = (" (" + ", ".join(f"{m} {100 * r[f'test_top1_{m}']:.2f}%" for m in EVAL_WEIGHTINGS[1:])
+                  + f"; max weight {r['max_weight']:.3g})") if self.has_ba2m else ""
         return (f"epoch {r['epoch']:>3}/{self.config.epochs}  lr {r['lr']:.4g}  train loss {r['train_loss']:.4f} "
-                f"acc {100 * r['train_acc']:.2f}%  |  test loss {r['test_loss_batch']:.4f} top-1 "
-                f"{100 * r['test_top1_batch']:.2f}%{uni} top-5 {100 * r['test_top5_batch']:.2f}%  |  "
+                f"acc {100 * r['train_acc']:.2f}%  |  test loss {r[f'test_loss_{d}']:.4f} top-1 "
+                f"{100 * r[f'test_top1_{d}']:.2f}%{others} top-5 {100 * r[f'test_top5_{d}']:.2f}%  |  "
                 f"{r['seconds']:.1f} s, {r['images_per_s']:.0f} img/s{'  *best' if improved else ''}")
 
     def _plots(self, weights) -> None:
@@ -253,7 +258,7 @@ def evaluate_checkpoint(path, config: TrainConfig | None = None, data=None) -> d
     model = make_model(cfg, data.num_classes)
     model.load_state_dict(model_state)
     has_ba2m = bool(ba2m_modules(model)) if cfg.attention == "ba2m" else False
-    ev = evaluate_both(model, data.test_images, data.test_labels, cfg.effective_eval_batch_size, has_ba2m,
+    ev = evaluate_all(model, data.test_images, data.test_labels, cfg.effective_eval_batch_size, has_ba2m,
                        epoch=int(meta.get("epoch", 0)))
     return {"checkpoint": str(path), "epoch": int(meta.get("epoch", 0)), "dataset": data.name,
             "n_test": int(data.test_images.shape[0]), **{f"test_{k}_{mode}": v for mode in ev for k, v in ev[mode].items()}}

@@ -1,0 +1,1 @@
+"""Reproducible experiment grids: ``python -m tinyba2m.study ba2m [--quick]`` (see :mod:`.ba2m`)."""

@@ -1,0 +1,276 @@
+"""The BA²M readings study: every reading of the method, trained in every kind of network.
+
+    python -m tinyba2m.study ba2m --quick          # the bounded grid (< 15 minutes on 2 cores)
+    python -m tinyba2m.study ba2m                  # the full grid (hours on a CPU)
+    python -m tinyba2m.study ba2m --datasets digits --models smallcnn,resnet20 --seeds 0,1,2
+
+A *cell* is one training run: data set x model x placement x init x reading x seed. A *reading*
+is ``none`` (no attention, the baseline) or ``<sar>+<normalisation>`` of BA²M, e.g.
+``sigmoid+softmax`` (the default) or ``none+softmax`` (the first, raw reading). Each cell records:
+whether it diverged (non-finite loss, or stopped by the trainer's run-away guard), its final
+training loss, test top-1 under the three eval weightings (population, batch, uniform) and the
+largest BA²M weight any sample got. Results go to ``<out>/cells.csv`` one row per cell as soon
+as it finishes; a rerun with the same ``--out`` skips the cells already there (nothing is lost
+when a long study is interrupted). ``<out>/summary.md`` gives mean and spread over the seeds per
+group, ``<out>/summary.png`` the same as a picture.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import math
+import os
+import pathlib
+import shutil
+import statistics
+import sys
+import time
+
+from .. import backend
+from ..attention.ba2m import EVAL_WEIGHTINGS, NORMALISATIONS
+from ..attention.sar import SAR_ACTIVATIONS
+from ..data import load_dataset
+from ..models import INIT_SCHEMES, PLACEMENTS
+from ..training.config import SYNTHETIC_DATA_SEED, TrainConfig
+from ..training.loop import NonFiniteLossError
+from ..training.metrics import read_rows
+from ..training.trainer import METRICS, Trainer
+
+READINGS = ("none",) + tuple(f"{s}+{n}" for s in SAR_ACTIVATIONS for n in NORMALISATIONS)
+MODELS = ("smallcnn", "resnet20", "resnet56")
+DATASETS = ("synthetic", "digits")
+# per data set: (subset, epochs) of each run — small enough for a CPU grid, long enough to learn
+RECIPES = {"synthetic": {"subset": 2000, "epochs": 3}, "digits": {"subset": None, "epochs": 3}}
+QUICK = {"datasets": DATASETS, "models": ("smallcnn", "resnet20"), "placements": ("every",), "inits": ("he",),
+         "readings": ("none", "sigmoid+softmax", "none+softmax"), "seeds": (0, 1, 2),
+         "recipes": {"synthetic": {"subset": 500, "epochs": 2}, "digits": {"subset": None, "epochs": 3}}}
+CELL_COLUMNS = ("dataset", "model", "placement", "init", "reading", "seed", "epochs", "subset", "diverged",
+                "stop", "train_loss") + tuple(f"top1_{m}" for m in EVAL_WEIGHTINGS) + ("max_weight", "seconds")
+KEY = ("dataset", "model", "placement", "init", "reading", "seed")
+
+
+def cell_config(dataset, model, placement, init, reading, seed, recipe, out) -> TrainConfig:
+    """The training options of one cell (the trainer's defaults for everything not named)."""
+    cfg = TrainConfig(dataset=dataset, model=model, ba2m_placement=placement, init=init, seed=seed,
+                      subset=recipe["subset"], epochs=recipe["epochs"], out=str(out), progress=False)
+    if reading == "none":
+        cfg.attention = "none"
+    else:
+        cfg.attention = "ba2m"
+        cfg.ba2m_sar, cfg.ba2m_normalisation = reading.split("+")
+    return cfg
+
+
+def run_cell(cell: dict, recipe: dict, data, folder: pathlib.Path) -> dict:
+    """Train one cell from scratch in ``folder`` and return its row (``CELL_COLUMNS``)."""
+    cfg = cell_config(cell["dataset"], cell["model"], cell["placement"], cell["init"], cell["reading"], cell["seed"],
+                      recipe, folder)
+    t0 = time.perf_counter()
+    diverged, stop = False, ""
+    try:
+        Trainer(cfg, data=data, log=lambda msg: None).run()
+    except NonFiniteLossError as exc:  # the run-away guard's error is a kind of it
+        diverged, stop = True, str(exc)
+    rows = read_rows(folder / METRICS) if (folder / METRICS).exists() else []
+    last = rows[-1] if rows else {}
+    row = {**cell, "epochs": recipe["epochs"], "subset": recipe["subset"] or "", "diverged": int(diverged),
+           "stop": stop, "train_loss": last.get("train_loss", math.nan),
+           "max_weight": max((r["max_weight"] for r in rows), default=math.nan),
+           "seconds": round(time.perf_counter() - t0, 1)}
+    for m in EVAL_WEIGHTINGS:  # a diverged run counts at chance level, not at its last good epoch
+        row[f"top1_{m}"] = math.nan if diverged or not rows else last[f"test_top1_{m}"]
+    return row
+
+
+def _worker(job):
+    cell, recipe, folder = job
+    backend.use_backend("numpy")
+    data = _data(cell["dataset"], recipe["subset"])
+    return run_cell(cell, recipe, data, pathlib.Path(folder))
+
+
+_DATA_CACHE = {}
+
+
+def _data(name, subset):
+    if (name, subset) not in _DATA_CACHE:
+        _DATA_CACHE[(name, subset)] = load_dataset(name, subset=subset, seed=SYNTHETIC_DATA_SEED, progress=False)
+    return _DATA_CACHE[(name, subset)]
+
+
+def read_cells(path) -> list:
+    if not pathlib.Path(path).exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def append_cell(path, row: dict) -> None:
+    path = pathlib.Path(path)
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CELL_COLUMNS, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(row)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _stats(values, digits: int = 1):
+    vals = [v for v in values if not math.isnan(v)]
+    if not vals:
+        return "—"
+    mean = statistics.fmean(vals)
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def summarise(cells: list) -> str:
+    """Markdown: one row per (data set, model, placement, init, reading), mean ± sample std over seeds."""
+    groups = {}
+    for c in cells:
+        groups.setdefault(tuple(c[k] for k in KEY[:-1]), []).append(c)
+    head = ("| data | model | placement | init | reading | seeds | diverged | train loss | top-1 population % | "
+            "top-1 batch % | top-1 uniform % | max weight |")
+    lines = [head, "|" + "|".join(["---"] * 12) + "|"]
+    order = lambda k: (k[0], MODELS.index(k[1]), k[2], k[3], READINGS.index(k[4]))  # noqa: E731
+    for key in sorted(groups, key=order):
+        g = groups[key]
+        column = lambda col: [float(c[col]) if c[col] not in ("", None) else math.nan for c in g]  # noqa: E731
+        # a diverged run scores chance level in the accuracy columns (its last good epoch is not its result)
+        chance = 100.0 / (10 if key[0] == "digits" else 100)
+        acc = [_stats([chance if int(c["diverged"]) else 100 * v for c, v in zip(g, column(f"top1_{m}"))])
+               for m in EVAL_WEIGHTINGS]
+        weights = [v for v in column("max_weight") if not math.isnan(v)]
+        cells_ = [*key, str(len(g)), str(sum(int(c["diverged"]) for c in g)), _stats(column("train_loss"), 3), *acc,
+                  f"{max(weights):.3g}" if weights else "—"]
+        lines.append("| " + " | ".join(cells_) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_summary(cells: list, path) -> None:
+    """One panel per (data set, model): top-1 (population) per reading, a dot per seed, bar = mean."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    panels = sorted({(c["dataset"], c["model"], c["placement"], c["init"]) for c in cells})
+    if not panels:
+        return
+    fig = Figure(figsize=(4.2 * min(len(panels), 4), 3.4 * math.ceil(len(panels) / 4)))
+    FigureCanvasAgg(fig)
+    for i, panel in enumerate(panels):
+        ax = fig.add_subplot(math.ceil(len(panels) / 4), min(len(panels), 4), i + 1)
+        readings = [r for r in READINGS if any(c["reading"] == r and tuple(c[k] for k in KEY[:4]) == panel
+                                               for c in cells)]
+        chance = 100.0 / (10 if panel[0] == "digits" else 100)
+        for j, r in enumerate(readings):
+            g = [c for c in cells if c["reading"] == r and tuple(c[k] for k in KEY[:4]) == panel]
+            ys = [chance if int(c["diverged"]) else 100 * float(c["top1_population"]) for c in g]
+            colour = "tab:red" if any(int(c["diverged"]) for c in g) else "tab:blue"
+            ax.bar(j, statistics.fmean(ys), color=colour, alpha=0.35)
+            ax.plot([j] * len(ys), ys, "o", color=colour, ms=3)
+        ax.set_xticks(range(len(readings)), readings, rotation=60, ha="right", fontsize=7)
+        ax.set_ylabel("test top-1 % (population)", fontsize=8)
+        ax.set_title(" / ".join(panel), fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("BA²M readings: red = at least one seed diverged (counted at chance)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tinyba2m.study ba2m", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description=__doc__.split("\n\n", 1)[1])
+    csv_list = lambda s: tuple(x for x in s.split(",") if x)  # noqa: E731
+    p.add_argument("--quick", action="store_true",
+                   help=f"the bounded grid: data sets {', '.join(QUICK['datasets'])}; models "
+                        f"{', '.join(QUICK['models'])}; placement every; init he; readings {', '.join(QUICK['readings'])}; "
+                        f"seeds 0,1,2; synthetic 500 images x 2 epochs, digits 3 epochs (about 10 minutes with --jobs 2)")
+    p.add_argument("--datasets", type=csv_list, default=DATASETS, help="comma-separated (default: all: %(default)s)")
+    p.add_argument("--models", type=csv_list, default=MODELS, help="comma-separated (default: %(default)s)")
+    p.add_argument("--placements", type=csv_list, default=PLACEMENTS, help="comma-separated (default: %(default)s)")
+    p.add_argument("--inits", type=csv_list, default=INIT_SCHEMES, help="comma-separated (default: %(default)s)")
+    p.add_argument("--readings", type=csv_list, default=READINGS, help="comma-separated (default: %(default)s)")
+    p.add_argument("--seeds", type=lambda s: tuple(int(x) for x in s.split(",")), default=(0, 1, 2),
+                   help="comma-separated seeds, at least 3 for a spread (default: 0,1,2)")
+    p.add_argument("--epochs", type=int, default=None, help="override the epochs of every data set's recipe")
+    p.add_argument("--subset", type=int, default=None, help="override the images per split of every recipe")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="cells trained in parallel, one BLAS thread each (default: %(default)s)")
+    p.add_argument("--out", default="studies/ba2m", help="results folder (default: %(default)s); rerunning "
+                                                         "with the same folder skips finished cells")
+    p.add_argument("--summary-only", action="store_true", help="only rewrite summary.md/png from cells.csv")
+    return p
+
+
+def _check(parser, args) -> None:
+    allowed = {"datasets": DATASETS, "models": MODELS, "placements": PLACEMENTS, "inits": INIT_SCHEMES,
+               "readings": READINGS}
+    for name, ok in allowed.items():
+        bad = [v for v in getattr(args, name) if v not in ok]
+        if bad:
+            parser.error(f"--{name}: unknown {', '.join(bad)}; choose from {', '.join(ok)}")
+    if args.jobs < 1:
+        parser.error("--jobs must be >= 1")
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    recipes = {k: dict(v) for k, v in RECIPES.items()}
+    if args.quick:
+        for k in ("datasets", "models", "placements", "inits", "readings", "seeds"):
+            setattr(args, k, QUICK[k])
+        recipes = {k: dict(v) for k, v in QUICK["recipes"].items()}
+    _check(parser, args)
+    for r in recipes.values():
+        r.update({k: v for k, v in (("epochs", args.epochs), ("subset", args.subset)) if v is not None})
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cells_csv = out / "cells.csv"
+    if not args.summary_only:
+        done = {tuple(c[k] for k in KEY) for c in read_cells(cells_csv)}
+        todo = []
+        for d, m, pl, ini, rd, s in itertools.product(args.datasets, args.models, args.placements, args.inits,
+                                                      args.readings, args.seeds):
+            cell = dict(zip(KEY, (d, m, pl, ini, rd, s)))
+            if tuple(str(v) for v in cell.values()) in done:
+                continue
+            folder = out / "runs" / "_".join(str(v) for v in cell.values())
+            if folder.exists():  # a cell interrupted half-way starts again
+                shutil.rmtree(folder)
+            todo.append((cell, recipes[d], str(folder)))
+        print(f"BA²M study -> {out}: {len(todo)} cells to run ({len(done)} already done), {args.jobs} at a time",
+              flush=True)
+        _run_all(todo, args.jobs, cells_csv)
+    cells = read_cells(cells_csv)
+    (out / "summary.md").write_text(summarise(cells))
+    plot_summary(cells, out / "summary.png")
+    print(summarise(cells), flush=True)
+    print(f"wrote {out / 'cells.csv'}, {out / 'summary.md'}, {out / 'summary.png'}", flush=True)
+    return 0
+
+
+def _run_all(todo, jobs, cells_csv) -> None:
+    from tqdm import tqdm
+    bar = tqdm(total=len(todo), unit="cell", file=sys.stderr, dynamic_ncols=True)
+    try:
+        if jobs == 1:
+            results = map(_worker, todo)
+        else:
+            import multiprocessing
+            os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers: one BLAS thread per cell
+            pool = multiprocessing.get_context("spawn").Pool(jobs)
+            results = pool.imap_unordered(_worker, todo)
+        for row in results:
+            append_cell(cells_csv, row)
+            bar.update(1)
+            result = "diverged" if row["diverged"] else f"{100 * row['top1_population']:.1f}%"
+            bar.set_postfix_str(f"{row['dataset']}/{row['model']}/{row['reading']}/s{row['seed']}: {result}")
+        if jobs > 1:
+            pool.close()
+            pool.join()
+    finally:
+        bar.close()
+
