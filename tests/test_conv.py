@@ -336,3 +336,43 @@ def test_module_channel_mismatch_message(xp):
 def test_module_bad_arguments(args, match):
     with pytest.raises(ValueError, match=match):
         Conv2d(*args)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,kwargs", [
+    ((3, 4, 7, 6), (4, 4, 3, 3), {"padding": 1}),                              # dx as a conv of padded dout
+    ((2, 3, 9, 9), (2, 3, 3, 2), {"padding": (4, 2), "dilation": (4, 2)}),     # the same, dilated, F < C
+    ((2, 2, 6, 6), (5, 2, 3, 3), {"padding": 1}),                              # F > C: flat col2im
+    ((2, 3, 5, 5), (3, 3, 1, 3), {"padding": (1, 0)}),                         # q < 0: flat col2im
+    ((2, 3, 7, 8), (4, 3, 3, 3), {"stride": 2, "padding": 1}),                 # strided col2im
+])
+def test_every_input_gradient_path_matches_naive(xp, x_shape, w_shape, kwargs):
+    r = backend.new_host_rng(3)
+    x, w = xp.asarray(r.standard_normal(x_shape)), xp.asarray(r.standard_normal(w_shape))
+    out, cache = conv2d_forward(x, w, None, **kwargs)
+    ref, ref_cache = conv2d_forward_naive(x, w, None, **kwargs)
+    dout = xp.asarray(r.standard_normal(out.shape))
+    for got, want in zip(conv2d_backward(dout, cache)[:2], conv2d_backward_naive(dout, ref_cache)[:2]):
+        assert xp.allclose(got, want, atol=1e-10, rtol=1e-10)
+
+
+def test_flipped_kernel_swaps_channels_and_rotates():
+    w = np.arange(2 * 3 * 2 * 3, dtype=float).reshape(2, 3, 2, 3)
+    fw = conv_ops.flipped_kernel(w)
+    assert fw.shape == (3, 2, 2, 3) and fw[1, 0, 0, 0] == w[0, 1, 1, 2] and fw[2, 1, 1, 2] == w[1, 2, 0, 0]
+
+
+def test_results_do_not_depend_on_the_host_threads(monkeypatch):
+    """Chunks run side by side on a thread pool: the same numbers with 1 and 3 threads."""
+    monkeypatch.setattr(backend, "_host_threads", backend.host_threads())
+    monkeypatch.setattr(backend, "_host_pool", None)
+    monkeypatch.setattr(conv_ops, "CHUNK_BYTES", 1)                # one sample per chunk
+    r = backend.new_host_rng(4)
+    x, w = r.standard_normal((5, 3, 6, 6)), r.standard_normal((4, 3, 3, 3))
+    runs = []
+    for threads in (1, 3):
+        backend.set_host_threads(threads)
+        assert len(conv_ops.batch_chunks(x, 8)) == 5
+        out, cache = conv2d_forward(x, w, None, padding=1)
+        runs.append((out,) + conv2d_backward(np.cos(out), cache)[:2])
+    for a, b in zip(*runs):
+        assert np.allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -14,6 +14,8 @@ Every other file of the package asks this module for its arrays; only this file 
 - ``seed(s)`` / ``host_rng()``  one seeded host generator; random numbers are drawn on the host and
                           moved, so NumPy and CuPy runs with the same seed see the same numbers.
 - ``default_dtype``       float32 for training; gradient checks ask for float64 explicitly.
+- ``map_chunks(fn, chunks)``  batch chunks of host work on every core (a small thread pool sized
+                          by the BLAS thread count; serial on a GPU).
 """
 from __future__ import annotations
 
@@ -43,7 +45,12 @@ float32 = numpy.float32
 _host_rng = numpy.random.default_rng(0)
 
 
+_cupy = []  # [the cupy module] once it has imported and found a GPU (array_module runs per op)
+
+
 def _import_cupy():
+    if _cupy:
+        return _cupy[0]
     try:
         import cupy  # noqa: WPS433 (only this module may import cupy)
     except Exception as exc:  # ImportError, or a broken CUDA install raising at import
@@ -54,6 +61,7 @@ def _import_cupy():
         raise BackendUnavailableError(f"CuPy is installed but no CUDA GPU is usable ({exc}). {CUPY_INSTALL_HINT}") from exc
     if count < 1:
         raise BackendUnavailableError(f"CuPy is installed but no CUDA GPU is present. {CUPY_INSTALL_HINT}")
+    _cupy.append(cupy)
     return cupy
 
 
@@ -180,6 +188,68 @@ def device_description() -> str:
     props = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)
     label = props["name"]
     return label.decode() if isinstance(label, bytes) else str(label)
+
+
+# --- host threads: batch chunks of host (NumPy) work on every core --------------------------------
+_host_threads = None  # None: not decided yet (see host_threads)
+_host_pool = None
+
+
+_blas = []  # [controller or None], filled on first use
+
+
+def _blas_controller():
+    """threadpoolctl's controller of the BLAS thread pool (found once), or None where
+    threadpoolctl is absent."""
+    if not _blas:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _blas.append(ThreadpoolController().select(user_api="blas"))
+        except ImportError:
+            _blas.append(None)
+    return _blas[0]
+
+
+def host_threads() -> int:
+    """Threads :func:`map_chunks` uses on the host: the BLAS thread count (what a matrix product
+    would use anyway), or 1 — the pool off — where threadpoolctl, which can hold BLAS to one thread
+    inside the workers, is not installed. ``set_host_threads`` overrides it."""
+    global _host_threads
+    if _host_threads is None:
+        ctl = _blas_controller()
+        counts = [lib.num_threads for lib in ctl.lib_controllers] if ctl is not None else []
+        _host_threads = max(1, min(counts)) if counts else 1
+    return _host_threads
+
+
+def set_host_threads(n: int) -> None:
+    """Use ``n`` threads in :func:`map_chunks` (1 turns the pool off)."""
+    global _host_threads, _host_pool
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_host_threads: n must be an integer >= 1, got {n!r}")
+    _host_threads, _host_pool = n, None
+
+
+def map_chunks(fn, chunks, like=None) -> list:
+    """``[fn(c) for c in chunks]``, spread over :func:`host_threads` threads for host arrays.
+
+    NumPy releases the GIL in its copies, ufuncs and matrix products, so independent batch chunks
+    (each writing its own slice of the result) run on all cores; BLAS is held to one thread inside
+    (else each of the workers' products would start its own team of threads). Serial for device
+    arrays (``like``), for one chunk and for one thread."""
+    global _host_pool
+    chunks = list(chunks)
+    threads = host_threads()
+    if threads == 1 or len(chunks) < 2 or (like is not None and is_device_array(like)):
+        return [fn(c) for c in chunks]
+    if _host_pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _host_pool = ThreadPoolExecutor(threads, thread_name_prefix="tinyba2m-host")
+    ctl = _blas_controller()
+    if ctl is None:
+        return list(_host_pool.map(fn, chunks))
+    with ctl.limit(limits=1):
+        return list(_host_pool.map(fn, chunks))
 
 
 def dtype_of(x):

@@ -34,7 +34,7 @@ readable reference for lessons and tests, far too slow for networks.
 from __future__ import annotations
 
 from .. import backend
-from .validation import pair, require_finite, require_float, require_ndim
+from .validation import pair, require_dout, require_finite, require_float, require_ndim
 
 OP = "conv2d"
 
@@ -42,6 +42,15 @@ OP = "conv2d"
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     """``(size + 2*padding - dilation*(kernel-1) - 1) // stride + 1``."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def cached_output_shape(cache) -> tuple:
+    """(N, F, H_out, W_out) of the forward pass that made ``cache`` (any of the three kinds)."""
+    if cache[0] == "1x1":
+        return (cache[1].shape[0], cache[2].shape[0]) + tuple(cache[1].shape[2:])
+    x, w, _, s, p, d = cache[-6:]
+    return (x.shape[0], w.shape[0], conv_output_size(x.shape[2], w.shape[2], s[0], p[0], d[0]),
+            conv_output_size(x.shape[3], w.shape[3], s[1], p[1], d[1]))
 
 
 def check_conv_args(x, w, b, stride, padding, dilation, op=OP):
@@ -118,12 +127,17 @@ def batch_chunks(x, bytes_per_sample):
     """Slices of the batch handled per step. On the host: groups of samples whose columns take
     about ``CHUNK_BYTES``, so the columns are still in cache when the matrix product reads them
     (a whole-batch column matrix, 75 MB for 16 channels at 32x32 and batch 128, goes out to
-    memory and back, and memory, not arithmetic, sets the speed). On a GPU: one step.
-    The size trades cache misses against BLAS calls: on a busy 2-core machine each threaded
-    GEMM call can stall on a descheduled BLAS thread, and 16 MiB chunks ran about twice as fast
-    as 4 MiB ones there (4 MiB was ~10% faster with one BLAS thread on an idle cache)."""
+    memory and back, and memory, not arithmetic, sets the speed), in a multiple of
+    ``backend.host_threads()`` equal chunks (they run side by side, see ``backend.map_chunks``).
+    On a GPU: one step."""
     n = x.shape[0]
-    step = n if backend.is_device_array(x) else max(1, min(n, CHUNK_BYTES // max(1, bytes_per_sample)))
+    if backend.is_device_array(x):
+        return [slice(0, n)]
+    fit = max(1, min(n, CHUNK_BYTES // max(1, bytes_per_sample)))     # samples within the budget
+    threads = backend.host_threads()
+    count = -(-n // fit)                                               # ceil: chunks within the budget
+    count = min(n, -(-count // threads) * threads)                     # up to a multiple of the threads
+    step = -(-n // count)
     return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
 
@@ -159,8 +173,11 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
         return out.reshape(n, f, ho, wo), ("1x1", x, w, b is not None)
     w2 = w.reshape(f, c * kh * kw)
     out = xp.empty((n, f, ho, wo), dtype=xp.result_type(x.dtype, w.dtype))
-    for sl in batch_chunks(x, x.itemsize * c * kh * kw * ho * (wd + 2 * p[1])):
+
+    def one_chunk(sl):
         out[sl] = conv_chunk(x[sl], w2, kh, kw, s, p, d, ho, wo)
+
+    backend.map_chunks(one_chunk, batch_chunks(x, x.itemsize * c * kh * kw * ho * (wd + 2 * p[1])), like=x)
     if b is not None:
         out += b.reshape(1, f, 1, 1)
     return out, ("im2col", x, w, b is not None, s, p, d)
@@ -200,8 +217,23 @@ def col2im_flat(dcols, x_shape, p, d):
     return dxpad.reshape(c, b, hp + 1, wp)[:, :, p[0]:p[0] + h, p[1]:p[1] + wd]
 
 
+def flipped_kernel(w):
+    """w (F, C, KH, KW) -> (C, F, KH, KW), rotated by 180 degrees: the kernel whose convolution
+    of the padded dout is dx (see :func:`conv2d_backward`)."""
+    return w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
+
+
 def conv2d_backward(dout, cache):
-    """Gradients of conv2d: returns (dx (N, C, H, W), dw (F, C, KH, KW), db (F,) or None)."""
+    """Gradients of conv2d: returns (dx (N, C, H, W), dw (F, C, KH, KW), db (F,) or None).
+
+    Stride 1: dx is itself a stride-1 convolution, of dout zero-padded by q = d*(K-1) - p with
+    the flipped kernel (each dx[u] collects dout[u + p - a*d] * w[a] over the taps a):
+        dx = conv2d(dout, flipped_kernel(w), padding=q, dilation=d)
+    so it reuses the forward's im2col + GEMM (one contiguous copy and one product) instead of a
+    (C*KH*KW)-row product scattered back with KH*KW slice-adds (col2im, still used for other
+    strides and when q < 0).
+    """
+    require_dout(OP, dout, cached_output_shape(cache))
     xp = backend.array_module(dout)
     if cache[0] == "1x1":
         _, x, w, has_bias = cache
@@ -218,12 +250,15 @@ def conv2d_backward(dout, cache):
     f, _, kh, kw = w.shape
     ho, wo = dout.shape[2], dout.shape[3]
     k = c * kh * kw
-    w2t = w.reshape(f, k).T
     dtype = xp.result_type(dout.dtype, w.dtype)
+    q = (d[0] * (kh - 1) - p[0], d[1] * (kw - 1) - p[1])
+    dx_by_conv = s == (1, 1) and min(q) >= 0 and f <= c  # (F*KH*KW-row copy instead of C*KH*KW rows)
+    w_back = flipped_kernel(w).reshape(c, f * kh * kw) if dx_by_conv else w.reshape(f, k).T
     dx = xp.empty(x.shape, dtype=dtype)
-    dwt = xp.zeros((k, f), dtype=dtype)
     wp = wd + 2 * p[1]
-    for sl in batch_chunks(x, x.itemsize * k * ho * wp):
+
+    def one_chunk(sl):
+        """Writes dx[sl]; returns this chunk's share of dw, as (K, F)."""
         xs, ds = x[sl], dout[sl]
         bsz = xs.shape[0]
         if s == (1, 1):
@@ -234,12 +269,20 @@ def conv2d_backward(dout, cache):
             dmat = xp.ascontiguousarray(ds.transpose(1, 0, 2, 3))
             cols = im2col(pad_input(xs, p), kh, kw, s, d, ho, wo)
         dmat = dmat.reshape(f, -1)
-        dwt += cols @ dmat.T  # (K, F): this orientation is the faster GEMM for skinny F
-        dcols = (w2t @ dmat).reshape(c, kh, kw, bsz, -1)
-        if s == (1, 1):
-            dx[sl] = col2im_flat(dcols, x.shape, p, d).transpose(1, 0, 2, 3)
+        if dx_by_conv:
+            dx[sl] = conv_chunk(ds, w_back, kh, kw, (1, 1), q, d, h, wd)
+        elif s == (1, 1):
+            dx[sl] = col2im_flat((w_back @ dmat).reshape(c, kh, kw, bsz, -1), x.shape, p, d).transpose(1, 0, 2, 3)
         else:
-            dx[sl] = col2im(dcols.reshape(c, kh, kw, bsz, ho, wo), x.shape, s, p, d).transpose(1, 0, 2, 3)
+            dcols = (w_back @ dmat).reshape(c, kh, kw, bsz, ho, wo)
+            dx[sl] = col2im(dcols, x.shape, s, p, d).transpose(1, 0, 2, 3)
+        return cols @ dmat.T  # (K, F): this orientation is the faster GEMM for skinny F
+
+    per_sample = max(k * ho * wp, f * kh * kw * h * (wd + d[1] * (kw - 1)) if dx_by_conv else 0) * x.itemsize
+    parts = backend.map_chunks(one_chunk, batch_chunks(x, per_sample), like=x)
+    dwt = parts[0]
+    for part in parts[1:]:
+        dwt += part
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dwt.T.reshape(w.shape), db
 
@@ -276,6 +319,7 @@ def conv2d_forward_naive(x, w, b=None, stride=1, padding=0, dilation=1):
 def conv2d_backward_naive(dout, cache):
     """Loop-based gradients of conv2d (reference only): returns (dx, dw, db or None)."""
     x, w, has_bias, s, p, d = cache
+    require_dout("conv2d_naive", dout, cached_output_shape(cache))
     xp = backend.array_module(dout)
     n, c, h, wd = x.shape
     f, _, kh, kw = w.shape
