@@ -2,6 +2,8 @@
 model untouched."""
 import json
 
+import pytest
+
 from tinyba2m.attention import ba2m as ba2m_module
 from tinyba2m.bench.__main__ import main
 from tinyba2m.bench.kernels import ConvShape, conv_shapes_of
@@ -41,3 +43,49 @@ def test_part_timing_restores_the_model():
     assert ba2m_module.sar_forward is originals[0] and ba2m_module.NORMALISATIONS == originals[1]
     for _, mod in ba2m_modules(model):
         assert "forward" not in vars(mod.channel_branch) and "backward" not in vars(mod.global_branch)
+
+
+@pytest.mark.parametrize("attention", ["none", "se", "ba2m"])
+def test_torch_twins_have_the_same_parameter_counts(attention):
+    pytest.importorskip("torch")
+    from tinyba2m.bench.torch_ref import parameter_count, torch_resnet20
+    assert parameter_count(torch_resnet20(attention)) == build_model("resnet20", attention).num_parameters()
+
+
+def test_torch_twin_runs_a_step_with_the_right_shapes():
+    torch = pytest.importorskip("torch")
+    from tinyba2m.bench.torch_ref import torch_resnet20
+    model = torch_resnet20("ba2m", num_classes=7).train()
+    logits = model(torch.randn(3, 3, 32, 32))
+    assert tuple(logits.shape) == (3, 7)
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_vs_torch_prints_the_ratios(tmp_path, capsys):
+    pytest.importorskip("torch")
+    path = tmp_path / "bench.json"
+    assert main(["--batch-size", "2", "--repeats", "1", "--vs-torch", "--json", str(path)]) == 0
+    side = json.loads(path.read_text())["vs_torch"]
+    assert side["available"] and side["threads"] >= 1
+    assert set(side["training_steps"]) == {"none", "se", "ba2m"}
+    for entry in list(side["training_steps"].values()) + side["convs"]:
+        assert entry["speed_ratio_min"] > 0 and entry["torch"]["min_s"] > 0 and entry["tinyba2m"]["min_s"] > 0
+    assert "Side by side with PyTorch" in capsys.readouterr().out
+
+
+def test_vs_torch_without_torch_says_how_to_get_it(tmp_path, capsys, monkeypatch):
+    from tinyba2m.bench import __main__ as bench_main
+    monkeypatch.setattr(bench_main, "torch_available", lambda: (False, "PyTorch cannot be imported (test)"))
+    path = tmp_path / "bench.json"
+    assert main(["--batch-size", "2", "--repeats", "1", "--vs-torch", "--json", str(path)]) == 0
+    assert json.loads(path.read_text())["vs_torch"] == {"available": False, "reason": "PyTorch cannot be imported (test)"}
+    assert "--vs-torch" in capsys.readouterr().out and "pip install" in bench_main.TORCH_HINT
+
+
+def test_interleaved_seconds_alternates_the_sides():
+    from tinyba2m.bench.versus import interleaved_seconds
+    order = []
+    t = interleaved_seconds({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3, warmup=1)
+    assert order == ["a", "b"] * 4
+    assert all(len(v["runs_s"]) == 3 and v["min_s"] <= v["median_s"] for v in t.values())

@@ -210,15 +210,27 @@ def _blas_controller():
     return _blas[0]
 
 
+def blas_threads() -> int:
+    """Threads the host BLAS uses for one matrix product: as threadpoolctl reports it, else the
+    usual environment variables, else the usable cores (OpenBLAS's default)."""
+    ctl = _blas_controller()
+    counts = [lib.num_threads for lib in ctl.lib_controllers] if ctl is not None else []
+    if counts:
+        return max(1, min(counts))
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").split(",")[0].strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def host_threads() -> int:
     """Threads :func:`map_chunks` uses on the host: the BLAS thread count (what a matrix product
     would use anyway), or 1 — the pool off — where threadpoolctl, which can hold BLAS to one thread
     inside the workers, is not installed. ``set_host_threads`` overrides it."""
     global _host_threads
     if _host_threads is None:
-        ctl = _blas_controller()
-        counts = [lib.num_threads for lib in ctl.lib_controllers] if ctl is not None else []
-        _host_threads = max(1, min(counts)) if counts else 1
+        _host_threads = blas_threads() if _blas_controller() is not None else 1
     return _host_threads
 
 

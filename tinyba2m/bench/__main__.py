@@ -4,7 +4,8 @@ Prints, for float32 on the active backend: the matmul ceiling (GFLOP/s), each di
 shape of ResNet-20 at the batch size (forward/backward time, GFLOP/s, fraction of the
 ceiling), full training steps of ResNet-20 with attention none / se / ba2m (images/s, ratio to
 none, peak memory of the step) and the time share of each BA²M part. Every figure is the
-median of several repeats after a warm-up.
+median of several repeats after a warm-up. ``--vs-torch`` adds the same conv shapes and steps
+in PyTorch eager, timed interleaved with ours, with the ratios (see ``bench.versus``).
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from ..models import build_model
 from .kernels import conv_shapes_of, matmul_gflops, time_conv
 from .step import BA2M_PARTS, bench_training_steps
 from .timing import peak_rss_bytes
+from .torch_ref import torch_available, torch_device
+from .versus import TORCH_HINT, compare_convs, compare_steps
 
 
 def cpu_model() -> str:
@@ -71,10 +74,50 @@ def run(args) -> dict:
         say("  BA²M share of the ba2m step: " + ", ".join(f"{p} {100 * shares[p]:.1f}%" for p in BA2M_PARTS)
             + f" (total {100 * sum(shares.values()):.1f}%)")
     say(f"  peak RSS of this process: {peak_rss_bytes() / 2**20:.0f} MiB")
-    elapsed = time.perf_counter() - start
+    figures = {"machine": info, "batch_size": args.batch_size, "quick": args.quick, "matmul_gflops": ceiling,
+               "convs": convs, "training_steps": steps}
+    if args.vs_torch:
+        figures["vs_torch"] = side_by_side(args, shapes, ceiling, say)
+    figures["seconds"] = elapsed = time.perf_counter() - start
     say(f"\nbenchmark took {elapsed:.0f} s")
-    return {"machine": info, "batch_size": args.batch_size, "quick": args.quick, "matmul_gflops": ceiling,
-            "convs": convs, "training_steps": steps, "seconds": elapsed}
+    return figures
+
+
+def load_average() -> list:
+    """The 1, 5 and 15 minute load averages (the machine may be shared), or [] where unknown."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def side_by_side(args, shapes, ceiling, say) -> dict:
+    """The conv shapes and the none / se / ba2m steps in PyTorch eager, interleaved with ours."""
+    ok, version = torch_available()
+    if not ok:
+        say(f"\n{version}. {TORCH_HINT}")
+        return {"available": False, "reason": version}
+    threads = backend.blas_threads()
+    load_before = load_average()
+    say(f"\nSide by side with PyTorch {version} eager on {torch_device()} ({threads} threads on both sides; "
+        f"interleaved, {args.repeats} rounds; ratio = PyTorch time / tinyba2m time, from the fastest round; "
+        f"load average {load_before}):")
+    say(f"  {'conv f+b':<22} {'tinyba2m ms':>11} {'torch ms':>9} {'ratio':>6} {'tinyba2m of ceiling':>20} {'torch of ceiling':>17}")
+    convs = compare_convs(shapes, args.repeats, threads, ceiling)
+    for r in convs:
+        say(f"  {r['shape']:<22} {1e3 * r['tinyba2m']['min_s']:>11.1f} {1e3 * r['torch']['min_s']:>9.1f} "
+            f"{r['speed_ratio_min']:>5.2f}x {100 * r['fraction_of_ceiling']['tinyba2m']:>19.0f}% "
+            f"{100 * r['fraction_of_ceiling']['torch']:>16.0f}%")
+    steps = compare_steps(("none", "se", "ba2m"), args.batch_size, args.repeats, threads)
+    say(f"  {'ResNet-20 step':<22} {'tinyba2m img/s':>14} {'torch img/s':>12} {'ratio':>6} {'ratio (medians)':>16}")
+    for att, r in steps.items():
+        say(f"  {att:<22} {r['images_per_s']['tinyba2m']:>14.1f} {r['images_per_s']['torch']:>12.1f} "
+            f"{r['speed_ratio_min']:>5.2f}x {r['speed_ratio_median']:>15.2f}x")
+    load_after = load_average()
+    say(f"  load average after: {load_after}")
+    return {"available": True, "torch_version": version, "device": torch_device(), "threads": threads,
+            "load_average_before": load_before, "load_average_after": load_after, "convs": convs,
+            "training_steps": steps}
 
 
 def main(argv=None) -> int:
@@ -82,6 +125,9 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats and a smaller matmul (under 3 minutes on 2 cores)")
     parser.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
+    parser.add_argument("--vs-torch", action="store_true",
+                        help="also time the conv shapes and the none/se/ba2m steps in PyTorch eager (if installed), "
+                             "interleaved with ours, and print the ratios")
     parser.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=128, help="batch size of the conv and step figures (default 128)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per figure (default 5, --quick 2)")

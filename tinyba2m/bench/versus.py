@@ -1,0 +1,89 @@
+"""``--vs-torch``: this project and PyTorch eager side by side, in one process, on one machine.
+
+The machine this is measured on may be shared, so the two sides are timed *interleaved* (one
+run of each in turn, ``repeats`` rounds) and both the minimum (the least disturbed run) and the
+median are kept; a ratio compares figures of the same rounds. ``speed_ratio`` is
+(PyTorch seconds) / (tinyba2m seconds): 0.5 means tinyba2m runs at half PyTorch's speed.
+Both sides use the same float32 data sizes, batch and thread count (``torch.set_num_threads`` =
+the BLAS threads tinyba2m uses), and on CuPy the same GPU.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+from .. import backend
+from ..ops.conv import conv2d_backward, conv2d_forward
+from .step import make_training_step
+from .torch_ref import torch_conv, torch_training_step
+
+TORCH_HINT = ('PyTorch is not installed, so there is no side-by-side comparison. For it: '
+              'pip install -e ".[bench]" (the CPU wheel: pip install torch --index-url '
+              'https://download.pytorch.org/whl/cpu), then python -m tinyba2m.bench --vs-torch')
+
+
+def interleaved_seconds(fns: dict, repeats: int, warmup: int = 1) -> dict:
+    """name -> {"min_s", "median_s", "runs_s"} for each callable of ``fns``, timed in turn."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    runs = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            runs[name].append(time.perf_counter() - start)
+    return {name: {"min_s": min(r), "median_s": statistics.median(r), "runs_s": r} for name, r in runs.items()}
+
+
+def _ours_synced(fn):
+    def run():
+        fn()
+        backend.synchronize()
+    return run
+
+
+def _pair(ours: dict, theirs: dict) -> dict:
+    return {"tinyba2m": ours, "torch": theirs,
+            "speed_ratio_min": theirs["min_s"] / ours["min_s"],
+            "speed_ratio_median": theirs["median_s"] / ours["median_s"]}
+
+
+def compare_steps(attentions, batch_size: int, repeats: int, threads: int) -> dict:
+    """attention -> both sides' step seconds, images/s (from the minimum) and the speed ratios."""
+    results = {}
+    for attention in attentions:
+        _, ours = make_training_step("resnet20", attention, batch_size)
+        _, theirs = torch_training_step(attention, batch_size, threads)
+        t = interleaved_seconds({"tinyba2m": _ours_synced(ours), "torch": theirs}, repeats)
+        entry = _pair(t["tinyba2m"], t["torch"])
+        entry["images_per_s"] = {k: batch_size / t[k]["min_s"] for k in t}
+        results[attention] = entry
+        del ours, theirs
+        backend.free_device_memory()
+    return results
+
+
+def compare_convs(shapes, repeats: int, threads: int, ceiling_gflops: float) -> list:
+    """For each conv shape: forward + backward (dx, dw) seconds of both sides, their fraction of
+    the matmul ceiling and the speed ratio."""
+    results = []
+    for shape in shapes:
+        rng = backend.new_host_rng(1)
+        x = backend.to_device(rng.standard_normal(shape.x_shape), backend.float32)
+        w = backend.to_device(0.1 * rng.standard_normal(shape.w_shape), backend.float32)
+        kw = dict(stride=shape.stride, padding=shape.padding, dilation=shape.dilation)
+        out, _ = conv2d_forward(x, w, None, **kw)
+        dout = backend.to_device(rng.standard_normal(out.shape), backend.float32)
+
+        def ours():
+            conv2d_backward(dout, conv2d_forward(x, w, None, **kw)[1])
+
+        _, theirs = torch_conv(shape, threads)
+        t = interleaved_seconds({"tinyba2m": _ours_synced(ours), "torch": theirs}, repeats)
+        entry = _pair(t["tinyba2m"], t["torch"])
+        flops = 3 * shape.forward_flops()
+        entry["shape"] = shape.label()
+        entry["fraction_of_ceiling"] = {k: flops / t[k]["min_s"] / 1e9 / ceiling_gflops for k in t}
+        results.append(entry)
+    return results
