@@ -30,7 +30,7 @@ import time
 from .. import backend
 from ..attention.ba2m import EVAL_WEIGHTINGS, NORMALISATIONS
 from ..attention.sar import SAR_ACTIVATIONS
-from ..data import load_dataset
+from ..data import load_dataset, make_synthetic
 from ..models import INIT_SCHEMES, PLACEMENTS
 from ..training.config import SYNTHETIC_DATA_SEED, TrainConfig
 from ..training.loop import NonFiniteLossError
@@ -40,20 +40,25 @@ from ..training.trainer import METRICS, Trainer
 READINGS = ("none",) + tuple(f"{s}+{n}" for s in SAR_ACTIVATIONS for n in NORMALISATIONS)
 MODELS = ("smallcnn", "resnet20", "resnet56")
 DATASETS = ("synthetic", "digits")
-# per data set: (subset, epochs) of each run — small enough for a CPU grid, long enough to learn
-RECIPES = {"synthetic": {"subset": 2000, "epochs": 3}, "digits": {"subset": None, "epochs": 3}}
+# Per data set, the data and epochs of every run: small enough for a CPU grid, enough to learn.
+# synthetic: the generator behind --dataset synthetic, at 16x16 pixels with 10 classes (at 32x32 with
+# 100 classes a CPU-sized run of a few thousand images stays near chance, and shows nothing);
+# digits: scikit-learn's 8x8 digits, all of them (1,437 train / 360 test).
+RECIPES = {"synthetic": {"train": 2000, "test": 500, "classes": 10, "image_size": 16, "epochs": 3},
+           "digits": {"epochs": 3}}
 QUICK = {"datasets": DATASETS, "models": ("smallcnn", "resnet20"), "placements": ("every",), "inits": ("he",),
          "readings": ("none", "sigmoid+softmax", "none+softmax"), "seeds": (0, 1, 2),
-         "recipes": {"synthetic": {"subset": 500, "epochs": 2}, "digits": {"subset": None, "epochs": 3}}}
-CELL_COLUMNS = ("dataset", "model", "placement", "init", "reading", "seed", "epochs", "subset", "diverged",
+         "recipes": {"synthetic": {"train": 1000, "test": 500, "classes": 10, "image_size": 16, "epochs": 3},
+                     "digits": {"epochs": 3}}}
+CELL_COLUMNS = ("dataset", "model", "placement", "init", "reading", "tau", "seed", "epochs", "train_images", "diverged",
                 "stop", "train_loss") + tuple(f"top1_{m}" for m in EVAL_WEIGHTINGS) + ("max_weight", "seconds")
-KEY = ("dataset", "model", "placement", "init", "reading", "seed")
+KEY = ("dataset", "model", "placement", "init", "reading", "tau", "seed")
 
 
-def cell_config(dataset, model, placement, init, reading, seed, recipe, out) -> TrainConfig:
+def cell_config(dataset, model, placement, init, reading, tau, seed, recipe, out) -> TrainConfig:
     """The training options of one cell (the trainer's defaults for everything not named)."""
     cfg = TrainConfig(dataset=dataset, model=model, ba2m_placement=placement, init=init, seed=seed,
-                      subset=recipe["subset"], epochs=recipe["epochs"], out=str(out), progress=False)
+                      ba2m_temperature=float(tau), epochs=recipe["epochs"], out=str(out), progress=False)
     if reading == "none":
         cfg.attention = "none"
     else:
@@ -64,8 +69,7 @@ def cell_config(dataset, model, placement, init, reading, seed, recipe, out) -> 
 
 def run_cell(cell: dict, recipe: dict, data, folder: pathlib.Path) -> dict:
     """Train one cell from scratch in ``folder`` and return its row (``CELL_COLUMNS``)."""
-    cfg = cell_config(cell["dataset"], cell["model"], cell["placement"], cell["init"], cell["reading"], cell["seed"],
-                      recipe, folder)
+    cfg = cell_config(*(cell[k] for k in KEY), recipe, folder)
     t0 = time.perf_counter()
     diverged, stop = False, ""
     try:
@@ -74,7 +78,7 @@ def run_cell(cell: dict, recipe: dict, data, folder: pathlib.Path) -> dict:
         diverged, stop = True, str(exc)
     rows = read_rows(folder / METRICS) if (folder / METRICS).exists() else []
     last = rows[-1] if rows else {}
-    row = {**cell, "epochs": recipe["epochs"], "subset": recipe["subset"] or "", "diverged": int(diverged),
+    row = {**cell, "epochs": recipe["epochs"], "train_images": int(data.train_images.shape[0]), "diverged": int(diverged),
            "stop": stop, "train_loss": last.get("train_loss", math.nan),
            "max_weight": max((r["max_weight"] for r in rows), default=math.nan),
            "seconds": round(time.perf_counter() - t0, 1)}
@@ -86,17 +90,22 @@ def run_cell(cell: dict, recipe: dict, data, folder: pathlib.Path) -> dict:
 def _worker(job):
     cell, recipe, folder = job
     backend.use_backend("numpy")
-    data = _data(cell["dataset"], recipe["subset"])
-    return run_cell(cell, recipe, data, pathlib.Path(folder))
+    return run_cell(cell, recipe, study_data(cell["dataset"], recipe), pathlib.Path(folder))
 
 
 _DATA_CACHE = {}
 
 
-def _data(name, subset):
-    if (name, subset) not in _DATA_CACHE:
-        _DATA_CACHE[(name, subset)] = load_dataset(name, subset=subset, seed=SYNTHETIC_DATA_SEED, progress=False)
-    return _DATA_CACHE[(name, subset)]
+def study_data(name: str, recipe: dict):
+    """The data set of a recipe (cached per process)."""
+    key = (name, tuple(sorted(recipe.items())))
+    if key not in _DATA_CACHE:
+        if name == "synthetic":
+            _DATA_CACHE[key] = make_synthetic(recipe["train"], recipe["test"], seed=SYNTHETIC_DATA_SEED,
+                                              num_classes=recipe["classes"], image_size=recipe["image_size"])
+        else:
+            _DATA_CACHE[key] = load_dataset(name, progress=False)
+    return _DATA_CACHE[key]
 
 
 def read_cells(path) -> list:
@@ -132,15 +141,15 @@ def summarise(cells: list) -> str:
     groups = {}
     for c in cells:
         groups.setdefault(tuple(c[k] for k in KEY[:-1]), []).append(c)
-    head = ("| data | model | placement | init | reading | seeds | diverged | train loss | top-1 population % | "
+    head = ("| data | model | placement | init | reading | tau | seeds | diverged | train loss | top-1 population % | "
             "top-1 batch % | top-1 uniform % | max weight |")
-    lines = [head, "|" + "|".join(["---"] * 12) + "|"]
-    order = lambda k: (k[0], MODELS.index(k[1]), k[2], k[3], READINGS.index(k[4]))  # noqa: E731
+    lines = [head, "|" + "|".join(["---"] * 13) + "|"]
+    order = lambda k: (k[0], MODELS.index(k[1]), k[2], k[3], READINGS.index(k[4]), float(k[5]))  # noqa: E731
     for key in sorted(groups, key=order):
         g = groups[key]
         column = lambda col: [float(c[col]) if c[col] not in ("", None) else math.nan for c in g]  # noqa: E731
         # a diverged run scores chance level in the accuracy columns (its last good epoch is not its result)
-        chance = 100.0 / (10 if key[0] == "digits" else 100)
+        chance = 10.0  # both data sets have 10 classes
         acc = [_stats([chance if int(c["diverged"]) else 100 * v for c, v in zip(g, column(f"top1_{m}"))])
                for m in EVAL_WEIGHTINGS]
         weights = [v for v in column("max_weight") if not math.isnan(v)]
@@ -154,23 +163,24 @@ def plot_summary(cells: list, path) -> None:
     """One panel per (data set, model): top-1 (population) per reading, a dot per seed, bar = mean."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    panels = sorted({(c["dataset"], c["model"], c["placement"], c["init"]) for c in cells})
+    panels = sorted({tuple(c[k] for k in KEY[:4]) for c in cells})
     if not panels:
         return
     fig = Figure(figsize=(4.2 * min(len(panels), 4), 3.4 * math.ceil(len(panels) / 4)))
     FigureCanvasAgg(fig)
     for i, panel in enumerate(panels):
         ax = fig.add_subplot(math.ceil(len(panels) / 4), min(len(panels), 4), i + 1)
-        readings = [r for r in READINGS if any(c["reading"] == r and tuple(c[k] for k in KEY[:4]) == panel
-                                               for c in cells)]
-        chance = 100.0 / (10 if panel[0] == "digits" else 100)
-        for j, r in enumerate(readings):
-            g = [c for c in cells if c["reading"] == r and tuple(c[k] for k in KEY[:4]) == panel]
+        mine = [c for c in cells if tuple(c[k] for k in KEY[:4]) == panel]
+        bars = sorted({(c["reading"], c["tau"]) for c in mine}, key=lambda rt: (READINGS.index(rt[0]), float(rt[1])))
+        chance = 10.0
+        for j, (r, tau) in enumerate(bars):
+            g = [c for c in mine if (c["reading"], c["tau"]) == (r, tau)]
             ys = [chance if int(c["diverged"]) else 100 * float(c["top1_population"]) for c in g]
             colour = "tab:red" if any(int(c["diverged"]) for c in g) else "tab:blue"
             ax.bar(j, statistics.fmean(ys), color=colour, alpha=0.35)
             ax.plot([j] * len(ys), ys, "o", color=colour, ms=3)
-        ax.set_xticks(range(len(readings)), readings, rotation=60, ha="right", fontsize=7)
+        labels = [r if r == "none" or len({t for _, t in bars}) == 1 else f"{r} τ={float(t):g}" for r, t in bars]
+        ax.set_xticks(range(len(bars)), labels, rotation=60, ha="right", fontsize=7)
         ax.set_ylabel("test top-1 % (population)", fontsize=8)
         ax.set_title(" / ".join(panel), fontsize=8)
         ax.grid(axis="y", alpha=0.3)
@@ -186,16 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help=f"the bounded grid: data sets {', '.join(QUICK['datasets'])}; models "
                         f"{', '.join(QUICK['models'])}; placement every; init he; readings {', '.join(QUICK['readings'])}; "
-                        f"seeds 0,1,2; synthetic 500 images x 2 epochs, digits 3 epochs (about 10 minutes with --jobs 2)")
+                        f"seeds 0,1,2; synthetic 1,000 images x 3 epochs, digits 3 epochs")
     p.add_argument("--datasets", type=csv_list, default=DATASETS, help="comma-separated (default: all: %(default)s)")
     p.add_argument("--models", type=csv_list, default=MODELS, help="comma-separated (default: %(default)s)")
     p.add_argument("--placements", type=csv_list, default=PLACEMENTS, help="comma-separated (default: %(default)s)")
     p.add_argument("--inits", type=csv_list, default=INIT_SCHEMES, help="comma-separated (default: %(default)s)")
     p.add_argument("--readings", type=csv_list, default=READINGS, help="comma-separated (default: %(default)s)")
+    p.add_argument("--temperatures", type=lambda s: tuple(str(float(x)) for x in s.split(",")), default=("1.0",),
+                   help="comma-separated BA²M temperatures tau (default: 1.0, the spec's value)")
     p.add_argument("--seeds", type=lambda s: tuple(int(x) for x in s.split(",")), default=(0, 1, 2),
                    help="comma-separated seeds, at least 3 for a spread (default: 0,1,2)")
     p.add_argument("--epochs", type=int, default=None, help="override the epochs of every data set's recipe")
-    p.add_argument("--subset", type=int, default=None, help="override the images per split of every recipe")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="cells trained in parallel, one BLAS thread each (default: %(default)s)")
     p.add_argument("--out", default="studies/ba2m", help="results folder (default: %(default)s); rerunning "
@@ -225,22 +236,24 @@ def main(argv=None) -> int:
         recipes = {k: dict(v) for k, v in QUICK["recipes"].items()}
     _check(parser, args)
     for r in recipes.values():
-        r.update({k: v for k, v in (("epochs", args.epochs), ("subset", args.subset)) if v is not None})
+        r.update({"epochs": args.epochs} if args.epochs else {})
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cells_csv = out / "cells.csv"
     if not args.summary_only:
         done = {tuple(c[k] for k in KEY) for c in read_cells(cells_csv)}
         todo = []
-        for d, m, pl, ini, rd, s in itertools.product(args.datasets, args.models, args.placements, args.inits,
-                                                      args.readings, args.seeds):
-            cell = dict(zip(KEY, (d, m, pl, ini, rd, s)))
+        for values in itertools.product(args.datasets, args.models, args.placements, args.inits, args.readings,
+                                        args.temperatures, args.seeds):
+            cell = dict(zip(KEY, values))
+            if cell["reading"] == "none" and cell["tau"] != args.temperatures[0]:
+                continue  # no attention: the temperature means nothing, one cell per seed
             if tuple(str(v) for v in cell.values()) in done:
                 continue
             folder = out / "runs" / "_".join(str(v) for v in cell.values())
             if folder.exists():  # a cell interrupted half-way starts again
                 shutil.rmtree(folder)
-            todo.append((cell, recipes[d], str(folder)))
+            todo.append((cell, recipes[cell["dataset"]], str(folder)))
         print(f"BA²M study -> {out}: {len(todo)} cells to run ({len(done)} already done), {args.jobs} at a time",
               flush=True)
         _run_all(todo, args.jobs, cells_csv)
