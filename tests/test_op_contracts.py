@@ -1,14 +1,18 @@
-"""Contracts every foundation op keeps: forward and backward never modify their inputs (nor the
-upstream gradient), and float32 inputs give float32 outputs and gradients. A last test makes
-sure every ``*_forward`` of the foundation op files appears in the table below."""
+"""Contracts every op pair keeps: forward and backward never modify their inputs (nor the
+upstream gradient), float32 inputs give float32 outputs and gradients, and backward refuses an
+upstream gradient that is not shaped like the forward output (a ValueError naming the op, the
+expected and the actual shape). A last test makes sure every ``*_forward`` of the op files
+appears in the table below. (Module contracts: tests/test_module_contracts.py.)"""
 import inspect
 
 import pytest
 
 from tinyba2m import backend
-from tinyba2m.ops import activations, batchnorm, conv, linear, losses, pooling
+from tinyba2m.attention import nonlocal_attention
+from tinyba2m.models import shortcut
+from tinyba2m.ops import activations, batchnorm, conv, focal_loss, linear, losses, pooling
 
-OP_MODULES = [activations, batchnorm, conv, linear, losses, pooling]
+OP_MODULES = [activations, batchnorm, conv, focal_loss, linear, losses, pooling, nonlocal_attention, shortcut]
 
 
 def _bn(shape, training):
@@ -29,6 +33,12 @@ def _floats(*shapes, **kwargs):
 def _cross_entropy(smoothing):
     def make(xp, dtype, r):
         return [xp.asarray(r.standard_normal((4, 5)).astype(dtype)), xp.asarray(r.integers(0, 5, 4))], {"label_smoothing": smoothing}
+    return make
+
+
+def _focal(gamma):
+    def make(xp, dtype, r):
+        return [xp.asarray(r.standard_normal((4, 5)).astype(dtype)), xp.asarray(r.integers(0, 5, 4))], {"gamma": gamma}
     return make
 
 
@@ -58,6 +68,13 @@ SPECS = {
     "softmax_cross_entropy": (losses.softmax_cross_entropy_forward, losses.softmax_cross_entropy_backward, _cross_entropy(0.0)),
     "softmax_cross_entropy(smoothing)": (losses.softmax_cross_entropy_forward, losses.softmax_cross_entropy_backward,
                                          _cross_entropy(0.1)),
+    "focal_loss": (focal_loss.focal_loss_forward, focal_loss.focal_loss_backward, _focal(2.0)),
+    "nonlocal_attention": (nonlocal_attention.nonlocal_attention_forward, nonlocal_attention.nonlocal_attention_backward,
+                           _floats((2, 3, 6), (2, 3, 4), (2, 2, 4))),
+    "nonlocal_attention(reference)": (nonlocal_attention.nonlocal_attention_forward,
+                                      nonlocal_attention.nonlocal_attention_backward_reference, _floats((2, 3, 6), (2, 3, 4), (2, 1, 4))),
+    "zero_pad_shortcut": (shortcut.zero_pad_shortcut_forward, shortcut.zero_pad_shortcut_backward,
+                          _floats((2, 3, 5, 5), out_channels=6, stride=2)),
 }
 
 
@@ -106,6 +123,40 @@ def test_float64_in_float64_out(xp, name):
     args, dout, out, cache, backward = run(xp, name, "float64")
     assert out.dtype == xp.float64
     assert all(g is None or g.dtype == xp.float64 for g in as_tuple(backward(dout, cache)))
+
+
+def op_label(forward) -> str:
+    """The name an op's errors use: its forward's name without ``_forward``."""
+    return forward.__name__.replace("_forward", "")
+
+
+def wrong_shapes(shape):
+    """Upstream gradients of the wrong shape: one more sample, a shorter last axis (or a longer
+    one when it has length 1), an extra axis; for a scalar output, shapes (1,) and (2,)."""
+    if not shape:
+        return [(1,), (2,)]
+    out = [(shape[0] + 1,) + shape[1:], shape + (1,)]
+    if len(shape) > 1:
+        out.append(shape[:-1] + ((shape[-1] - 1) if shape[-1] > 1 else 2,))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_backward_refuses_a_wrong_dout_shape(xp, name):
+    forward, backward, make = SPECS[name]
+    args, kwargs = make(xp, "float64", backend.new_host_rng(0))
+    out, cache = forward(*args, **kwargs)
+    shape = tuple(out.shape)
+    for bad in wrong_shapes(shape):
+        dout = xp.ones(bad)
+        with pytest.raises(ValueError) as err:
+            backward(dout, cache)
+        msg = str(err.value)
+        assert msg.startswith(op_label(forward) + ":"), f"{name}: {msg}"
+        assert str(shape) in msg and str(bad) in msg, f"{name}: the message must give both shapes: {msg}"
+    with pytest.raises(ValueError, match=op_label(forward) + r": backward expected dout .*got a NoneType"):
+        backward(None, cache)
+    backward(xp.ones(shape), cache)  # the right shape still works afterwards
 
 
 def test_every_foundation_op_is_in_the_table():

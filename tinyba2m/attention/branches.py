@@ -23,7 +23,7 @@ from .. import backend
 from ..nn import BatchNorm1d, BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, MaxPool2d, ReLU, Sequential
 from ..nn.module import Module
 from ..ops.conv import conv2d_backward, conv2d_forward
-from ..ops.validation import require_positive_int
+from ..ops.validation import require_batch, require_positive_int
 from .nonlocal_attention import nonlocal_attention_backward, nonlocal_attention_forward
 
 
@@ -32,13 +32,16 @@ def hidden_width(channels: int, reduction: int) -> int:
     return max(channels // reduction, 4)
 
 
-def check_input(label: str, x, channels: int) -> None:
-    """x must be a 4-D (N, channels, H, W) array; a ValueError naming ``label`` otherwise."""
+def check_input(label: str, x, channels: int, allow_empty: bool = False) -> None:
+    """x must be a 4-D (N, channels, H, W) array with N >= 1 (N = 0 too with ``allow_empty``);
+    a ValueError naming ``label`` otherwise."""
     shape = tuple(getattr(x, "shape", ()))
     if len(shape) != 4:
         raise ValueError(f"{label}: expected a 4-D input (N, C, H, W) with C = {channels}, got shape {shape}")
     if shape[1] != channels:
         raise ValueError(f"{label}: built for {channels} channels, got an input with {shape[1]} (input shape {shape})")
+    if not allow_empty:
+        require_batch(label, x)
 
 
 class ChannelBranch(Sequential):
@@ -52,6 +55,7 @@ class ChannelBranch(Sequential):
         self.channels, self.hidden = channels, h
 
     def forward(self, x):
+        self.cache = None
         check_input(f"ChannelBranch({self.channels})", x, self.channels)
         return super().forward(x)
 
@@ -73,6 +77,7 @@ class LocalSpatialBranch(Sequential):
         self.channels, self.hidden, self.dilation = channels, h, dilation
 
     def forward(self, x):
+        self.cache = None
         check_input(f"LocalSpatialBranch({self.channels})", x, self.channels)
         return super().forward(x)
 
@@ -124,6 +129,7 @@ class GlobalSpatialBranch(Module):
         return buf[:size].reshape(shape)
 
     def forward(self, x):
+        self.cache = None
         check_input(f"GlobalSpatialBranch({self.channels})", x, self.channels)
         xp = backend.array_module(x)
         n, _, h, w = x.shape
@@ -145,11 +151,10 @@ class GlobalSpatialBranch(Module):
         else:
             y, att = nonlocal_attention_forward(theta, phi, g.reshape(n, k, -1), workspace)   # (N, HW, h')
             z = self.w_z.forward(y.transpose(0, 2, 1).reshape(n, k, h, w))
-        self.cache = (att, emb_cache, pool, (n, h, w), key_hw)
-        return self.bn.forward(z)
+        return self.keep(self.bn.forward(z), (att, emb_cache, pool, (n, h, w), key_hw))
 
     def backward(self, dout):
-        att, emb_cache, pool, (n, h, w), key_hw = self.cache
+        att, emb_cache, pool, (n, h, w), key_hw = self.saved(dout)
         xp = backend.array_module(dout)
         k = self.hidden
         dz = self.bn.backward(dout)

@@ -58,7 +58,7 @@ from __future__ import annotations
 import math
 
 from .. import backend
-from ..ops.validation import require_float, require_ndim
+from ..ops.validation import require_dout, require_float, require_ndim
 
 OP = "nonlocal_attention"
 
@@ -163,6 +163,7 @@ def nonlocal_attention_backward(dout, cache):
     """Returns (dtheta (N, K, Q), dphi (N, K, M), dg (N, V, M)): two products reading E', the
     row maxima's share added exactly (see the module docstring)."""
     theta, phi, g, e, z, out, top, gap = cache
+    require_dout(OP, dout, out.shape)
     xp = backend.array_module(dout, e)
     n, k, q = theta.shape
     v, m = g.shape[1], g.shape[2]
@@ -189,6 +190,7 @@ def nonlocal_attention_backward(dout, cache):
 def nonlocal_attention_backward_reference(dout, cache):
     """The textbook backward through P and dS (builds two (N, Q, M) arrays); same results."""
     theta, phi, g, e, z, out, top, _ = cache
+    require_dout(OP, dout, out.shape)
     xp = backend.array_module(dout, e)
     n, q = top.shape
     p = e / z[:, :, None]

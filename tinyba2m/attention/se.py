@@ -37,15 +37,15 @@ class SEBlock(Module):
         self.cache = None
 
     def forward(self, x):
-        check_input(f"SEBlock({self.channels})", x, self.channels)
+        self.cache = None
+        check_input(f"SEBlock({self.channels})", x, self.channels, allow_empty=True)
         s = x.mean(axis=(2, 3))
         r, relu_mask = relu_forward(self.fc1.forward(s))
         g = stable_sigmoid(self.fc2.forward(r))
-        self.cache = (x, g, relu_mask)
-        return x * g[:, :, None, None]
+        return self.keep(x * g[:, :, None, None], (x, g, relu_mask))
 
     def backward(self, dy):
-        x, g, relu_mask = self.cache
+        x, g, relu_mask = self.saved(dy)
         dg = (dy * x).sum(axis=(2, 3))
         du = dg * g * (1 - g)
         ds = self.fc1.backward(relu_backward(self.fc2.backward(du), relu_mask))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..nn.module import Module
-from ..ops.validation import require_ndim, require_positive_int
+from ..ops.validation import require_dout, require_ndim, require_positive_int
 
 
 def zero_pad_shortcut_forward(x, out_channels: int, stride: int = 2):
@@ -29,12 +29,13 @@ def zero_pad_shortcut_forward(x, out_channels: int, stride: int = 2):
     pad = (out_channels - c) // 2
     y = xp.zeros((n, out_channels) + tuple(sub.shape[2:]), dtype=x.dtype)
     y[:, pad:pad + c] = sub
-    return y, (tuple(x.shape), x.dtype, stride, pad)
+    return y, (tuple(x.shape), tuple(y.shape), stride, pad)
 
 
 def zero_pad_shortcut_backward(dy, cache):
     """dy (N, C_out, H', W') -> dx (N, C_in, H, W)."""
-    shape, dtype, stride, pad = cache
+    shape, out_shape, stride, pad = cache
+    require_dout("zero_pad_shortcut", dy, out_shape)
     xp = backend.array_module(dy)
     dx = xp.zeros(shape, dtype=dy.dtype)
     dx[:, :, ::stride, ::stride] = dy[:, pad:pad + shape[1]]
@@ -50,14 +51,14 @@ class ZeroPadShortcut(Module):
         self.cache = None
 
     def forward(self, x):
+        self.cache = None
         if getattr(x, "ndim", None) == 4 and x.shape[1] != self.in_channels:
             raise ValueError(f"ZeroPadShortcut({self.in_channels}->{self.out_channels}): expected input with "
                              f"{self.in_channels} channels, got shape {tuple(x.shape)}")
-        y, self.cache = zero_pad_shortcut_forward(x, self.out_channels, self.stride)
-        return y
+        return self.keep(*zero_pad_shortcut_forward(x, self.out_channels, self.stride))
 
     def backward(self, dy):
-        return zero_pad_shortcut_backward(dy, self.cache)
+        return zero_pad_shortcut_backward(dy, self.saved(dy))
 
     def extra_repr(self):
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"

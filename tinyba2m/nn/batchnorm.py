@@ -7,7 +7,7 @@ statistics and updates the buffers; eval mode normalises with the buffers.
 from __future__ import annotations
 
 from ..ops.batchnorm import batchnorm_backward, batchnorm_forward
-from ..ops.validation import require_positive_int
+from ..ops.validation import require_batch, require_positive_int
 from .init import ones, zeros
 from .module import Module
 
@@ -32,27 +32,33 @@ class _BatchNorm(Module):
         self.cache = None
 
     def forward(self, x):
-        label = f"{type(self).__name__}({self.num_features})"
+        self.cache = None
+        label = self.label()
         shape = tuple(getattr(x, "shape", ()))
         if len(shape) != self.ndim:
             raise ValueError(f"{label}: expected a {self.ndim}-D input {self.layout}, got shape {shape}")
         if shape[1] != self.num_features:
             raise ValueError(f"{label}: expected input with {self.num_features} channels, got {shape[1]} (input shape {shape})")
-        out, self.cache = batchnorm_forward(x, self.params["gamma"], self.params["beta"], self.buffers["running_mean"],
+        if self.training:
+            require_batch(f"{label} in training mode (batch statistics)", x)
+        out, cache = batchnorm_forward(x, self.params["gamma"], self.params["beta"], self.buffers["running_mean"],
                                             self.buffers["running_var"], self.training, self.momentum, self.eps)
         if self.training:
-            self.buffers["running_mean"] = self.cache["running_mean"]
-            self.buffers["running_var"] = self.cache["running_var"]
-        return out
+            self.buffers["running_mean"] = cache["running_mean"]
+            self.buffers["running_var"] = cache["running_var"]
+        return self.keep(out, cache)
 
     def backward(self, dout):
-        dx, dgamma, dbeta = batchnorm_backward(dout, self.cache)
+        dx, dgamma, dbeta = batchnorm_backward(dout, self.saved(dout))
         self.accumulate_grad("gamma", dgamma)
         self.accumulate_grad("beta", dbeta)
         return dx
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, momentum={self.momentum}, eps={self.eps}"
+
+    def label(self) -> str:
+        return f"{type(self).__name__}({self.num_features})"
 
 
 class BatchNorm1d(_BatchNorm):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..ops.conv import conv2d_backward, conv2d_forward
-from ..ops.validation import pair, require_positive_int
+from ..ops.validation import pair, require_batch, require_positive_int
 from .init import he_normal, zeros
 from .module import Module
 
@@ -30,23 +30,24 @@ class Conv2d(Module):
             self.params["b"] = zeros((out_channels,))
         self.cache = None
 
-    def _label(self) -> str:
+    def label(self) -> str:
         kh, kw = self.kernel_size
         k = str(kh) if kh == kw else f"{kh}x{kw}"
         return f"Conv2d({self.in_channels}->{self.out_channels}, k={k})"
 
     def forward(self, x):
+        self.cache = None
         shape = tuple(getattr(x, "shape", ()))
         if len(shape) != 4:
-            raise ValueError(f"{self._label()}: expected a 4-D input (N, C, H, W), got shape {shape}")
+            raise ValueError(f"{self.label()}: expected a 4-D input (N, C, H, W), got shape {shape}")
         if shape[1] != self.in_channels:
-            raise ValueError(f"{self._label()}: expected input with {self.in_channels} channels, got {shape[1]} "
+            raise ValueError(f"{self.label()}: expected input with {self.in_channels} channels, got {shape[1]} "
                              f"(input shape {shape})")
-        out, self.cache = conv2d_forward(x, self.params["w"], self.params.get("b"), self.stride, self.padding, self.dilation)
-        return out
+        require_batch(self.label(), x)
+        return self.keep(*conv2d_forward(x, self.params["w"], self.params.get("b"), self.stride, self.padding, self.dilation))
 
     def backward(self, dout):
-        dx, dw, db = conv2d_backward(dout, self.cache)
+        dx, dw, db = conv2d_backward(dout, self.saved(dout))
         self.accumulate_grad("w", dw)
         if db is not None:
             self.accumulate_grad("b", db)

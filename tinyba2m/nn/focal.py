@@ -14,12 +14,15 @@ class FocalLoss:
         self.cache = None
 
     def forward(self, logits, y):
+        self.cache = None
         loss, self.cache = focal_loss_forward(logits, y, self.gamma, self.label_smoothing)
         return loss
 
     __call__ = forward
 
     def backward(self, dloss=1.0):
+        if self.cache is None:
+            raise RuntimeError("FocalLoss: backward called before forward")
         return focal_loss_backward(dloss, self.cache)
 
     def __repr__(self):

@@ -21,13 +21,13 @@ class Linear(Module):
         self.cache = None
 
     def forward(self, x):
+        self.cache = None
         if getattr(x, "ndim", None) == 2 and x.shape[1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}->{self.out_features}): expected input (N, {self.in_features}), got {tuple(x.shape)}")
-        out, self.cache = linear_forward(x, self.params["w"], self.params.get("b"))
-        return out
+        return self.keep(*linear_forward(x, self.params["w"], self.params.get("b")))
 
     def backward(self, dout):
-        dx, dw, db = linear_backward(dout, self.cache)
+        dx, dw, db = linear_backward(dout, self.saved(dout))
         self.accumulate_grad("w", dw)
         if db is not None:
             self.accumulate_grad("b", db)
@@ -35,6 +35,9 @@ class Linear(Module):
 
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}, bias={'b' in self.params}"
+
+    def label(self) -> str:
+        return f"Linear({self.in_features}->{self.out_features})"
 
 
 class Flatten(OpModule):

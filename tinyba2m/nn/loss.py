@@ -12,10 +12,13 @@ class SoftmaxCrossEntropy:
         self.cache = None
 
     def forward(self, logits, y):
+        self.cache = None
         loss, self.cache = softmax_cross_entropy_forward(logits, y, self.label_smoothing)
         return loss
 
     __call__ = forward
 
     def backward(self, dloss=1.0):
+        if self.cache is None:
+            raise RuntimeError("SoftmaxCrossEntropy: backward called before forward")
         return softmax_cross_entropy_backward(dloss, self.cache)

@@ -10,12 +10,20 @@ A :class:`Module` keeps
 and implements ``forward(x)`` (remembering what ``backward`` needs) and ``backward(dout)``
 (returning the gradient with respect to the input). ``train()`` / ``eval()`` switch the mode of
 the module and all its children.
+
+The cache protocol: ``forward`` ends with ``return self.keep(out, cache)`` and ``backward``
+starts with ``cache = self.saved(dout)``, which raises ``RuntimeError("... backward called before
+forward")`` if there was no forward pass and a ``ValueError`` naming the module, the expected and
+the actual shape if ``dout`` is not shaped like that pass's output. A backward may run twice on
+one forward pass (the backward passes only read their cache); composite modules clear their
+cache when a forward pass starts, so a failed pass leaves nothing stale behind.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 
 from .. import backend
+from ..ops.validation import require_dout
 
 
 class Module:
@@ -27,6 +35,8 @@ class Module:
         self.grads = OrderedDict()
         self.buffers = OrderedDict()
         self.training = True
+        self.cache = None
+        self.out_shape = None
 
     # -- composition -------------------------------------------------------------------------
     def __setattr__(self, key, value):
@@ -67,6 +77,24 @@ class Module:
 
     def __call__(self, x):
         return self.forward(x)
+
+    def keep(self, out, cache=()):
+        """Remember ``cache`` (what backward needs) and the shape of ``out``; returns ``out``."""
+        self.cache, self.out_shape = cache, tuple(out.shape)
+        return out
+
+    def saved(self, dout):
+        """The cache of the last forward pass, after checking that there was one and that
+        ``dout`` has that pass's output shape (when it was recorded with :meth:`keep`)."""
+        if self.cache is None:
+            raise RuntimeError(f"{self.label()}: backward called before forward")
+        if self.out_shape is not None:
+            require_dout(self.label(), dout, self.out_shape)
+        return self.cache
+
+    def label(self) -> str:
+        """How errors name this module, e.g. ``Linear(4, 3, bias=True)``."""
+        return f"{type(self).__name__}({self.extra_repr()})"
 
     def accumulate_grad(self, name: str, g) -> None:
         """Add ``g`` to ``grads[name]`` (created on first use)."""
@@ -179,11 +207,11 @@ class OpModule(Module):
         return ()
 
     def forward(self, x):
-        out, self.cache = self.op_forward(x, *self.op_args())
-        return out
+        self.cache = None
+        return self.keep(*self.op_forward(x, *self.op_args()))
 
     def backward(self, dout):
-        return self.op_backward(dout, self.cache)
+        return self.op_backward(dout, self.saved(dout))
 
 
 class Sequential(Module):
@@ -199,11 +227,13 @@ class Sequential(Module):
             self.layers.append(layer)
 
     def forward(self, x):
+        self.cache = None
         for layer in self.layers:
             x = layer.forward(x)
-        return x
+        return self.keep(x)
 
     def backward(self, dout):
+        self.saved(dout)
         for layer in reversed(self.layers):
             dout = layer.backward(dout)
         return dout

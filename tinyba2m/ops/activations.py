@@ -7,7 +7,7 @@ softmax: p = exp(x - max) / sum exp      dx = p * (dout - sum(dout * p))   (alon
 from __future__ import annotations
 
 from .. import backend
-from .validation import require_float
+from .validation import require_dout, require_float
 
 
 def relu_forward(x):
@@ -18,6 +18,7 @@ def relu_forward(x):
 
 
 def relu_backward(dout, cache):
+    require_dout("relu", dout, cache.shape)
     return dout * cache
 
 
@@ -36,6 +37,7 @@ def sigmoid_forward(x):
 
 
 def sigmoid_backward(dout, cache):
+    require_dout("sigmoid", dout, cache.shape)
     s = cache
     return dout * s * (1 - s)
 
@@ -60,4 +62,5 @@ def softmax_forward(x, axis=-1):
 def softmax_backward(dout, cache):
     """``dx = p * (dout - sum(dout * p, axis))`` — the softmax Jacobian applied to dout."""
     p, axis = cache
+    require_dout("softmax", dout, p.shape)
     return p * (dout - (dout * p).sum(axis=axis, keepdims=True))

@@ -20,7 +20,7 @@ Train mode: with g = dout * gamma, xhat depends on x directly and through mu and
 from __future__ import annotations
 
 from .. import backend
-from .validation import require_finite, require_float, require_ndim
+from .validation import require_dout, require_finite, require_float, require_ndim
 
 OP = "batchnorm"
 
@@ -65,7 +65,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True, 
                              f"got x of shape {tuple(x.shape)}")
         mu = x.mean(axis=axes)
         xc = x - mu.reshape(bshape)
-        var = (xc * xc).mean(axis=axes)
+        var = channel_dot(xc, xc) / m
         mom = float(momentum)
         rdt = running_mean.dtype
         cache["running_mean"] = ((1 - mom) * running_mean + mom * mu).astype(rdt, copy=False)
@@ -74,20 +74,33 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True, 
         mu, var = running_mean, running_var
         xc = x - mu.reshape(bshape)
     inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
-    xhat = xc * inv_std.reshape(bshape)
-    out = xhat * gamma.reshape(bshape) + beta.reshape(bshape)
+    xhat = xp.multiply(xc, inv_std.reshape(bshape), out=xc)      # in place: xc is ours
+    out = xhat * gamma.reshape(bshape)
+    out += beta.reshape(bshape)
     cache["xhat"], cache["inv_std"] = xhat, inv_std
     return out, cache
 
 
+def channel_dot(a, b):
+    """``sum(a * b)`` over every axis but the channel axis 1, shape (C,): one pass, no (N, C, ...)
+    temporary."""
+    xp = backend.array_module(a, b)
+    n, c = a.shape[:2]
+    return xp.einsum("ncx,ncx->c", a.reshape(n, c, -1), b.reshape(n, c, -1))
+
+
 def batchnorm_backward(dout, cache):
     """Returns (dx shaped like x, dgamma (C,), dbeta (C,)); see the module docstring for the maths."""
+    require_dout(OP, dout, cache["xhat"].shape)
     axes, bshape, m = cache["axes"], cache["bshape"], cache["m"]
     xhat, inv_std, gamma = cache["xhat"], cache["inv_std"], cache["gamma"]
     dbeta = dout.sum(axis=axes)
-    dgamma = (dout * xhat).sum(axis=axes)
+    dgamma = channel_dot(dout, xhat)
     scale = (gamma * inv_std).reshape(bshape)
     if not cache["training"]:
         return dout * scale, dgamma, dbeta
-    dx = (scale / m) * (m * dout - dbeta.reshape(bshape) - xhat * dgamma.reshape(bshape))
+    # dx = scale * dout - (scale / m) * (dbeta + xhat * dgamma), in three passes over dout's size
+    dx = dout * scale
+    dx -= xhat * (scale * dgamma.reshape(bshape) / m)
+    dx -= scale * dbeta.reshape(bshape) / m
     return dx, dgamma, dbeta

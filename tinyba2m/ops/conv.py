@@ -34,7 +34,7 @@ readable reference for lessons and tests, far too slow for networks.
 from __future__ import annotations
 
 from .. import backend
-from .validation import pair, require_finite, require_float, require_ndim
+from .validation import pair, require_batch, require_dout, require_finite, require_float, require_ndim
 
 OP = "conv2d"
 
@@ -42,6 +42,15 @@ OP = "conv2d"
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     """``(size + 2*padding - dilation*(kernel-1) - 1) // stride + 1``."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def cached_output_shape(cache) -> tuple:
+    """(N, F, H_out, W_out) of the forward pass that made ``cache`` (any of the three kinds)."""
+    if isinstance(cache[0], str) and cache[0] == "1x1":
+        return (cache[1].shape[0], cache[2].shape[0]) + tuple(cache[1].shape[2:])
+    x, w, _, s, p, d = cache[-6:]
+    return (x.shape[0], w.shape[0], conv_output_size(x.shape[2], w.shape[2], s[0], p[0], d[0]),
+            conv_output_size(x.shape[3], w.shape[3], s[1], p[1], d[1]))
 
 
 def check_conv_args(x, w, b, stride, padding, dilation, op=OP):
@@ -61,6 +70,7 @@ def check_conv_args(x, w, b, stride, padding, dilation, op=OP):
         if tuple(b.shape) != (f,):
             raise ValueError(f"{op}: expected bias of shape ({f},), got {tuple(b.shape)}")
     require_finite(op, x=x, w=w, b=b)
+    require_batch(op, x)
     ekh, ekw = d[0] * (kh - 1) + 1, d[1] * (kw - 1) + 1
     if ekh > h + 2 * p[0] or ekw > wd + 2 * p[1]:
         raise ValueError(f"{op}: kernel {kh}x{kw} with dilation {d} spans {ekh}x{ekw}, larger than the padded input "
@@ -224,6 +234,7 @@ def conv2d_backward(dout, cache):
     (C*KH*KW)-row product scattered back with KH*KW slice-adds (col2im, still used for other
     strides and when q < 0).
     """
+    require_dout(OP, dout, cached_output_shape(cache))
     xp = backend.array_module(dout)
     if cache[0] == "1x1":
         _, x, w, has_bias = cache
@@ -309,6 +320,7 @@ def conv2d_forward_naive(x, w, b=None, stride=1, padding=0, dilation=1):
 def conv2d_backward_naive(dout, cache):
     """Loop-based gradients of conv2d (reference only): returns (dx, dw, db or None)."""
     x, w, has_bias, s, p, d = cache
+    require_dout("conv2d_naive", dout, cached_output_shape(cache))
     xp = backend.array_module(dout)
     n, c, h, wd = x.shape
     f, _, kh, kw = w.shape

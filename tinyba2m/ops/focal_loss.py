@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from .. import backend
 from .losses import check_labels, log_softmax, target_distribution
-from .validation import require_float, require_ndim
+from .validation import require_batch, require_dout, require_float, require_ndim
 
 
 def _check_gamma(gamma) -> float:
@@ -45,6 +45,7 @@ def focal_loss_forward(logits, y, gamma=2.0, label_smoothing=0.0):
     require_ndim("focal_loss", "logits", logits, 2, "(N, K)")
     require_float("focal_loss", "logits", logits)
     check_labels("focal_loss", logits, y)
+    require_batch("focal_loss", logits)
     gamma = _check_gamma(gamma)
     if not 0.0 <= float(label_smoothing) < 1.0:
         raise ValueError(f"focal_loss: label_smoothing must be in [0, 1), got {label_smoothing}")
@@ -61,6 +62,7 @@ def focal_loss_forward(logits, y, gamma=2.0, label_smoothing=0.0):
 def focal_loss_backward(dloss, cache):
     """Returns dlogits (N, K) = dloss * (-g + p * sum_k g) / N (see the module docstring)."""
     logp, q, one_minus_p, modulator, gamma = cache
+    require_dout("focal_loss", dloss, ())
     xp = backend.array_module(logp)
     p = xp.exp(logp)
     g = modulator

@@ -6,7 +6,7 @@ flatten: (N, d1, d2, ...) -> (N, d1*d2*...), backward reshapes back.
 """
 from __future__ import annotations
 
-from .validation import require_float, require_ndim
+from .validation import require_dout, require_float, require_ndim
 
 
 def linear_forward(x, w, b=None):
@@ -27,6 +27,7 @@ def linear_forward(x, w, b=None):
 def linear_backward(dout, cache):
     """Returns (dx (N, D), dw (D, M), db (M,) or None)."""
     x, w, has_bias = cache
+    require_dout("linear", dout, (x.shape[0], w.shape[1]))
     dx = dout @ w.T
     dw = x.T @ dout
     db = dout.sum(axis=0) if has_bias else None
@@ -36,8 +37,17 @@ def linear_backward(dout, cache):
 def flatten_forward(x):
     """(N, ...) -> (N, prod(...)). Returns (out, cache)."""
     require_ndim("flatten", "x", x, tuple(range(1, 9)))
-    return x.reshape(x.shape[0], -1), x.shape
+    require_float("flatten", "x", x, check_finite=False)
+    size = 1
+    for d in x.shape[1:]:
+        size *= d
+    return x.reshape(x.shape[0], size), x.shape
 
 
 def flatten_backward(dout, cache):
+    """Returns dx shaped like x: dout (N, prod(...)) reshaped back."""
+    size = 1
+    for d in cache[1:]:
+        size *= d
+    require_dout("flatten", dout, (cache[0], size))
     return dout.reshape(cache)

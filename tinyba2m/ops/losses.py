@@ -8,7 +8,7 @@ and ``log p = x - logsumexp(x)`` (stable for large logits):
 from __future__ import annotations
 
 from .. import backend
-from .validation import require_float, require_ndim
+from .validation import require_batch, require_dout, require_float, require_ndim
 
 
 def log_softmax(x):
@@ -46,6 +46,7 @@ def softmax_cross_entropy_forward(logits, y, label_smoothing=0.0):
     require_ndim("softmax_cross_entropy", "logits", logits, 2, "(N, K)")
     require_float("softmax_cross_entropy", "logits", logits)
     check_labels("softmax_cross_entropy", logits, y)
+    require_batch("softmax_cross_entropy", logits)
     if not 0.0 <= float(label_smoothing) < 1.0:
         raise ValueError(f"softmax_cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing}")
     n = logits.shape[0]
@@ -59,4 +60,5 @@ def softmax_cross_entropy_backward(dloss, cache):
     """Returns dlogits (N, K) = dloss * (p - q) / N."""
     xp = backend.array_module(cache[0])
     logp, q = cache
+    require_dout("softmax_cross_entropy", dloss, ())
     return (xp.exp(logp) - q) * (dloss / logp.shape[0])

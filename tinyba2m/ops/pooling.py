@@ -19,7 +19,7 @@ the whole batch.
 from __future__ import annotations
 
 from .. import backend
-from .validation import pair, require_float, require_ndim
+from .validation import pair, require_dout, require_float, require_ndim
 
 
 def _check_pool(op, x, kernel_size, stride, padding):
@@ -88,6 +88,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
 def max_pool2d_backward(dout, cache):
     """Returns dx (N, C, H, W): each upstream value on the input that won its window."""
     arg, xshape, k, s, p = cache
+    require_dout("max_pool2d", dout, arg.shape)
     xp = backend.array_module(dout)
     ho, wo = dout.shape[2:]
     zero = xp.zeros((), dtype=dout.dtype)
@@ -113,6 +114,8 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
 def avg_pool2d_backward(dout, cache):
     """Returns dx (N, C, H, W): dout / (KH*KW) spread over every cell of its window."""
     xshape, k, s, p = cache
+    n, c, h, w = xshape
+    require_dout("avg_pool2d", dout, (n, c, (h + 2 * p[0] - k[0]) // s[0] + 1, (w + 2 * p[1] - k[1]) // s[1] + 1))
     xp = backend.array_module(dout)
     share = dout * (1.0 / (k[0] * k[1]))
     return _scatter_windows(lambda a, e: share, xshape, k, s, p, dout.shape[2], dout.shape[3], dout.dtype, xp)
@@ -128,6 +131,7 @@ def global_avg_pool_forward(x):
 def global_avg_pool_backward(dout, cache):
     """Returns dx (N, C, H, W) = dout[n, c] / (H*W) at every pixel."""
     n, c, h, w = cache
+    require_dout("global_avg_pool", dout, (n, c))
     xp = backend.array_module(dout)
     dx = xp.empty((n, c, h, w), dtype=dout.dtype)
     dx[...] = (dout * (1.0 / (h * w))).reshape(n, c, 1, 1)

@@ -62,3 +62,27 @@ def require_finite(op: str, **arrays) -> None:
     if not bool(ok):
         bad = next(k for (k, _), f in zip(named, flags) if not bool(f))
         raise ValueError(f"{op}: {bad} contains non-finite values (NaN or inf)")
+
+
+def require_dout(op: str, dout, expected_shape) -> None:
+    """The upstream gradient ``dout`` must have the shape of the forward output,
+    ``expected_shape`` (a Python number counts as shape (), for the losses' ``dloss``).
+    Every backward calls this first: a wrong shape would otherwise broadcast or be read
+    silently into wrong gradients."""
+    expected = tuple(int(s) for s in expected_shape)
+    if isinstance(dout, (int, float)) and not isinstance(dout, bool):
+        shape = ()
+    else:
+        shape = getattr(dout, "shape", None)
+    if shape is None:
+        raise ValueError(f"{op}: backward expected dout to be an array of shape {expected} (the forward output's), "
+                         f"got a {type(dout).__name__}")
+    if tuple(shape) != expected:
+        raise ValueError(f"{op}: backward expected dout of shape {expected} (the forward output's), got shape {tuple(shape)}")
+
+
+def require_batch(op: str, x) -> None:
+    """``x`` (N, ...) must hold at least one sample: for the modules whose result depends on the
+    whole batch (batch statistics, batch softmax), where an empty batch has no meaning."""
+    if x.shape[0] == 0:
+        raise ValueError(f"{op}: got an empty batch (input shape {tuple(x.shape)}); it needs at least one sample")
