@@ -13,8 +13,8 @@ from .validation import require_dout, require_float
 def relu_forward(x):
     """``max(x, 0)`` element-wise; any shape. Returns (out, cache = the mask x > 0)."""
     require_float("relu", "x", x, check_finite=False)
-    mask = x > 0
-    return x * mask, mask
+    xp = backend.array_module(x)
+    return xp.maximum(x, 0), x > 0      # (a multiply by the mask would cast it to float first)
 
 
 def relu_backward(dout, cache):
