@@ -326,3 +326,12 @@ def test_study_runs_a_grid_resumes_and_summarises(tmp_path, monkeypatch):
     assert len(study.read_cells(tmp_path / "cells.csv")) == 4
     with pytest.raises(SystemExit):
         study.main(["--readings", "nonsense"])
+
+
+def test_data_url_reaches_the_download(tmp_path, capsys):
+    """--data-url replaces the official addresses (a refused local port: no request leaves the machine)."""
+    url = "http://127.0.0.1:9/cifar-100-python.tar.gz"
+    code = cli.main(["--dataset", "cifar100", "--data-dir", str(tmp_path / "data"), "--data-url", url,
+                     "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"tried (1) {url}" in err and "toronto.edu" not in err

@@ -95,7 +95,16 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
                         "real set, offline (1,437 train / 360 test, 10 classes, no augmentation; needs "
                         "scikit-learn: pip install -e \".[digits]\") (default: %(default)s)")
     g.add_argument("--data-dir", default=dflt(None), metavar="DIR",
-                   help="folder of the CIFAR-100 archive (default: $TINYBA2M_DATA_DIR, else ~/.cache/tinyba2m/cifar100)")
+                   help="folder of the CIFAR-100 archive, or of torchvision's download (cifar-100-python.tar.gz "
+                        "and/or cifar-100-python/{train,test,meta}), used as it is (default: $TINYBA2M_DATA_DIR, "
+                        "else ~/.cache/tinyba2m/cifar100)")
+    g.add_argument("--data-url", default=dflt(None), metavar="URL",
+                   help="download the CIFAR-100 archive from URL (a mirror: http://, https:// or file://) instead of "
+                        "the official addresses (https://cave.cs.toronto.edu/kriz/cifar-100-python.tar.gz, then the "
+                        "old https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz); it must still match the "
+                        "official md5. The official server is slow (30-60 minutes for the 169 MB); an interrupted "
+                        "download resumes on the next run (default: $TINYBA2M_CIFAR100_URL, else the official "
+                        "addresses)")
     g.add_argument("--subset", type=_int_at_least(1), default=dflt(None), metavar="N",
                    help="use only the first N images of each split (train and test), for quick runs; for the "
                         "synthetic set this is the number of images generated per split (default: all)")
@@ -174,7 +183,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
 
 
 def _config_from_args(args) -> TrainConfig:
-    return TrainConfig(dataset=args.dataset, data_dir=args.data_dir, model=args.model, attention=args.attention,
+    return TrainConfig(dataset=args.dataset, data_dir=args.data_dir, data_url=args.data_url, model=args.model,
+                       attention=args.attention,
                        ba2m_placement=args.ba2m_placement, zero_init_residual=args.zero_init_residual,
                        init=args.init, ba2m_sar=args.ba2m_sar,
                        ba2m_temperature=args.ba2m_temperature, ba2m_normalisation=args.ba2m_normalisation,
@@ -235,7 +245,7 @@ def _eval_only(parser, args, explicit, data=None) -> int:
         parser.error(f"--checkpoint: {exc}")
     cfg = TrainConfig.from_dict(meta["config"])
     given = _config_from_args(args).to_dict()
-    for k in ("dataset", "data_dir", "subset", "eval_batch_size", "backend", "progress", "model", "attention",
+    for k in ("dataset", "data_dir", "data_url", "subset", "eval_batch_size", "backend", "progress", "model", "attention",
               "ba2m_placement"):
         if k in explicit:
             setattr(cfg, k, given[k])
@@ -288,7 +298,8 @@ def main(argv=None, data=None, on_epoch_end=None) -> int:
         print(f"\n{exc}", file=sys.stderr, flush=True)
         return 130
     except KeyboardInterrupt:
-        print("\ninterrupted before training started; nothing was saved", file=sys.stderr, flush=True)
+        print("\ninterrupted before training started; nothing was saved (a partial CIFAR-100 download is kept and "
+              "resumes on the next run)", file=sys.stderr, flush=True)
         return 130
     except (DatasetError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

@@ -6,7 +6,7 @@ import dataclasses
 
 # options that may differ when a run is resumed or a checkpoint evaluated (they do not change
 # the numbers a run computes, or say where things live)
-RUNTIME_OPTIONS = ("data_dir", "backend", "out", "progress")
+RUNTIME_OPTIONS = ("data_dir", "data_url", "backend", "out", "progress")
 SYNTHETIC_DATA_SEED = 0  # the synthetic images do not depend on --seed (like a fixed real data set)
 
 
@@ -14,6 +14,7 @@ SYNTHETIC_DATA_SEED = 0  # the synthetic images do not depend on --seed (like a 
 class TrainConfig:
     dataset: str = "synthetic"
     data_dir: str | None = None
+    data_url: str | None = None
     model: str = "smallcnn"
     attention: str = "ba2m"
     ba2m_placement: str = "every"

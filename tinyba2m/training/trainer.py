@@ -59,7 +59,8 @@ class RunFolderError(ValueError):
 
 
 def load_data(config: TrainConfig):
-    return load_dataset(config.dataset, data_dir=config.data_dir, subset=config.subset, seed=SYNTHETIC_DATA_SEED,
+    return load_dataset(config.dataset, data_dir=config.data_dir, url=config.data_url, subset=config.subset,
+                        seed=SYNTHETIC_DATA_SEED,
                         progress=config.progress)
 
 
