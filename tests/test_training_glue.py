@@ -2,13 +2,14 @@
 against another run (a wiring mistake shared by two runs cancels out): the learning rate the
 optimiser really uses at every step and the ``lr`` column of metrics.csv, the host random state a
 resumed run restores, exact top-1 / top-5 / loss of ``evaluate`` on known logits, what each BA²M
-eval weighting does to the per-sample weights, and that each test column of metrics.csv holds
-the evaluation under its own weighting."""
+eval weighting (batch, uniform, population) does to the per-sample weights, and that each test
+column of metrics.csv holds the evaluation under its own weighting."""
 import math
 
 import pytest
 
 from tinyba2m import backend
+from tinyba2m.attention.ba2m import EVAL_WEIGHTINGS
 from tinyba2m.data import make_synthetic
 from tinyba2m.models import sample_weights
 from tinyba2m.nn.module import Module
@@ -186,13 +187,30 @@ def test_each_eval_weighting_gives_its_weights(data, reference, mode):
     assert all(WEIGHT_RULES[mode](w) for w in seen), (mode, seen)
 
 
+def test_population_weights_ignore_batch_mates(data, reference):
+    """Population weighting: each sample's weight is its own (running statistics, no softmax over
+    the batch), so batches of 6 and of 1 give every sample the same weight, and not all 1."""
+    model = reference[2].model
+    weights = {}
+    for size in (6, 1):
+        seen = spy_weights(model)
+        try:
+            evaluate(model, data.test_images, data.test_labels, size, "population")
+        finally:
+            del model.forward
+        weights[size] = np.concatenate(seen)
+    assert np.allclose(weights[6], weights[1], rtol=1e-5, atol=0)
+    assert weights[6].max() - weights[6].min() > 1e-4
+
+
 def test_each_metrics_column_holds_its_own_weighting(data, reference):
     """The test columns of the last row equal a fresh evaluation of the final model under the
     column's weighting (so a column evaluated under another weighting is caught)."""
     out, _, run = reference
     last = read_rows(out / "metrics.csv")[-1]
-    for mode in WEIGHT_RULES:
+    for mode in EVAL_WEIGHTINGS:
         want = evaluate(run.model, data.test_images, data.test_labels, BATCH, mode)
         for key in ("loss", "top1", "top5"):
             assert last[f"test_{key}_{mode}"] == pytest.approx(want[key], rel=1e-7, abs=1e-12), (mode, key)
-    assert last["test_loss_batch"] != pytest.approx(last["test_loss_uniform"], rel=1e-6)
+    losses = [last[f"test_loss_{mode}"] for mode in EVAL_WEIGHTINGS]
+    assert all(a != pytest.approx(b, rel=1e-6) for i, a in enumerate(losses) for b in losses[i + 1:])
