@@ -1,7 +1,9 @@
+import numpy as np
 import pytest
 
 from tinyba2m import backend
 from tinyba2m.nn import Linear, ReLU, Sequential
+from tinyba2m.nn.module import StateValueError
 
 
 def make_net():
@@ -57,3 +59,40 @@ def test_zero_grad_and_accumulation():
 def test_sequential_rejects_non_modules():
     with pytest.raises(ValueError, match="Sequential: item 1"):
         Sequential(Linear(2, 2), "relu")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_load_state_dict_refuses_non_finite_values_and_changes_nothing(xp, bad):
+    net = make_net()
+    before = {k: backend.to_host(v).copy() for k, v in net.state_dict().items()}
+    sd = make_net().state_dict()
+    sd["2.w"][1, 2] = bad
+    with pytest.raises(StateValueError, match=r"2\.w: 1 of 24 values are not finite \(NaN or inf\)"):
+        net.load_state_dict(sd)
+    after = net.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_load_state_dict_refuses_integer_arrays_for_float_parameters():
+    net = make_net()
+    sd = net.state_dict()
+    sd["0.b"] = np.arange(8)
+    sd["2.b"] = np.ones(3, dtype=bool)
+    with pytest.raises(StateValueError, match=r"0\.b: expected a floating-point array \(the model's is float\d+\), "
+                                               r"got dtype int64; 2\.b: .*got dtype bool"):
+        net.load_state_dict(sd)
+
+
+def test_load_state_dict_refuses_non_finite_buffers():
+    from tinyba2m.nn import BatchNorm2d
+    bn = BatchNorm2d(3)
+    sd = bn.state_dict()
+    sd["running_var"][0] = np.nan
+    with pytest.raises(StateValueError, match="running_var: 1 of 3 values are not finite"):
+        bn.load_state_dict(sd)
+
+
+def test_load_state_dict_takes_another_float_dtype():
+    a, b = make_net(), make_net().astype("float64")
+    b.load_state_dict({k: v.astype("float16") for k, v in a.state_dict().items()})
+    assert b[0].params["w"].dtype == backend.get_xp().float64

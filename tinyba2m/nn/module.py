@@ -26,6 +26,21 @@ from .. import backend
 from ..ops.validation import require_dout
 
 
+class StateValueError(ValueError):
+    """A state entry holds values a model cannot take: not floating point for a float array,
+    or NaN / inf."""
+
+
+def value_problems(name: str, value, like) -> list:
+    """Why ``value`` cannot replace the float array ``like`` (empty if it can)."""
+    host = backend.to_host(value)
+    kind = backend.numpy_module.asarray(host).dtype.kind
+    if kind != "f":
+        return [f"{name}: expected a floating-point array (the model's is {backend.dtype_of(like)}), got dtype {host.dtype}"]
+    bad = int((~backend.numpy_module.isfinite(host)).sum())
+    return [f"{name}: {bad} of {host.size} values are not finite (NaN or inf)"] if bad else []
+
+
 class Module:
     """Base class: subclasses fill ``params`` / ``buffers`` and define forward and backward."""
 
@@ -156,9 +171,11 @@ class Module:
     def load_state_dict(self, state: dict, strict: bool = True) -> None:
         """Copy arrays from ``state`` into this module, checking names and shapes first.
 
-        Raises ``ValueError`` listing missing / unexpected names and every shape mismatch,
-        and changes nothing if any check fails. A buffer named in a module's
-        ``optional_buffers`` may be absent (a state saved before it existed): it keeps its value.
+        Raises ``ValueError`` listing missing / unexpected names and every shape mismatch, then
+        :class:`StateValueError` for every entry of a float parameter or buffer that is not a
+        floating-point array or holds NaN or inf, and changes nothing if any check fails. A
+        buffer named in a module's ``optional_buffers`` may be absent (a state saved before it
+        existed): it keeps its value.
         """
         targets, optional = {}, set()
         for qual, mod in self.named_modules():
@@ -178,6 +195,13 @@ class Module:
                 problems.append(f"{k}: expected shape {tuple(store[key].shape)}, got {tuple(state[k].shape)}")
         if problems:
             raise ValueError(f"{type(self).__name__}.load_state_dict: state does not match this model: " + "; ".join(problems))
+        for k, (store, key) in targets.items():
+            if k in state and backend.is_float_dtype(store[key].dtype):
+                problems += value_problems(k, state[k], store[key])
+        if problems:
+            more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+            raise StateValueError(f"{type(self).__name__}.load_state_dict: refused, nothing loaded: "
+                                  + "; ".join(problems[:10]) + more)
         for k, (store, key) in targets.items():
             if k in state:
                 old = store[key]

@@ -12,7 +12,9 @@ Layout of the archive:
 
 Atomic: the archive is written to a temporary file in the same folder, flushed and fsync'ed, then
 moved over the target with ``os.replace`` — a crash leaves either the old or the new file, never
-a torn one. Loading checks the format tag; :func:`check_architecture` compares the stored
+a torn one. Loading reads only .npz archives (checked by their first bytes), never unpickles
+anything (``allow_pickle=False``: a file holding pickled objects is refused as not a checkpoint),
+checks the format tag; :func:`check_architecture` compares the stored
 architecture with the model about to receive it before any array is copied.
 """
 from __future__ import annotations
@@ -23,10 +25,12 @@ import pathlib
 import tempfile
 
 from .. import __version__, backend
+from ..nn.module import StateValueError
 
 FORMAT = "tinyba2m-checkpoint"
 FORMAT_VERSION = 1
 ARCH_KEYS = ("model", "attention", "ba2m_placement", "num_classes")
+ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")  # an .npz file is a zip archive
 
 
 class CheckpointError(ValueError):
@@ -93,15 +97,39 @@ def save_checkpoint(path, model_state: dict, optim_arrays: dict, meta: dict) -> 
     atomic_write(path, lambda f: backend.save_npz(f, arrays))
 
 
+def _kind_of_file(head: bytes) -> str:
+    """What a file that is not an .npz archive looks like, from its first bytes."""
+    if not head:
+        return "it is empty"
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a single .npy array"
+    if head[:1] == b"\x80":
+        return "it is a Python pickle, which is never loaded"
+    return "it is not a zip archive"
+
+
 def load_checkpoint(path):
-    """Read a checkpoint: returns ``(meta, model_state, optim_arrays)`` (host arrays)."""
+    """Read a checkpoint: returns ``(meta, model_state, optim_arrays)`` (host arrays).
+    Anything but a tinyba2m checkpoint raises :class:`CheckpointError` saying so."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head.startswith(ZIP_SIGNATURES):
+        raise CheckpointError(f"{path} is not a tinyba2m checkpoint ({_kind_of_file(head)}; not a readable .npz "
+                              f"checkpoint). Give the checkpoint.npz or best.npz of a run folder")
     try:
-        data = backend.load_npz(path)
-    except Exception as exc:  # zipfile.BadZipFile, ValueError (pickled content), OSError, EOFError
-        raise CheckpointError(f"{path} is not a readable .npz checkpoint ({type(exc).__name__}: {exc})") from exc
+        data = backend.load_npz(path)       # allow_pickle=False
+    except ValueError as exc:
+        if "pickle" not in str(exc):
+            raise CheckpointError(f"{path} is not a tinyba2m checkpoint: not a readable .npz checkpoint archive "
+                                  f"({exc})") from exc
+        raise CheckpointError(f"{path} is not a tinyba2m checkpoint (it holds pickled Python objects, "
+                              f"which are never loaded)") from None
+    except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError
+        raise CheckpointError(f"{path} is not a tinyba2m checkpoint: not a readable .npz checkpoint archive "
+                              f"({type(exc).__name__}: {exc})") from exc
     if "meta" not in data:
         raise CheckpointError(f"{path} is an .npz file but not a tinyba2m checkpoint (no 'meta' entry)")
     try:
@@ -128,13 +156,22 @@ def check_architecture(meta: dict, expected: dict, path="checkpoint") -> None:
             f"{describe_architecture(wanted)} ({diff})")
 
 
+def load_model_state(model, model_state: dict, path="checkpoint") -> None:
+    """``model.load_state_dict(model_state)``, with its refusals as checkpoint errors: unusable
+    values (NaN, inf, integers for float arrays) as :class:`CheckpointError`, names or shapes
+    that do not match as :class:`ArchitectureMismatchError`, each naming ``path``."""
+    try:
+        model.load_state_dict(model_state)
+    except StateValueError as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint: {exc}") from exc
+    except ValueError as exc:
+        raise ArchitectureMismatchError(f"{path}: {exc}") from exc
+
+
 def load_model_weights(model, path, expected_arch: dict):
     """Check the architecture, then load the model arrays of the checkpoint at ``path``;
     returns the checkpoint's meta. ``load_state_dict`` also checks every name and shape."""
     meta, model_state, _ = load_checkpoint(path)
     check_architecture(meta, expected_arch, path)
-    try:
-        model.load_state_dict(model_state)
-    except ValueError as exc:
-        raise ArchitectureMismatchError(f"{path}: {exc}") from exc
+    load_model_state(model, model_state, path)
     return meta
