@@ -1,4 +1,6 @@
 """The gradient checker itself: it passes right backward passes and catches wrong ones."""
+import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -144,3 +146,108 @@ def test_cli_target_that_raises_is_a_fail_not_a_crash(tmp_path, capsys, monkeypa
     assert main(["--target", "stub_ops:mine_forward", "--shapes", "3,4"]) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "NotImplementedError: Exercise 9: write mine_forward" in out and "stub_ops.py:3" in out
+
+
+# -- the command line for coursework (issue 10, item 12) ------------------------------------------
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+COURSEWORK = '''
+from tinyba2m.nn import Linear
+
+
+class BadLinear(Linear):
+    """Right input gradient, wrong weight and bias gradients."""
+
+    def __init__(self):
+        super().__init__(3, 2)
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.grads["w"] = self.grads["w"] * 1.5
+        self.grads["b"] = self.grads["b"] + 1.0
+        return dx
+
+
+class BrokenBackward(Linear):
+    def __init__(self):
+        super().__init__(3, 2)
+
+    def backward(self, dout):
+        raise ValueError("shapes (2,2) and (3,2) not aligned")
+
+
+def picky_forward(x, w):
+    if x.shape[1] != 99:
+        raise ValueError("x must have 99 columns")
+    return x @ w, (x, w)
+
+
+def picky_backward(dout, cache):
+    return None, None
+
+
+def fine_forward(x, w):
+    return x @ w, (x, w)
+
+
+def fine_backward(dout, cache):
+    x, w = cache
+    raise KeyError("dw")
+'''
+
+
+@pytest.fixture
+def coursework(tmp_path, monkeypatch):
+    path = tmp_path / "coursework_mod.py"
+    path.write_text(COURSEWORK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("coursework_mod", None)
+    lines = COURSEWORK.splitlines()
+    return path, {key: next(i + 1 for i, ln in enumerate(lines) if key in ln)
+                  for key in ("not aligned", "99 columns", 'KeyError("dw")')}
+
+
+def test_fail_row_names_every_failed_gradient(coursework, capsys):
+    assert main(["--target", "coursework_mod:BadLinear", "--input-shape", "4,3"]) == 1
+    row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("coursework_mod:BadLinear"))
+    assert row.split()[3] == "FAIL"
+    assert re.search(r"w=\d\.\d\de-\d\d", row) and re.search(r"b=\d\.\d\de-\d\d", row), row
+    assert "input=" not in row  # the input gradient is right
+
+
+@pytest.mark.parametrize("target,args,phase,message,key", [
+    ("coursework_mod:picky_forward", ["--shapes", "4,3", "3,2"], "forward", "ValueError: x must have 99 columns", "99 columns"),
+    ("coursework_mod:fine_forward", ["--shapes", "4,3", "3,2"], "backward", "KeyError: 'dw'", 'KeyError("dw")'),
+    ("coursework_mod:BrokenBackward", ["--input-shape", "4,3"], "backward", "ValueError: shapes (2,2) and (3,2) not aligned",
+     "not aligned"),
+])
+def test_target_that_raises_names_target_phase_and_line(coursework, capsys, target, args, phase, message, key):
+    path, line_of = coursework
+    assert main(["--target", target, *args]) == 1          # a FAIL, not a usage error (exit 2)
+    out = capsys.readouterr().out
+    assert f"FAIL {target}: {phase} raised {message} (raised at {path}:{line_of[key]})" in out, out
+
+
+def test_shapes_count_mismatch_is_a_usage_error(coursework, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--target", "coursework_mod:fine_forward", "--shapes", "4,3"])
+    assert exc.value.code == 2
+    assert "fine_forward takes 2 input array(s) (x, w), but --shapes gave 1" in capsys.readouterr().err
+
+
+def run_cli(cwd, *args):
+    return subprocess.run([sys.executable, "-m", "tinyba2m.gradcheck", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_target_in_lessons_works_from_inside_lessons():
+    res = run_cli(ROOT / "lessons", "--target", "lessons.solutions.ex01_row_scale:row_scale_forward", "--shapes", "4,3", "4")
+    assert res.returncode == 0 and "PASS" in res.stdout, res.stdout + res.stderr
+    assert f"using {ROOT}" in res.stderr and "run from there" in res.stderr
+
+
+def test_target_that_cannot_be_imported_says_where_to_run_from(tmp_path):
+    res = run_cli(tmp_path, "--target", "lessons.solutions.ex01_row_scale:row_scale_forward", "--shapes", "4,3", "4")
+    assert res.returncode == 2
+    assert "cannot import module 'lessons.solutions.ex01_row_scale'" in res.stderr
+    assert "the repository root" in res.stderr

@@ -1,13 +1,18 @@
 """``python -m tinyba2m.gradcheck`` — check hand-derived backward passes, print a table.
 
-Exit status: 0 if every check passes, 1 if any fails (including a --target whose code raises,
-e.g. an exercise stub still raising NotImplementedError), 2 on bad usage.
+Exit status: 0 if every check passes, 1 if any fails (a FAIL row names each gradient above the
+tolerance with its error; a --target whose code raises is a FAIL naming the target, the phase —
+construction, forward or backward — and the file:line in that code, with the original message),
+2 on bad usage (an unknown name, a --target that cannot be imported, a --shapes count that does
+not match the forward's inputs).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import inspect
+import os
+import pathlib
 import sys
 import time
 import traceback
@@ -28,7 +33,24 @@ EPILOG = """examples:
         check your own pair my_op_forward(*arrays) -> (out, cache) and
         my_op_backward(dout, cache) -> gradient or tuple of gradients (one per array)
 
-Checks run in float64 with central differences; the error is ||a - n|| / (||a|| + ||n||)."""
+Run it from the folder that holds your package (for the course: the repository root, so that
+lessons.exercises... imports). Checks run in float64 with central differences; the error is
+||a - n|| / (||a|| + ||n||)."""
+
+PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[1]
+
+
+class UsageError(ValueError):
+    """The command line asks for something impossible: exit status 2."""
+
+
+class TargetFailure(Exception):
+    """A --target's own code raised: reported as a FAIL row, with where and in which phase."""
+
+    def __init__(self, spec: str, phase: str, exc: BaseException, code_file=None):
+        self.spec, self.phase, self.exc = spec, phase, exc
+        self.where = raised_at(exc, code_file)
+        super().__init__(f"{spec}: {phase} raised {type(exc).__name__}: {exc}{self.where}")
 
 
 def parse_shape(text: str) -> tuple:
@@ -41,56 +63,131 @@ def parse_shape(text: str) -> tuple:
     return shape
 
 
+def _root_holding(package: str):
+    """The nearest folder at or above the working directory that holds ``package`` (None if none)."""
+    for folder in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents]:
+        if (folder / package).is_dir() or (folder / f"{package}.py").is_file():
+            return folder
+    return None
+
+
+def import_target_module(mod_name: str):
+    """Import ``mod_name``. When it (or a module it imports) is not found from the working
+    directory but is in a folder above it — ``lessons/`` run from inside ``lessons/`` — that
+    folder is put on the path with a note; otherwise a UsageError says where to run from."""
+    try:
+        return importlib.import_module(mod_name)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or mod_name).split(".")[0]
+        root = _root_holding(missing)
+        if root is None or str(root) in sys.path:
+            hint = "" if missing != mod_name.split(".")[0] else (
+                f". Run from the folder that holds {missing}/ (for the course's exercises: the repository root, "
+                f"the folder with lessons/ and tinyba2m/), or put that folder on PYTHONPATH")
+            raise UsageError(f"--target: cannot import module {mod_name!r} ({exc}){hint}") from None
+        print(f"note: {missing!r} is not importable from {os.getcwd()}; using {root} (run from there to skip this)",
+              file=sys.stderr)
+        sys.path.insert(0, str(root))
+        return import_target_module(mod_name)
+    except ImportError as exc:
+        raise UsageError(f"--target: cannot import module {mod_name!r} ({exc})") from exc
+
+
 def load_target(spec: str):
     if ":" not in spec:
-        raise ValueError(f"--target must look like package.module:Name, got {spec!r}")
+        raise UsageError(f"--target must look like package.module:Name, got {spec!r}")
     mod_name, attr = spec.split(":", 1)
     try:
-        mod = importlib.import_module(mod_name)
-    except ImportError as exc:
-        raise ValueError(f"--target: cannot import module {mod_name!r} ({exc})") from exc
+        mod = import_target_module(mod_name)
+    except UsageError:
+        raise
+    except Exception as exc:  # the module's own code raised while importing
+        raise TargetFailure(spec, "import", exc) from exc
     if not hasattr(mod, attr):
-        raise ValueError(f"--target: module {mod_name!r} has no attribute {attr!r}")
+        raise UsageError(f"--target: module {mod_name!r} has no attribute {attr!r}")
     return mod, getattr(mod, attr)
 
 
+def _guarded(fn, spec, phase, code_file):
+    """``fn`` whose exceptions become a TargetFailure naming ``spec`` and ``phase``."""
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            raise TargetFailure(spec, phase, exc, code_file) from exc
+    return call
+
+
+def _input_count(fn):
+    """(required, most) positional inputs of ``fn``; most is None for ``*args``."""
+    params = list(inspect.signature(fn).parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = sum(p.default is p.empty for p in positional)
+    most = None if any(p.kind == p.VAR_POSITIONAL for p in params) else len(positional)
+    return required, most
+
+
 def check_target(spec: str, input_shape, shapes, tolerance) -> CheckResult:
-    """Check a user's Module subclass (or instance) or forward/backward pair named by ``spec``."""
+    """Check a user's Module subclass (or instance) or forward/backward pair named by ``spec``.
+    Raises UsageError for what the command line got wrong, TargetFailure when the code raised."""
     mod, obj = load_target(spec)
+    code_file = getattr(mod, "__file__", None)
     if inspect.isclass(obj) and issubclass(obj, Module):
-        obj = obj()
+        if input_shape is None:
+            raise UsageError("--target names a module: give its input with --input-shape, e.g. --input-shape 2,3,6,6")
+        obj = _guarded(obj, spec, "construction", code_file)()
     if isinstance(obj, Module):
         if input_shape is None:
-            raise ValueError("--target names a module: give its input with --input-shape, e.g. --input-shape 2,3,6,6")
+            raise UsageError("--target names a module: give its input with --input-shape, e.g. --input-shape 2,3,6,6")
+        obj.forward = _guarded(obj.forward, spec, "forward", code_file)
+        obj.backward = _guarded(obj.backward, spec, "backward", code_file)
         return check_module(obj, input_shape, tolerance=tolerance, name=spec)
     if callable(obj):
         fname = obj.__name__
         if not fname.endswith("_forward"):
-            raise ValueError(f"--target {spec}: a function must be named <op>_forward, with <op>_backward beside it")
+            raise UsageError(f"--target {spec}: a function must be named <op>_forward, with <op>_backward beside it")
         bname = fname[: -len("_forward")] + "_backward"
         if not hasattr(mod, bname):
-            raise ValueError(f"--target {spec}: no {bname} found in {mod.__name__}")
+            raise UsageError(f"--target {spec}: no {bname} found in {mod.__name__}")
         if not shapes:
-            raise ValueError("--target names an op pair: give the input shapes with --shapes, e.g. --shapes 2,3 3,4")
+            raise UsageError("--target names an op pair: give the input shapes with --shapes, e.g. --shapes 2,3 3,4")
+        required, most = _input_count(obj)
+        if len(shapes) < required or (most is not None and len(shapes) > most):
+            want = str(required) if most == required else f"{required} to {'any number' if most is None else most}"
+            raise UsageError(f"--target {spec}: {fname} takes {want} input array(s) "
+                             f"({', '.join(inspect.signature(obj).parameters)}), but --shapes gave {len(shapes)}")
         rng = backend.new_host_rng(0)
         inputs = [backend.get_xp().asarray(rng.standard_normal(s)) for s in shapes]
-        return check_op(obj, getattr(mod, bname), inputs, tolerance=tolerance, name=spec)
-    raise ValueError(f"--target {spec}: expected a Module subclass or an <op>_forward function, got {type(obj).__name__}")
+        return check_op(_guarded(obj, spec, "forward", code_file), _guarded(getattr(mod, bname), spec, "backward", code_file),
+                        inputs, tolerance=tolerance, name=spec)
+    raise UsageError(f"--target {spec}: expected a Module subclass or an <op>_forward function, got {type(obj).__name__}")
 
 
-def raised_at(exc) -> str:
-    """`` (raised at file:line)`` for the innermost frame of ``exc``'s traceback."""
+def raised_at(exc, code_file=None) -> str:
+    """`` (raised at file:line)``: the innermost frame of ``exc``'s traceback in ``code_file``
+    (the user's module), else the innermost outside this package, else the innermost."""
     frames = traceback.extract_tb(exc.__traceback__)
-    return f" (raised at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    if not frames:
+        return ""
+    mine = [f for f in frames if code_file and os.path.abspath(f.filename) == os.path.abspath(code_file)]
+    outside = [f for f in frames if not os.path.abspath(f.filename).startswith(str(PACKAGE_DIR) + os.sep)]
+    frame = (mine or outside or frames)[-1]
+    return f" (raised at {frame.filename}:{frame.lineno})"
 
 
 def print_table(results, out=None) -> None:
+    """name, worst error, tolerance, PASS/FAIL; a FAIL row names every gradient above the tolerance."""
     out = out or sys.stdout
     width = max([len(r.name) for r in results] + [4])
     out.write(f"{'name':<{width}}  {'worst rel. error':>16}  {'tolerance':>9}  result\n")
     out.write("-" * (width + 38) + "\n")
     for r in results:
-        out.write(f"{r.name:<{width}}  {r.worst:>16.2e}  {r.tolerance:>9.0e}  {'PASS' if r.passed else 'FAIL'}\n")
+        line = f"{r.name:<{width}}  {r.worst:>16.2e}  {r.tolerance:>9.0e}  {'PASS' if r.passed else 'FAIL'}"
+        if not r.passed:
+            failed = r.failed() or r.errors
+            line += "  " + (", ".join(k if v == float("inf") else f"{k}={v:.2e}" for k, v in failed.items())
+                            if failed else "no gradient checked")
+        out.write(line + "\n")
 
 
 def main(argv=None) -> int:
@@ -123,11 +220,14 @@ def main(argv=None) -> int:
     for spec in args.target:
         try:
             results.append(check_target(spec, args.input_shape, args.shapes, args.tol))
-        except ValueError as exc:
+        except UsageError as exc:
             parser.error(str(exc))
-        except Exception as exc:  # the user's code raised (e.g. a stub's NotImplementedError): a FAIL, not a crash
-            results.append(CheckResult(spec, {"raised": float("inf")}, args.tol))
-            raised.append(f"{spec}: {type(exc).__name__}: {exc}{raised_at(exc)}")
+        except TargetFailure as exc:  # the user's code raised (e.g. a stub's NotImplementedError): a FAIL, not a crash
+            results.append(CheckResult(spec, {f"{exc.phase} raised": float("inf")}, args.tol))
+            raised.append(str(exc))
+        except Exception as exc:  # the checker refused what the code returned (gradient count or shape)
+            results.append(CheckResult(spec, {"check": float("inf")}, args.tol))
+            raised.append(f"{spec}: {type(exc).__name__}: {exc}")
     print_table(results)
     for line in raised:
         print(f"FAIL {line}")

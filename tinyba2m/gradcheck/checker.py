@@ -36,6 +36,10 @@ class CheckResult:
     def passed(self) -> bool:
         return bool(self.errors) and self.worst <= self.tolerance
 
+    def failed(self) -> dict:
+        """The gradients whose error is above the tolerance: name -> error."""
+        return {k: v for k, v in self.errors.items() if not v <= self.tolerance}
+
     def __str__(self) -> str:
         detail = ", ".join(f"{k}={v:.2e}" for k, v in self.errors.items())
         return f"{self.name}: worst {self.worst:.2e} (tol {self.tolerance:.0e}) {'PASS' if self.passed else 'FAIL'} [{detail}]"
