@@ -115,10 +115,57 @@ def test_load_state_dict_checks_names_and_shapes():
         opt.load_state_dict({"arrays": {"velocity.0.w": np.zeros((4, 3))}, "hparams": {}})
 
 
-def test_missing_gradient_is_an_error():
+def test_no_gradient_at_all_is_an_error():
     model = tiny_model()
-    with pytest.raises(ValueError, match="has no gradient"):
-        SGD(model, lr=0.1).step()
+    before = {k: backend.to_host(mod.params[key]).copy() for k, mod, key in model.named_parameters()}
+    opt = SGD(model, lr=0.1)
+    with pytest.raises(ValueError, match="no parameter has a gradient"):
+        opt.step()
+    assert opt.steps == 0
+    assert all(np.array_equal(backend.to_host(mod.params[key]), before[k]) for k, mod, key in model.named_parameters())
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_a_parameter_without_gradient_is_skipped_like_pytorch(nesterov):
+    """Gradient None: no update, no weight decay, momentum buffer untouched; the others as usual."""
+    model = tiny_model()
+    opt = SGD(model, lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=0.05)
+    rng = np.random.default_rng(0)
+    set_grads(model, rng)
+    opt.step()                                         # every parameter has a momentum buffer now
+    velocity = {k: backend.to_host(v).copy() for k, v in opt.velocity.items()}
+    start = {k: backend.to_host(mod.params[key]).copy() for k, mod, key in model.named_parameters()}
+    set_grads(model, rng)
+    grads = {k: backend.to_host(mod.grads[key]).astype(np.float64) for k, mod, key in model.named_parameters()}
+    model[0].grads["w"] = None                         # the first layer's weight gets no gradient this step
+    opt.step()
+    assert np.array_equal(backend.to_host(model[0].params["w"]), start["0.w"])       # not moved, not decayed
+    assert np.array_equal(backend.to_host(opt.velocity["0.w"]), velocity["0.w"])      # buffer untouched
+    # a parameter with a gradient follows the PyTorch update from its saved buffer
+    g = grads["2.w"] + 0.05 * start["2.w"]
+    v = 0.9 * velocity["2.w"] + g
+    expected = start["2.w"] - 0.1 * ((g + 0.9 * v) if nesterov else v)
+    np.testing.assert_allclose(backend.to_host(model[2].params["w"]), expected, rtol=1e-5, atol=1e-7)
+    assert opt.steps == 2
+
+
+def test_ba2m_branches_skipped_for_a_batch_of_one_are_left_alone():
+    """BA²M with a batch of one in training: w = 1, its branches get no gradient; SGD steps the rest."""
+    from tinyba2m.attention import BA2M
+    from tinyba2m.nn import Conv2d
+    backend.seed(0)
+    model = Sequential(Conv2d(3, 8, 3, padding=1), BA2M(8, reduction=4))
+    opt = SGD(model, lr=0.1, momentum=0.9, weight_decay=5e-4)
+    before = {k: backend.to_host(mod.params[key]).copy() for k, mod, key in model.named_parameters()}
+    x = backend.to_device(np.random.default_rng(0).standard_normal((1, 3, 6, 6)), backend.default_dtype)
+    model.clear_grads()
+    y = model.forward(x)
+    model.backward(backend.get_xp().ones_like(y))
+    opt.step()
+    moved = {k for k, mod, key in model.named_parameters()
+             if not np.array_equal(backend.to_host(mod.params[key]), before[k])}
+    assert moved == {"0.w", "0.b"}
+    assert set(opt.velocity) == {"0.w", "0.b"}
 
 
 @pytest.mark.parametrize("kwargs, match", [({"lr": 0.0}, "lr must be > 0"), ({"lr": -1.0}, "lr must be > 0"),

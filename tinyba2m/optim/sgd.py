@@ -12,6 +12,13 @@ Which parameters are decayed: those with ``ndim >= 2`` — conv kernels (4-D) an
 0 does not regularise the function (the next BN undoes it) and only fights the normalisation.
 ``decay_filter`` may override the rule.
 
+Parameters without a gradient (``grads[key] is None`` after ``clear_grads`` + backward) are
+skipped by design, as in PyTorch: no update, no weight decay, their momentum buffer untouched.
+A module may leave a gradient ``None`` on purpose: BA²M skips its branches when the weights do
+not depend on them (a batch of one with a softmax normalisation in training, ``"uniform"``
+eval), so their parameters get no gradient. A step in which *no* parameter has a gradient is an
+error (backward was not run).
+
 Parameters are updated in place (the arrays the model holds are modified), so a model and its
 optimiser stay linked. The momentum buffers are keyed by the parameter's qualified name
 (``Module.named_parameters``) and saved with :meth:`state_dict`.
@@ -52,11 +59,14 @@ class SGD:
         return [name for name, d in self.decayed.items() if d]
 
     def step(self) -> None:
-        """Apply one update with the gradients the model currently holds."""
+        """Apply one update with the gradients the model currently holds; parameters whose
+        gradient is ``None`` are left alone (no update, no decay, momentum buffer untouched)."""
+        updated = 0
         for name, mod, key in self.model.named_parameters():
             p, grad = mod.params[key], mod.grads.get(key)
             if grad is None:
-                raise ValueError(f"SGD.step: parameter {name} has no gradient (run backward first)")
+                continue
+            updated += 1
             g = grad + self.weight_decay * p if self.weight_decay and self.decayed[name] else grad
             if self.momentum:
                 v = self.velocity.get(name)
@@ -67,6 +77,8 @@ class SGD:
                     v += g
                 g = g + self.momentum * v if self.nesterov else v
             p -= self.lr * g
+        if not updated and self.decayed:
+            raise ValueError("SGD.step: no parameter has a gradient (run backward first)")
         self.steps += 1
 
     def zero_grad(self) -> None:
