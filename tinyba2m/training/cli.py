@@ -1,8 +1,9 @@
 """Command line of ``train_cifar.py``: parse and check the options, then train, resume or evaluate.
 
 Exit status: 0 done; 1 the run failed (non-finite loss, data set or checkpoint problem); 2 bad
-options (argparse's usage error, also for an architecture mismatch); 130 interrupted by Ctrl-C
-(after saving the checkpoint of the last completed epoch).
+options (argparse's usage error, also for an architecture mismatch; an unusable --out or
+--data-dir: one line, before any data is loaded, leaving no folder behind); 130 interrupted by
+Ctrl-C (after saving the checkpoint of the last completed epoch).
 """
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ import time
 from .. import __version__, backend
 from ..attention.ba2m import EVAL_WEIGHTINGS, NORMALISATIONS
 from ..attention.sar import SAR_ACTIVATIONS
-from ..data import DATASETS, LAST_BATCH_POLICY, DatasetError
+from ..data import ARCHIVE_NAME, DATASETS, LAST_BATCH_POLICY, MEMBER_MD5, DatasetError, default_data_dir
+from ..data.cifar100 import DATA_DIR_ENV_VAR
 from ..models import ATTENTION_NAMES, INIT_SCHEMES, MODEL_NAMES, PLACEMENTS
 from ..optim import SCHEDULES
 from .checkpoint import ArchitectureMismatchError, CheckpointError, atomic_write_text, load_checkpoint
 from .config import RUNTIME_OPTIONS, TrainConfig
+from .folders import data_dir_problem, folder_problem, run_folder_problem
 from .loop import NonFiniteLossError
-from .trainer import CHECKPOINT, RunFolderError, Trainer, TrainingInterrupted, evaluate_checkpoint
+from .trainer import CHECKPOINT, METRICS, RunFolderError, Trainer, TrainingInterrupted, evaluate_checkpoint
 
 D = TrainConfig()  # the defaults
 
@@ -47,7 +50,9 @@ images/s), checkpoint.npz (latest) and best.npz (best test top-1, weighting "pop
 BA²M also ba2m_weights.csv, weights.png and weighted_samples.png. Ctrl-C saves the checkpoint of the last
 completed epoch and prints how to resume. A run whose loss turns non-finite, or stays above 10 ln(classes),
 or whose BA²M weights collapse on one sample (over 50% of a batch's weight) for 10 steps in a row, stops
-with exit 1, keeping the checkpoint of the last good epoch.
+with exit 1, keeping the checkpoint of the last good epoch. Either stop draws the plots of the completed
+epochs. Temporary files a killed run left behind (.checkpoint.npz.XXXXXXXX.tmp and the like) are removed
+on the next start or resume.
 exit status: 0 done, 1 run failed (non-finite or run-away loss, data), 2 bad options, 130 interrupted."""
 
 
@@ -107,7 +112,9 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
                         "addresses)")
     g.add_argument("--subset", type=_int_at_least(1), default=dflt(None), metavar="N",
                    help="use only the first N images of each split (train and test), for quick runs; for the "
-                        "synthetic set this is the number of images generated per split (default: all)")
+                        "synthetic set this is the number of images generated per split. A split with fewer than "
+                        "N images is used whole, with a printed note; config.json records the real counts "
+                        "(n_train, n_test) (default: all)")
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=MODEL_NAMES, default=dflt(D.model),
                    help="smallcnn: 3-conv plain CNN (~30k params, fast on CPU); resnetN: CIFAR ResNet of depth N "
@@ -138,7 +145,9 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=_int_at_least(1), default=dflt(D.epochs), help="epochs to train (default: %(default)s)")
     g.add_argument("--batch-size", type=_int_at_least(1), default=dflt(D.batch_size),
-                   help="training batch size; BA²M's softmax runs over this batch (default: %(default)s)")
+                   help="training batch size; BA²M's softmax runs over this batch, so with --attention ba2m it must "
+                        "be at least 2 (with one sample every BA²M weight is exactly 1 and its branches never "
+                        "train); 1 works without BA²M (default: %(default)s)")
     g.add_argument("--eval-batch-size", type=_int_at_least(1), default=dflt(None), metavar="N",
                    help="test batch size; matters for BA²M's eval weighting 'batch' (default: --batch-size)")
     g.add_argument("--lr", type=_float_in(0.0, lo_open=True), default=dflt(D.lr),
@@ -153,8 +162,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
                    help="learning-rate decay, set per iteration: cosine to 0, or step (x0.1 at 50%% and 75%% of "
                         "training) (default: %(default)s)")
     g.add_argument("--warmup-epochs", type=_float_in(0.0), default=dflt(D.warmup_epochs),
-                   help="linear warm-up from lr/steps to lr over this many epochs (may be fractional) "
-                        "(default: %(default)s)")
+                   help="linear warm-up from lr/steps to lr over this many epochs (may be fractional, must be "
+                        "less than --epochs) (default: %(default)s)")
     g.add_argument("--loss", choices=("ce", "focal"), default=dflt(D.loss),
                    help="ce: softmax cross-entropy; focal: focal loss -(1-p_t)^gamma log p_t, the loss-based "
                         "re-weighting baseline (default: %(default)s)")
@@ -169,10 +178,14 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--backend", choices=("numpy", "cupy"), default=dflt(None),
                    help="array backend: numpy (CPU) or cupy (NVIDIA GPU) (default: $TINYBA2M_BACKEND, else numpy)")
     g.add_argument("--out", default=dflt(None), metavar="DIR",
-                   help="run folder (default: runs/<timestamp>_<model>_<attention>)")
+                   help="run folder, created if missing; a new run needs one that holds no run yet (default: "
+                        "runs/<timestamp>_<model>_<attention>)")
     g.add_argument("--resume", action="store_true", default=dflt(False),
                    help="continue the run in --out from its checkpoint.npz, with its saved options; the result "
-                        "equals an uninterrupted run")
+                        "equals an uninterrupted run. With --epochs N above the saved number it extends a finished "
+                        "or interrupted run to N epochs: the epochs trained keep their learning rates, the remaining "
+                        "steps follow the N-epoch schedule at their global step (so cosine / step decay go back up "
+                        "to where an N-epoch run would be; no new warm-up); metrics.csv continues")
     g.add_argument("--eval-only", action="store_true", default=dflt(False),
                    help="only evaluate --checkpoint on the test split (every BA²M eval weighting) and exit")
     g.add_argument("--checkpoint", default=dflt(None), metavar="PATH", help="checkpoint for --eval-only")
@@ -227,6 +240,11 @@ def _resume_config(parser, args, explicit) -> TrainConfig:
         parser.error(f"--resume: {exc}")
     saved = TrainConfig.from_dict(meta["config"])
     given = _config_from_args(args).to_dict()
+    if "epochs" in explicit and given["epochs"] < saved.epochs:
+        parser.error(f"--resume: --epochs can only grow: {args.out} is a run of {saved.epochs} epochs "
+                     f"({meta.get('epoch')} done), got --epochs {given['epochs']}")
+    if "epochs" in explicit:
+        saved.epochs = given["epochs"]            # extend the run (see --help of --resume)
     fixed = sorted(k for k in explicit if k in given and k not in RUNTIME_OPTIONS and given[k] != getattr(saved, k))
     if fixed:
         diff = "; ".join(f"--{k.replace('_', '-')} {given[k]} (saved: {getattr(saved, k)})" for k in fixed)
@@ -236,6 +254,37 @@ def _resume_config(parser, args, explicit) -> TrainConfig:
         if k in explicit or k == "out":
             setattr(saved, k, given[k])
     return saved
+
+
+def _fail_on(parser, problem) -> None:
+    """Exit 2 with one line (no usage block: the options parse, a path is the problem)."""
+    if problem:
+        parser.exit(2, f"{parser.prog}: error: {problem}\n")
+
+
+def _data_dir_problem(config: TrainConfig):
+    if config.dataset != "cifar100":
+        return None                                   # the other data sets do not read --data-dir
+    if config.data_dir is not None:
+        path, label = config.data_dir, "--data-dir"
+    else:
+        path = default_data_dir()
+        label = f"${DATA_DIR_ENV_VAR}" if os.environ.get(DATA_DIR_ENV_VAR, "").strip() else "the default data folder"
+    return data_dir_problem(path, label, ARCHIVE_NAME, tuple(MEMBER_MD5))
+
+
+def _check_config(parser, config: TrainConfig, resume: bool) -> None:
+    """What only the run's final options tell (new or resumed), then the folders; all before any work."""
+    if config.attention == "ba2m" and config.batch_size < 2:
+        parser.error(f"--batch-size {config.batch_size} with --attention ba2m: BA²M weighs the samples of a batch "
+                     f"against each other, so with one sample every weight is exactly 1 and its branches never train; "
+                     f"use --batch-size 2 or more (or --attention none / se)")
+    if not resume and config.warmup_epochs >= config.epochs:
+        parser.error(f"--warmup-epochs {config.warmup_epochs:g} must be less than --epochs {config.epochs} (the "
+                     f"warm-up would take the whole run)")
+    if not resume:  # (a resumed folder was checked before its checkpoint was read)
+        _fail_on(parser, run_folder_problem(config.out, False, (CHECKPOINT, METRICS)))
+    _fail_on(parser, _data_dir_problem(config))
 
 
 def _eval_only(parser, args, explicit, data=None) -> int:
@@ -249,6 +298,8 @@ def _eval_only(parser, args, explicit, data=None) -> int:
               "ba2m_placement"):
         if k in explicit:
             setattr(cfg, k, given[k])
+    _fail_on(parser, folder_problem("--out", args.out) if args.out else None)
+    _fail_on(parser, _data_dir_problem(cfg))
     try:
         result = evaluate_checkpoint(args.checkpoint, cfg, data=data)
     except ArchitectureMismatchError as exc:
@@ -276,12 +327,14 @@ def main(argv=None, data=None, on_epoch_end=None) -> int:
         if args.eval_only:
             return _eval_only(parser, args, explicit, data)
         if args.resume:
+            _fail_on(parser, run_folder_problem(args.out, True, (CHECKPOINT, METRICS)))
             config = _resume_config(parser, args, explicit)
         else:
             config = _config_from_args(args)
             if config.out is None:
                 stamp = time.strftime("%Y%m%d-%H%M%S")
                 config.out = str(pathlib.Path("runs") / f"{stamp}_{config.model}_{config.attention}")
+        _check_config(parser, config, args.resume)
         try:
             trainer = Trainer(config, data=data, on_epoch_end=on_epoch_end)
             summary = trainer.run(resume=args.resume)

@@ -20,10 +20,23 @@ model (parameters and BN running statistics), the SGD momentum buffers, the epoc
 counters, the best metric and the backend's host RNG state. Resuming therefore reproduces the
 rows an uninterrupted run writes (timing columns aside).
 
+Extending a run: resuming with a larger ``config.epochs`` than the checkpoint's (``--resume
+--epochs N``) trains the extra epochs of a finished or interrupted run. The schedule is a
+function of the global step and the run's total steps (``steps_per_epoch * epochs``), so the
+epochs already trained keep the rates they had and every remaining step gets the rate an
+``N``-epoch run has at that step (cosine and step decay therefore jump back up to where an
+``N``-epoch run would be; the warm-up is not repeated). ``config.json`` and the checkpoint are
+rewritten at once with the new ``epochs`` (``config.json`` lists the earlier values under
+``epochs_extended_from``); ``metrics.csv`` continues.
+
 Faults: Ctrl-C writes the checkpoint of the last *completed* epoch (work of the interrupted epoch
 is discarded; no mid-epoch checkpoints) and raises :class:`TrainingInterrupted` with the command
-that resumes. A non-finite loss raises :class:`.loop.NonFiniteLossError` naming the epoch and step;
-the last good checkpoint is left as it was.
+that resumes. A non-finite loss raises :class:`.loop.NonFiniteLossError` naming the epoch and step
+(a run-away, :class:`.loop.RunAwayError`, is one); the last good checkpoint is left as it was.
+Either way the plots are drawn from the completed epochs before the exception leaves. A start or
+resume removes the temporary files of atomic writes a killed process left behind
+(``.checkpoint.npz.XXXXXXXX.tmp`` and the like). A fresh run whose folder cannot be set up
+(config.json and the epoch-0 checkpoint) removes what it made.
 """
 from __future__ import annotations
 
@@ -37,12 +50,13 @@ from ..data import LAST_BATCH_POLICY, load_dataset
 from ..models import ba2m_modules, build_model
 from ..nn import SoftmaxCrossEntropy
 from ..nn.focal import FocalLoss
-from ..optim import SGD
+from ..optim import SGD, learning_rate
 from . import plots
-from .checkpoint import atomic_write_text, check_architecture, load_checkpoint, save_checkpoint
+from .checkpoint import atomic_write_text, check_architecture, load_checkpoint, load_model_state, save_checkpoint
 from .config import SYNTHETIC_DATA_SEED, TrainConfig
+from .folders import remove_stale_temp_files
 from ..attention.ba2m import EVAL_WEIGHTINGS
-from .loop import RunAwayGuard, evaluate_all, train_epoch
+from .loop import NonFiniteLossError, RunAwayGuard, evaluate_all, train_epoch
 from .metrics import METRIC_COLUMNS, WEIGHT_COLUMNS, CsvLog, read_rows, truncate_after, weight_statistics
 
 CHECKPOINT, BEST, CONFIG, METRICS, WEIGHTS_CSV = "checkpoint.npz", "best.npz", "config.json", "metrics.csv", "ba2m_weights.csv"
@@ -104,6 +118,8 @@ class Trainer:
                              weight_decay=config.weight_decay)
         self.epoch, self.global_step, self.best_top1, self.best_epoch = 0, 0, -1.0, 0
         self._last_good = None  # (model state, optimiser arrays, meta) of the last completed epoch
+        self._last_weights = None  # BA²M weights of the last completed epoch (for the plots)
+        self._saved_epochs = None  # the epochs of the checkpoint resumed from
         self._last_plot = time.perf_counter()  # time of the last plot refresh (or of the start)
 
     # -- state -----------------------------------------------------------------------------------
@@ -119,47 +135,114 @@ class Trainer:
     def _restore(self, path) -> None:
         meta, model_state, optim_arrays = load_checkpoint(path)
         check_architecture(meta, self.config.architecture(self.num_classes), path)
-        self.model.load_state_dict(model_state)
+        load_model_state(self.model, model_state, path)
         self.optimizer.load_state_dict({"arrays": optim_arrays, "hparams": meta["optimizer"]})
         backend.set_rng_state(meta["host_rng_state"])
         self.epoch, self.global_step = int(meta["epoch"]), int(meta["global_step"])
         self.best_top1, self.best_epoch = float(meta["best_top1"]), int(meta["best_epoch"])
+        self._saved_epochs = int(meta.get("config", {}).get("epochs", self.config.epochs))
 
-    def _write_config(self) -> None:
+    def _write_config(self, extended_from=()) -> None:
         info = {**self.config.to_dict(), "package_version": __version__, "backend": backend.name,
                 "num_parameters": self.model.num_parameters(), "n_train": self.n_train, "n_test": self.n_test,
                 "num_classes": self.num_classes, "steps_per_epoch": self.steps_per_epoch,
                 "last_batch_policy": LAST_BATCH_POLICY, "command": " ".join(sys.argv)}
+        if extended_from:
+            info["epochs_extended_from"] = list(extended_from)
         atomic_write_text(self.out / CONFIG, json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+    def _previous_extensions(self) -> list:
+        try:
+            return list(json.loads((self.out / CONFIG).read_text()).get("epochs_extended_from", []))
+        except (OSError, ValueError, AttributeError):
+            return []
+
+    def _notes(self) -> None:
+        """Say where the data set is smaller than ``--subset`` asked (the real counts are in config.json)."""
+        n = self.config.subset
+        if n is None:
+            return
+        short = [f"{have} {split}" for split, have in (("training", self.n_train), ("test", self.n_test)) if have < n]
+        if short:
+            self.log(f"note: --subset {n} is more than {self.data.name} has; using all {' and '.join(short)} images "
+                     f"(config.json: n_train {self.n_train}, n_test {self.n_test})")
+
+    def _start_fresh(self) -> None:
+        """config.json and the epoch-0 checkpoint; on failure, remove what was made here."""
+        if (self.out / CHECKPOINT).exists() or (self.out / METRICS).exists():
+            raise RunFolderError(f"{self.out} already holds a run ({CHECKPOINT} / {METRICS}); pass --resume to "
+                                 f"continue it, or choose another --out")
+        self._remove_stale_temp_files()
+        made = [p for p in (self.out, *self.out.parents) if not p.exists()]
+        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self._write_config()
+            save_checkpoint(self.out / CHECKPOINT, *self._snapshot())  # epoch 0: the initial weights
+        except BaseException:
+            for name in (CONFIG, CHECKPOINT):
+                (self.out / name).unlink(missing_ok=True)
+            for p in made:  # deepest first, only if empty
+                try:
+                    p.rmdir()
+                except OSError:
+                    pass
+            raise
+
+    def _resume(self) -> None:
+        cfg = self.config
+        if not (self.out / CHECKPOINT).is_file():
+            raise RunFolderError(f"nothing to resume: no {CHECKPOINT} in {self.out}")
+        self._remove_stale_temp_files()
+        self._restore(self.out / CHECKPOINT)
+        if cfg.epochs < self._saved_epochs:
+            raise RunFolderError(f"{self.out} is a run of {self._saved_epochs} epochs; --epochs can only grow on "
+                                 f"--resume, got {cfg.epochs}")
+        truncate_after(self.out / METRICS, self.epoch)
+        truncate_after(self.out / WEIGHTS_CSV, self.epoch)
+        if cfg.epochs > self._saved_epochs:
+            self._write_config(self._previous_extensions() + [self._saved_epochs])
+            save_checkpoint(self.out / CHECKPOINT, *self._snapshot())  # the extension sticks, even after a kill
+            self.log(f"extending {self.out} from {self._saved_epochs} to {cfg.epochs} epochs: the remaining steps "
+                     f"follow the {cfg.epochs}-epoch {cfg.schedule} schedule (lr at global step {self.global_step}: "
+                     f"{self._lr_at(self.global_step):.4g})")
+        elif not (self.out / CONFIG).exists():
+            self._write_config()
+        if self.epoch >= cfg.epochs:
+            self.log(f"{self.out} has already trained all {cfg.epochs} epochs; nothing to do (to train more: "
+                     f"--resume --out {self.out} --epochs N with N > {cfg.epochs})")
+        else:
+            self.log(f"resuming {self.out} after epoch {self.epoch}/{cfg.epochs} (global step {self.global_step})")
+
+    def _remove_stale_temp_files(self) -> None:
+        stale = remove_stale_temp_files(self.out)
+        if stale:
+            self.log(f"removed {len(stale)} temporary file(s) left by an interrupted write: "
+                     f"{', '.join(p.name for p in stale)}")
+
+    def _lr_at(self, step: int) -> float:
+        return learning_rate(step, self.total_steps, self.config.lr, self.config.schedule, self.warmup_steps)
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
         cfg = self.config
-        self.out.mkdir(parents=True, exist_ok=True)
         if resume:
-            if not (self.out / CHECKPOINT).is_file():
-                raise RunFolderError(f"nothing to resume: no {CHECKPOINT} in {self.out}")
-            self._restore(self.out / CHECKPOINT)
-            truncate_after(self.out / METRICS, self.epoch)
-            truncate_after(self.out / WEIGHTS_CSV, self.epoch)
-            if not (self.out / CONFIG).exists():
-                self._write_config()
-            self.log(f"resuming {self.out} after epoch {self.epoch}/{cfg.epochs} (global step {self.global_step})")
+            self._resume()
         else:
-            if (self.out / CHECKPOINT).exists() or (self.out / METRICS).exists():
-                raise RunFolderError(f"{self.out} already holds a run ({CHECKPOINT} / {METRICS}); pass --resume to "
-                                     f"continue it, or choose another --out")
-            self._write_config()
-            save_checkpoint(self.out / CHECKPOINT, *self._snapshot())  # epoch 0: the initial weights
+            self._start_fresh()
         self._last_good = self._snapshot()  # what Ctrl-C writes back: the last completed epoch
         metrics = CsvLog(self.out / METRICS, METRIC_COLUMNS)
         wlog = CsvLog(self.out / WEIGHTS_CSV, WEIGHT_COLUMNS) if self.has_ba2m else None
         self.log(self._header())
+        self._notes()
         try:
             while self.epoch < cfg.epochs:
                 self._one_epoch(metrics, wlog)
+        except NonFiniteLossError:
+            self._plots_on_stop()
+            raise
         except KeyboardInterrupt:
             save_checkpoint(self.out / CHECKPOINT, *self._last_good)
+            self._plots_on_stop()
             done = self._last_good[2]["epoch"]
             raise TrainingInterrupted(
                 f"interrupted during epoch {done + 1}; saved the checkpoint of the last completed epoch ({done}) to "
@@ -200,7 +283,7 @@ class Trainer:
         if improved:
             self.best_top1, self.best_epoch = ev[EVAL_WEIGHTINGS[0]]["top1"], e
         metrics.append(row)
-        weights = st["weights"]
+        weights = self._last_weights = st["weights"]
         if wlog is not None:
             seen = weights[weights == weights]  # drop the NaN of images in the dropped partial batch
             wlog.append(weight_statistics(e, seen))
@@ -226,6 +309,17 @@ class Trainer:
                 f"{100 * r[f'test_top1_{d}']:.2f}%{others} top-5 {100 * r[f'test_top5_{d}']:.2f}%  |  "
                 f"{r['seconds']:.1f} s, {r['images_per_s']:.0f} img/s{'  *best' if improved else ''}")
 
+    def _plots_on_stop(self) -> None:
+        """The plots of the completed epochs, when a run stops early (Ctrl-C, divergence); a
+        failure here is reported, never hiding why the run stopped."""
+        try:
+            if read_rows(self.out / METRICS):
+                self._plots(self._last_weights)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop drawing, the checkpoint is saved already
+            self.log("plots not drawn (interrupted)")
+        except Exception as exc:  # noqa: BLE001 - the stop's own message matters more
+            self.log(f"warning: could not draw the plots: {type(exc).__name__}: {exc}")
+
     def _plots(self, weights) -> None:
         cfg = self.config
         title = f"{cfg.model} + {cfg.attention} on {self.data.name} (seed {cfg.seed})"
@@ -233,6 +327,8 @@ class Trainer:
         if not self.has_ba2m:
             return
         plots.plot_weight_distribution(read_rows(self.out / WEIGHTS_CSV), self.out / "weights.png")
+        if weights is None:  # no epoch completed in this process: the sample grid needs its weights
+            return
         np = backend.numpy_module  # host-side ranking of a host array
         seen = np.flatnonzero(weights == weights)
         order = seen[np.argsort(-weights[seen], kind="stable")]
@@ -257,7 +353,7 @@ def evaluate_checkpoint(path, config: TrainConfig | None = None, data=None) -> d
     data = data if data is not None else load_data(cfg)
     check_architecture(meta, cfg.architecture(data.num_classes), path)
     model = make_model(cfg, data.num_classes)
-    model.load_state_dict(model_state)
+    load_model_state(model, model_state, path)
     has_ba2m = bool(ba2m_modules(model)) if cfg.attention == "ba2m" else False
     ev = evaluate_all(model, data.test_images, data.test_labels, cfg.effective_eval_batch_size, has_ba2m,
                        epoch=int(meta.get("epoch", 0)))
