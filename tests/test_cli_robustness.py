@@ -4,7 +4,9 @@
 the plots of a run that stops early."""
 import json
 import os
+import pathlib
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -18,6 +20,7 @@ from tinyba2m.training import trainer as trainer_module
 from tinyba2m.training.cli import main
 from tinyba2m.training.metrics import TIMING_COLUMNS
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 3  # 96 training images in batches of 32
 
 
@@ -145,6 +148,16 @@ def test_bad_out_exits_2_with_one_line_before_any_work(tmp_path, kind, message, 
     line = one_line_error(err)
     assert "--out" in line and message in line
     assert sorted(os.listdir(tmp_path)) == before  # nothing made
+
+
+def test_script_with_a_file_as_out_exits_2_with_one_line(tmp_path):
+    """The real command line: no traceback, exit 2, one line on stderr, nothing on stdout."""
+    (tmp_path / "a_file").write_text("x")
+    r = subprocess.run([sys.executable, str(ROOT / "train_cifar.py"), "--out", str(tmp_path / "a_file")],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and r.stdout == ""
+    assert one_line_error(r.stderr) == f"train_cifar.py: error: --out {tmp_path / 'a_file'} is a file, not a folder"
+    assert sorted(os.listdir(tmp_path)) == ["a_file"]  # no runs/ either
 
 
 @pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="root writes anywhere")
