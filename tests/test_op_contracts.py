@@ -8,11 +8,11 @@ import inspect
 import pytest
 
 from tinyba2m import backend
-from tinyba2m.attention import nonlocal_attention
+from tinyba2m.attention import nonlocal_attention, sar, weighting
 from tinyba2m.models import shortcut
 from tinyba2m.ops import activations, batchnorm, conv, focal_loss, linear, losses, pooling
 
-OP_MODULES = [activations, batchnorm, conv, focal_loss, linear, losses, pooling, nonlocal_attention, shortcut]
+OP_MODULES = [activations, batchnorm, conv, focal_loss, linear, losses, pooling, nonlocal_attention, shortcut, sar, weighting]
 
 
 def _bn(shape, training):
@@ -75,7 +75,24 @@ SPECS = {
                                       nonlocal_attention.nonlocal_attention_backward_reference, _floats((2, 3, 6), (2, 3, 4), (2, 1, 4))),
     "zero_pad_shortcut": (shortcut.zero_pad_shortcut_forward, shortcut.zero_pad_shortcut_backward,
                           _floats((2, 3, 5, 5), out_channels=6, stride=2)),
+    "sar_fusion": (sar.sar_fusion_forward, sar.sar_fusion_backward, _floats((3, 4), (3, 2, 2), (3, 2, 2))),
+    "sar_fusion_reference": (sar.sar_fusion_reference_forward, sar.sar_fusion_reference_backward,
+                             _floats((3, 4), (3, 2, 2), (3, 2, 2))),
+    "sar": (sar.sar_forward, sar.sar_backward, _floats((3, 4), (3, 2, 2), (3, 2, 2))),
+    "batch_softmax_weighting": (weighting.batch_softmax_weighting_forward, weighting.batch_softmax_weighting_backward,
+                                _floats((3, 2, 2, 2), (3,))),
+    "softmax_sum_weighting": (weighting.softmax_sum_weighting_forward, weighting.softmax_sum_weighting_backward,
+                              _floats((3, 2, 2, 2), (3,))),
+    "population_weighting": (weighting.population_weighting_forward, weighting.population_weighting_backward,
+                             _floats((3, 2, 2, 2), (3,), (1,))),
+    "sigmoid_weighting": (weighting.sigmoid_weighting_forward, weighting.sigmoid_weighting_backward,
+                          _floats((3, 2, 2, 2), (3,))),
 }
+
+# Op pairs in files another change owns (BA2M readings, issue 9) whose backward does not yet call
+# validation.require_dout. Strict: once it does, the test XPASSes and fails — delete the name here.
+DOUT_NOT_YET_CHECKED = {"sar_fusion", "sar_fusion_reference", "sar", "batch_softmax_weighting", "softmax_sum_weighting",
+                        "population_weighting", "sigmoid_weighting"}
 
 
 def run(xp, name, dtype):
@@ -141,7 +158,8 @@ def wrong_shapes(shape):
     return out
 
 
-@pytest.mark.parametrize("name", sorted(SPECS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="require_dout not yet wired"))
+                                  if n in DOUT_NOT_YET_CHECKED else n for n in sorted(SPECS)])
 def test_backward_refuses_a_wrong_dout_shape(xp, name):
     forward, backward, make = SPECS[name]
     args, kwargs = make(xp, "float64", backend.new_host_rng(0))
