@@ -54,18 +54,6 @@ MODULES = {
 # Modules in files another change owns (issue 9/10): their backward does not yet check dout
 # itself (a child's check names the child) or keeps the cache of an earlier pass after a failed
 # forward. Strict: once wired (Module.keep / Module.saved), these fail as XPASS — delete them here.
-NOT_YET_WIRED = {
-    "dout": {"BA2M", "BasicBlock", "CifarResNet"},
-    "failed_forward": {"BA2M", "BasicBlock", "CifarResNet"},
-}
-
-
-def wired(contract, name):
-    if name in NOT_YET_WIRED[contract]:
-        return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=f"{name}: wiring in a file owned elsewhere"))
-    return name
-
-
 def build(name, dtype="float64"):
     backend.seed(0)
     make, shape = MODULES[name]
@@ -86,7 +74,7 @@ def test_backward_before_forward_is_clear(name):
         module.backward(x)
 
 
-@pytest.mark.parametrize("name", [wired("dout", n) for n in sorted(MODULES)])
+@pytest.mark.parametrize("name", sorted(MODULES))
 def test_backward_refuses_a_wrong_dout_shape(name):
     module, x = build(name)
     out = module.forward(x)
@@ -117,7 +105,7 @@ def bad_inputs(x):
     return [x.reshape(x.shape[:-2] + (-1,)) if x.ndim > 2 else x.reshape(-1), xp.ones(x.shape, dtype=xp.int64)]
 
 
-@pytest.mark.parametrize("name", [wired("failed_forward", n) for n in sorted(MODULES)])
+@pytest.mark.parametrize("name", sorted(MODULES))
 def test_failed_forward_leaves_no_stale_cache(name):
     module, x = build(name)
     module.forward(x)

@@ -91,10 +91,6 @@ SPECS = {
 
 # Op pairs in files another change owns (BA2M readings, issue 9) whose backward does not yet call
 # validation.require_dout. Strict: once it does, the test XPASSes and fails — delete the name here.
-DOUT_NOT_YET_CHECKED = {"sar_fusion", "sar_fusion_reference", "sar", "batch_softmax_weighting", "softmax_sum_weighting",
-                        "population_weighting", "sigmoid_weighting"}
-
-
 def run(xp, name, dtype):
     forward, backward, make = SPECS[name]
     args, kwargs = make(xp, dtype, backend.new_host_rng(0))
@@ -158,8 +154,7 @@ def wrong_shapes(shape):
     return out
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="require_dout not yet wired"))
-                                  if n in DOUT_NOT_YET_CHECKED else n for n in sorted(SPECS)])
+@pytest.mark.parametrize("name", sorted(SPECS))
 def test_backward_refuses_a_wrong_dout_shape(xp, name):
     forward, backward, make = SPECS[name]
     args, kwargs = make(xp, "float64", backend.new_host_rng(0))

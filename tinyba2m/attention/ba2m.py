@@ -103,7 +103,7 @@ class BA2M(Module):
             raise ValueError(f"BA2M: eval_weighting must be one of {EVAL_WEIGHTINGS}, got {mode!r}")
         self._eval_weighting = mode
 
-    def _label(self) -> str:
+    def label(self) -> str:
         return f"BA2M({self.channels})"
 
     def _train_batch_size(self) -> int:
@@ -119,7 +119,7 @@ class BA2M(Module):
             return "batch"                       # per sample already: nothing to estimate
         if mode == "population" and self._train_batch_size() == 0:
             if not self._warned_fallback:
-                warnings.warn(f"{self._label()}: eval_weighting 'population' has no training statistics (never "
+                warnings.warn(f"{self.label()}: eval_weighting 'population' has no training statistics (never "
                               f"trained, or loaded from a checkpoint written before the population mode); "
                               f"using 'batch' weighting instead", RuntimeWarning, stacklevel=3)
                 self._warned_fallback = True
@@ -139,18 +139,18 @@ class BA2M(Module):
         return None
 
     def forward(self, x):
-        check_input(self._label(), x, self.channels)
+        self.cache = None
+        check_input(self.label(), x, self.channels)
         xp = backend.array_module(x)
         n = x.shape[0]
         mode = self._mode(n)
         constant = self._constant_weight(n, mode)
         if constant is not None:
-            self.cache = ("constant", constant)
             self.last_weights = xp.full(n, constant, dtype=x.dtype)
             self.last_sar = xp.full(n, float("nan"), dtype=x.dtype)
-            return x * x.dtype.type(constant) if constant != 1.0 else x.copy()
+            return self.keep(x * x.dtype.type(constant) if constant != 1.0 else x.copy(), ("constant", constant))
         if n == 1 and mode == "train":
-            raise ValueError(f"{self._label()}: training with normalisation='sigmoid' needs a batch of at least "
+            raise ValueError(f"{self.label()}: training with normalisation='sigmoid' needs a batch of at least "
                              f"2 samples (the branch BNs estimate batch statistics), got input shape {tuple(x.shape)}")
         maps = self._branch_maps(x)
         a, sar_cache = sar_forward(*maps, activation=self.sar_activation)
@@ -163,9 +163,8 @@ class BA2M(Module):
             y, weight_cache = forward(x, a, self.temperature)
         if mode == "train" and self.normalisation != "sigmoid":
             self._track_population(a)
-        self.cache = (sar_cache, weight_cache, backward)
         self.last_weights, self.last_sar = weight_cache[1], a
-        return y
+        return self.keep(y, (sar_cache, weight_cache, backward))
 
     def _track_population(self, a) -> None:
         """``m <- (1 - 0.1) m + 0.1 l_B`` (the first training batch sets m), no host read."""
@@ -186,12 +185,11 @@ class BA2M(Module):
         return a_c, a_ls, a_gs
 
     def backward(self, dy):
-        if self.cache is None:
-            raise RuntimeError(f"{self._label()}: backward called before forward")
-        if self.cache[0] == "constant":          # the weights did not depend on the branches
-            constant = self.cache[1]
+        cache = self.saved(dy)
+        if cache[0] == "constant":               # the weights did not depend on the branches
+            constant = cache[1]
             return dy * dy.dtype.type(constant) if constant != 1.0 else dy.copy()
-        sar_cache, weight_cache, backward = self.cache
+        sar_cache, weight_cache, backward = cache
         dx, da = backward(dy, weight_cache)
         da_c, da_ls, da_gs = sar_backward(da, sar_cache)
         n, _, h, w = dx.shape

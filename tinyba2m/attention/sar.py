@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..ops.activations import stable_sigmoid
-from ..ops.validation import require_float, require_ndim
+from ..ops.validation import require_dout, require_float, require_ndim
 
 OP = "sar_fusion"
 
@@ -131,6 +131,7 @@ def _route(ds, cache):
 
 def sar_fusion_backward(da, cache):
     """da (N,) -> (da_c (N, C), da_ls (N, H, W), da_gs (N, H, W)); ``None`` for an absent map."""
+    require_dout(OP, da, (cache["shape"][0],))
     xp = backend.array_module(da)
     have_c, have_ls, have_gs = cache["present"]
     if not (have_ls or have_gs):
@@ -175,6 +176,7 @@ def sar_fusion_reference_forward(a_c=None, a_ls=None, a_gs=None, hw=None):
 def sar_fusion_reference_backward(da, cache):
     """Each broadcast element sends ``da / (C H W)`` to its winning branch."""
     present, winner, (n, c, h, w) = cache
+    require_dout("sar_fusion_reference", da, (n,))
     xp = backend.array_module(da)
     each = xp.broadcast_to((da / (c * h * w))[:, None, None, None], (n, c, h, w))
     grads, slot = [], 0
@@ -208,6 +210,7 @@ def sar_forward(a_c=None, a_ls=None, a_gs=None, activation="sigmoid"):
 def sar_backward(da, cache):
     """da (N,) -> (da_c (N, C), da_ls (N, H, W), da_gs (N, H, W)); ``None`` for an absent map."""
     fusion_cache, squashed = cache
+    require_dout("sar", da, (fusion_cache["shape"][0],))
     grads = sar_fusion_backward(da, fusion_cache)
     if squashed is None:
         return grads

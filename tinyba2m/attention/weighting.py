@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..ops.activations import softmax, stable_sigmoid
-from ..ops.validation import require_float, require_ndim
+from ..ops.validation import require_dout, require_float, require_ndim
 
 
 def _check(op, x, a, temperature):
@@ -78,6 +78,7 @@ def batch_softmax_weighting_forward(x, a, temperature=1.0):
 def batch_softmax_weighting_backward(dy, cache):
     """Returns (dx like x, da (N,)), with the full cross-sample Jacobian of the softmax."""
     x, w, tau = cache
+    require_dout("batch_softmax_weighting", dy, x.shape)
     return _scale(dy, w), _coupled_da(_gw(dy, x).astype(w.dtype, copy=False), w, tau, x.shape[0])
 
 
@@ -96,6 +97,7 @@ def softmax_sum_weighting_forward(x, a, temperature=1.0):
 def softmax_sum_weighting_backward(dy, cache):
     """Returns (dx like x, da (N,)); the softmax couples the samples as for the batch softmax."""
     x, w, tau = cache
+    require_dout("softmax_sum_weighting", dy, x.shape)
     return _scale(dy, w), _coupled_da(_gw(dy, x).astype(w.dtype, copy=False), w, tau, 1.0)
 
 
@@ -121,6 +123,7 @@ def population_weighting_forward(x, a, log_norm, temperature=1.0, scale=1.0):
 def population_weighting_backward(dy, cache):
     """Returns (dx like x, da (N,)); ``da_i = gw_i w_i / tau`` depends on sample i alone."""
     x, w, tau = cache
+    require_dout("population_weighting", dy, x.shape)
     return _scale(dy, w), _gw(dy, x).astype(w.dtype, copy=False) * (w / tau)
 
 
@@ -139,5 +142,6 @@ def sigmoid_weighting_forward(x, a, temperature=1.0):
 def sigmoid_weighting_backward(dy, cache):
     """Returns (dx like x, da (N,)); da_i depends on sample i alone."""
     x, w, tau = cache
+    require_dout("sigmoid_weighting", dy, x.shape)
     gw = _gw(dy, x).astype(w.dtype, copy=False)
     return _scale(dy, w), gw * (w / tau) * (1.0 - 0.5 * w)

@@ -45,13 +45,15 @@ class BasicBlock(Module):
         self.relu_out = ReLU()
 
     def forward(self, x):
+        self.cache = None
         r = self.bn2.forward(self.conv2.forward(self.relu1.forward(self.bn1.forward(self.conv1.forward(x)))))
         if self.att is not None:
             r = self.att.forward(r)
         s = x if self.shortcut is None else self.shortcut.forward(x)
-        return self.relu_out.forward(r + s)
+        return self.keep(self.relu_out.forward(r + s))
 
     def backward(self, dout):
+        self.saved(dout)
         d = self.relu_out.backward(dout)
         dr = d if self.att is None else self.att.backward(d)
         dr = self.conv1.backward(self.bn1.backward(self.relu1.backward(self.conv2.backward(self.bn2.backward(dr)))))
@@ -96,12 +98,14 @@ class CifarResNet(Module):
                 block.bn2.params["gamma"] = zeros(block.bn2.params["gamma"].shape)
 
     def forward(self, x):
+        self.cache = None
         x = self.stem_relu.forward(self.stem_bn.forward(self.stem_conv.forward(x)))
         for block in self.blocks:
             x = block.forward(x)
-        return self.fc.forward(self.pool.forward(x))
+        return self.keep(self.fc.forward(self.pool.forward(x)))
 
     def backward(self, dout):
+        self.saved(dout)
         d = self.pool.backward(self.fc.backward(dout))
         for block in reversed(self.blocks):
             d = block.backward(d)
