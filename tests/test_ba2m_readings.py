@@ -335,3 +335,17 @@ def test_data_url_reaches_the_download(tmp_path, capsys):
                      "--out", str(tmp_path / "run"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 1 and f"tried (1) {url}" in err and "toronto.edu" not in err
+
+
+def test_max_weight_is_relative_to_the_batch_mean(tmp_path):
+    """metrics.csv's max_weight compares across readings: w_max / mean(w) for the sum-to-one softmax too."""
+    data = make_synthetic(64, 32, seed=0, num_classes=10, image_size=12)
+    cfg = TrainConfig(epochs=1, batch_size=32, ba2m_normalisation="softmax_sum", progress=False, out=str(tmp_path))
+    trainer = Trainer(cfg, data=data, log=lambda m: None)
+    st = loop.train_epoch(trainer.model, trainer.loss_fn, trainer.optimizer, data.train_images, data.train_labels,
+                          epoch=1, epochs=1, batch_size=32, rng=backend.new_host_rng(0), global_step=0, total_steps=2,
+                          base_lr=0.05, schedule="cosine", warmup_steps=0, progress=False, track_weights=True)
+    mods = [m for _, m in ba2m_modules(trainer.model)]
+    assert all(abs(m.last_weights.sum() - 1) < 1e-5 for m in mods)          # sum-to-one weights ...
+    last = max(float(m.last_weights.max() / m.last_weights.mean()) for m in mods)
+    assert 1.0 < last <= st["max_weight"] < math.e                        # ... reported relative to their mean

@@ -11,8 +11,9 @@ whether it diverged (non-finite loss, or stopped by the trainer's run-away guard
 training loss, test top-1 under the three eval weightings (population, batch, uniform) and the
 largest BA²M weight any sample got. Results go to ``<out>/cells.csv`` one row per cell as soon
 as it finishes; a rerun with the same ``--out`` skips the cells already there (nothing is lost
-when a long study is interrupted). ``<out>/summary.md`` gives mean and spread over the seeds per
-group, ``<out>/summary.png`` the same as a picture.
+when a long study is interrupted). ``<out>/summary.md`` gives mean and spread over the seeds: one
+table per data set with a column per reading, then every group in full; ``<out>/summary.png``
+shows each seed as a dot.
 """
 from __future__ import annotations
 
@@ -159,6 +160,33 @@ def summarise(cells: list) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pivot(cells: list, mode: str = "population") -> str:
+    """Markdown, one table per (data set, tau): a row per (model, placement, init), a column per
+    reading, each cell "mean ± std" of test top-1 % under eval weighting ``mode`` over the seeds,
+    with "(k div)" when k seeds diverged (counted at chance, 10 %)."""
+    out = []
+    for data, tau in sorted({(c["dataset"], c["tau"]) for c in cells}):
+        mine = [c for c in cells if (c["dataset"], c["tau"]) == (data, tau)]
+        readings = [r for r in READINGS if any(c["reading"] == r for c in mine)]
+        rows = sorted({tuple(c[k] for k in KEY[1:4]) for c in mine}, key=lambda r: (MODELS.index(r[0]), r[1], r[2]))
+        out.append(f"**{data}, tau = {tau}**: test top-1 % (eval weighting {mode}), mean ± std over seeds\n")
+        out.append("| model | placement | init | " + " | ".join(readings) + " |")
+        out.append("|" + "---|" * (3 + len(readings)))
+        for row in rows:
+            line = list(row)
+            for r in readings:
+                g = [c for c in mine if tuple(c[k] for k in KEY[1:4]) == row and c["reading"] == r]
+                if not g:
+                    line.append("")
+                    continue
+                div = sum(int(c["diverged"]) for c in g)
+                acc = _stats([10.0 if int(c["diverged"]) else 100 * float(c[f"top1_{mode}"]) for c in g])
+                line.append(acc + (f" ({div} div)" if div else ""))
+            out.append("| " + " | ".join(line) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def plot_summary(cells: list, path) -> None:
     """One panel per (data set, model): top-1 (population) per reading, a dot per seed, bar = mean."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -258,7 +286,8 @@ def main(argv=None) -> int:
               flush=True)
         _run_all(todo, args.jobs, cells_csv)
     cells = read_cells(cells_csv)
-    (out / "summary.md").write_text(summarise(cells))
+    (out / "summary.md").write_text(pivot(cells) + "\nEvery group (test top-1 % under the three eval weightings, "
+                                    "training loss, largest weight):\n\n" + summarise(cells))
     plot_summary(cells, out / "summary.png")
     print(summarise(cells), flush=True)
     print(f"wrote {out / 'cells.csv'}, {out / 'summary.md'}, {out / 'summary.png'}", flush=True)

@@ -106,7 +106,7 @@ def train_epoch(model, loss_fn, optimizer, images, labels, *, epoch: int, epochs
     """Train one epoch (last partial batch dropped). Returns a dict with ``lr`` (first step),
     ``train_loss``, ``train_acc``, ``images``, ``train_seconds``, ``global_step`` (after the
     epoch), ``weights`` (host float64 (N,) or None) and ``max_weight`` (the largest BA²M weight
-    of any sample in any module; 1 without BA²M). ``guard`` (a :class:`RunAwayGuard`) raises
+    of any sample in any module, relative to its batch's mean weight; 1 without BA²M). ``guard`` (a :class:`RunAwayGuard`) raises
     :class:`RunAwayError` when the run runs away."""
     model.train()
     n = images.shape[0]
@@ -157,10 +157,12 @@ def train_epoch(model, loss_fn, optimizer, images, labels, *, epoch: int, epochs
 
 
 def _weight_extremes(modules) -> tuple:
-    """(largest weight, largest ``max(w) / sum(w)``) over the BA²M modules' last forward, one host read."""
+    """(largest ``max(w) / mean(w)``, largest ``max(w) / sum(w)``) over the BA²M modules' last
+    forward, one host read. Relative to the batch's mean weight, so that the readings compare
+    (the batch softmax's mean weight is 1; the sum-to-one softmax's is 1/N)."""
     xp = backend.array_module(modules[0].last_weights)
-    stats = xp.stack([xp.stack([m.last_weights.max(), m.last_weights.max() / m.last_weights.sum()])
-                      for m in modules])
+    w = [m.last_weights for m in modules]
+    stats = xp.stack([xp.stack([wi.max() / wi.mean(), wi.max() / wi.sum()]) for wi in w])
     host = backend.to_host(stats)
     return float(host[:, 0].max()), float(host[:, 1].max())
 

@@ -8,8 +8,9 @@ Columns of ``metrics.csv`` (one row per completed epoch):
                                                                         the default)
     test_loss_batch, test_top1_batch, test_top5_batch                 (eval weighting "batch")
     test_loss_uniform, test_top1_uniform, test_top5_uniform           (eval weighting "uniform")
-    max_weight (the largest BA²M weight any training sample got in the epoch, in any module;
-    1 without BA²M), seconds (whole epoch incl. evaluation), images_per_s (training throughput)
+    max_weight (the largest BA²M weight any training sample got in the epoch, in any module,
+    relative to its batch's mean weight — the weight itself for the default softmax, whose mean
+    is 1; 1 without BA²M), seconds (whole epoch incl. evaluation), images_per_s (training throughput)
 
 Test losses are plain cross-entropy whatever the training loss, so runs with CE, label smoothing
 and focal loss compare on one scale. Accuracies are fractions in [0, 1]. Without BA²M the three
