@@ -110,7 +110,7 @@ class BA2M(Module):
         """The training batch size the population statistics were taken at (0: none yet; a host read)."""
         return int(round(float(backend.to_host(self.buffers["population_batch_size"])[0])))
 
-    def _mode(self, n: int) -> str:
+    def _mode(self) -> str:
         """What weights this forward uses: "train", "population", "batch" or "uniform"."""
         if self.training:
             return "train"
@@ -143,7 +143,7 @@ class BA2M(Module):
         check_input(self.label(), x, self.channels)
         xp = backend.array_module(x)
         n = x.shape[0]
-        mode = self._mode(n)
+        mode = self._mode()
         constant = self._constant_weight(n, mode)
         if constant is not None:
             self.last_weights = xp.full(n, constant, dtype=x.dtype)
