@@ -176,6 +176,10 @@ class BA2M(Module):
             seen, (1.0 - POPULATION_MOMENTUM) * log_norm + POPULATION_MOMENTUM * batch, batch).astype(log_norm.dtype)
         self.buffers["population_batch_size"] = xp.full((1,), a.shape[0], dtype=size.dtype)
 
+    def _branch_modules(self):
+        """(attribute name, module) of the branches that are on, in the order C, LS, GS."""
+        return [(f"{b}_branch", getattr(self, f"{b}_branch")) for b in self.branches]
+
     def _branch_maps(self, x):
         """(A_C (N, C), A_LS (N, H, W), A_GS (N, H, W)), None for a branch that is off."""
         n, _, h, w = x.shape
@@ -204,7 +208,8 @@ class BA2M(Module):
     def zero_gradient_parameters(self) -> tuple:
         """Names (as in ``named_parameters``) of the parameters whose gradient is exactly zero for
         the last forward pass — true zeros of the maths, which a gradient check must compare in
-        absolute terms (``check_module(known_zero=...)``):
+        absolute terms (``check_module(known_zero=...)``). Each branch names its own
+        (``zero_gradient_parameters`` in :mod:`.branches`, declared beside its layers):
 
         - a bias feeding a batch norm in train mode (the batch mean removes it): FC_1, every
           conv of the local branch, the values g and W_z of the global branch;
@@ -218,16 +223,10 @@ class BA2M(Module):
         names = [q for q, _, _ in self.named_parameters()]
         if self.cache is None or self.cache[0] == "constant":
             return tuple(names)
-        zero = ["global_branch.phi.b"] if "global" in self.branches else []
-        if self.training:
-            zero += ["channel_branch.3.b", "local_branch.0.b", "local_branch.3.b", "local_branch.6.b",
-                     "global_branch.g.b", "global_branch.w_z.b"]
-        if "global" in self.branches and self.global_branch.key_positions() == 1:
-            zero += ["global_branch.theta.w", "global_branch.theta.b", "global_branch.phi.w"]
         batch_softmax = self.normalisation != "sigmoid" and self.cache[2] is not POPULATION[1]
-        if batch_softmax and self.sar_activation == "none" and len(self.branches) == 1:
-            zero += {"channel": ["channel_branch.4.beta"], "local": ["local_branch.7.beta"],
-                     "global": ["global_branch.bn.beta"]}[self.branches[0]]
+        shift_free = batch_softmax and self.sar_activation == "none" and len(self.branches) == 1
+        zero = [f"{attr}.{p}" for attr, branch in self._branch_modules()
+                for p in branch.zero_gradient_parameters(shift_free)]
         return tuple(n for n in names if n in zero)
 
     def extra_repr(self):
