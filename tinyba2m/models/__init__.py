@@ -9,8 +9,9 @@ block takes only ``reduction``. Weights are drawn from the backend's seeded host
 from __future__ import annotations
 
 from .init_schemes import INIT_SCHEMES, apply_init
-from .attention_slots import ATTENTION_NAMES, EVAL_WEIGHTINGS, ba2m_modules, make_attention, sample_weights, set_eval_weighting
-from .resnet import PLACEMENTS, RESNET_DEPTHS, BasicBlock, CifarResNet
+from .attention_slots import (ATTENTION_NAMES, EVAL_WEIGHTINGS, PLACEMENTS, ba2m_modules, make_attention, sample_weights,
+                              set_eval_weighting)
+from .resnet import RESNET_DEPTHS, BasicBlock, CifarResNet
 from .shortcut import ZeroPadShortcut, zero_pad_shortcut_backward, zero_pad_shortcut_forward
 from .smallcnn import SmallCNN
 

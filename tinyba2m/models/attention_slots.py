@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..attention.ba2m import EVAL_WEIGHTINGS
 
 ATTENTION_NAMES = ("none", "se", "ba2m")
+PLACEMENTS = ("every", "last")  # attention in every block, or only in the last of each stage
 
 
 def make_attention(kind: str, channels: int, **ba2m_kwargs):

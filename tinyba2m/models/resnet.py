@@ -23,11 +23,10 @@ from __future__ import annotations
 from ..nn import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, ReLU
 from ..nn.init import zeros
 from ..nn.module import Module
-from .attention_slots import make_attention
+from .attention_slots import PLACEMENTS, make_attention
 from .shortcut import ZeroPadShortcut
 
 RESNET_DEPTHS = {"resnet20": 20, "resnet32": 32, "resnet56": 56}
-PLACEMENTS = ("every", "last")
 
 
 class BasicBlock(Module):

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 from ..nn import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
 from ..nn.module import Sequential
-from .attention_slots import make_attention
-
-PLACEMENTS = ("every", "last")
+from .attention_slots import PLACEMENTS, make_attention
 
 
 class SmallCNN(Sequential):

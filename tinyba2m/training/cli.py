@@ -27,7 +27,7 @@ from .checkpoint import ArchitectureMismatchError, CheckpointError, atomic_write
 from .config import RUNTIME_OPTIONS, TrainConfig
 from .folders import data_dir_problem, folder_problem, run_folder_problem
 from .loop import NonFiniteLossError
-from .trainer import CHECKPOINT, METRICS, RunFolderError, Trainer, TrainingInterrupted, evaluate_checkpoint
+from .trainer import CHECKPOINT, LOSSES, METRICS, RunFolderError, Trainer, TrainingInterrupted, evaluate_checkpoint
 
 D = TrainConfig()  # the defaults
 
@@ -164,7 +164,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--warmup-epochs", type=_float_in(0.0), default=dflt(D.warmup_epochs),
                    help="linear warm-up from lr/steps to lr over this many epochs (may be fractional, must be "
                         "less than --epochs) (default: %(default)s)")
-    g.add_argument("--loss", choices=("ce", "focal"), default=dflt(D.loss),
+    g.add_argument("--loss", choices=LOSSES, default=dflt(D.loss),
                    help="ce: softmax cross-entropy; focal: focal loss -(1-p_t)^gamma log p_t, the loss-based "
                         "re-weighting baseline (default: %(default)s)")
     g.add_argument("--focal-gamma", type=_float_in(0.0), default=dflt(D.focal_gamma),
@@ -175,7 +175,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
                    help="seed of the weights, the data order and the augmentation; the synthetic images "
                         "themselves are fixed (default: %(default)s)")
     g = p.add_argument_group("run")
-    g.add_argument("--backend", choices=("numpy", "cupy"), default=dflt(None),
+    g.add_argument("--backend", choices=backend.BACKENDS, default=dflt(None),
                    help="array backend: numpy (CPU) or cupy (NVIDIA GPU) (default: $TINYBA2M_BACKEND, else numpy)")
     g.add_argument("--out", default=dflt(None), metavar="DIR",
                    help="run folder, created if missing; a new run needs one that holds no run yet (default: "

@@ -78,12 +78,16 @@ def load_data(config: TrainConfig):
                         progress=config.progress)
 
 
+LOSSES = ("ce", "focal")
+
+
 def make_loss(config: TrainConfig):
+    """The loss of ``config.loss`` (one of ``LOSSES``)."""
     if config.loss == "focal":
         return FocalLoss(config.focal_gamma, config.label_smoothing)
     if config.loss == "ce":
         return SoftmaxCrossEntropy(config.label_smoothing)
-    raise ValueError(f"unknown loss {config.loss!r}: expected 'ce' or 'focal'")
+    raise ValueError(f"unknown loss {config.loss!r}: expected one of {', '.join(map(repr, LOSSES))}")
 
 
 def make_model(config: TrainConfig, num_classes: int):
