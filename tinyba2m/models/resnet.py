@@ -6,7 +6,7 @@
     stage 3: n basic blocks, 64 channels,  8x8  (first block stride 2)
     global average pool - Linear(64 -> num_classes)
 
-Basic block with the attention module where BA2M_SPEC.md section 4 puts it — at the end of the
+Basic block with the attention module where docs/BA2M.md section 4 puts it — at the end of the
 residual branch, after its last BN, before the skip addition:
 
     out = ReLU( shortcut(x) + ATT( BN(conv3x3( ReLU(BN(conv3x3(x))) )) ) )
@@ -15,7 +15,7 @@ residual branch, after its last BN, before the skip addition:
 ``"last"`` only in the last block of each stage (for SE too, so the two compare like for like).
 Convolutions before a BN have no bias. The shortcut is the identity, or — when the block
 changes shape — the parameter-free "option A" (subsample + zero-padded channels,
-:mod:`.shortcut`), as in the paper's CIFAR models: ResNet-20 has 0.27M parameters for 10 classes,
+:mod:`tinyba2m.ops.shortcut`), as in the paper's CIFAR models: ResNet-20 has 0.27M parameters for 10 classes,
 about 0.28M for 100.
 """
 from __future__ import annotations

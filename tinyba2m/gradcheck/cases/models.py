@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ... import backend
-from ...models import BasicBlock, zero_pad_shortcut_backward, zero_pad_shortcut_forward
+from ...models import BasicBlock
+from ...ops.shortcut import zero_pad_shortcut_backward, zero_pad_shortcut_forward
 from ..checker import check_module, check_op
 from ..registry import register
 from .inputs import normal
