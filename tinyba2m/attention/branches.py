@@ -120,10 +120,9 @@ class GlobalSpatialBranch(ZeroGradients, Module):
     the input and its gradient.
 
     The (N, HW, M) attention matrix is written into a workspace this module keeps from one
-    forward pass to the next (``_attention_workspace``): a fresh 134 MB array per pass (batch 128
-    at 32x32) costs more in page faults than computing it. The module's cache refers to it, and
-    only the latest forward pass's cache is ever used, so the reuse is safe; the memory is the
-    cached matrix that the module held between steps anyway.
+    forward pass to the next (``_attention_workspace``; why: docs/BA2M.md section 7). The
+    module's cache refers to it, and only the latest forward pass's cache is ever used, so the
+    reuse is safe.
     """
 
     def __init__(self, channels: int, nonlocal_reduction: int = 8, subsample: int = 2, value_projection_first: bool = True):
