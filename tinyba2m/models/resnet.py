@@ -23,6 +23,7 @@ from __future__ import annotations
 from ..nn import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, ReLU
 from ..nn.init import zeros
 from ..nn.module import Module
+from ..attention import BA2MOptions
 from .attention_slots import PLACEMENTS, make_attention
 from .shortcut import ZeroPadShortcut
 
@@ -32,14 +33,15 @@ RESNET_DEPTHS = {"resnet20": 20, "resnet32": 32, "resnet56": 56}
 class BasicBlock(Module):
     """(N, in_channels, H, W) -> (N, out_channels, H/stride, W/stride)."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, attention: str = "none", **ba2m_kwargs):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, attention: str = "none",
+                 ba2m: BA2MOptions | None = None):
         super().__init__()
         self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn1 = BatchNorm2d(out_channels)
         self.relu1 = ReLU()
         self.conv2 = Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=False)
         self.bn2 = BatchNorm2d(out_channels)
-        self.att = make_attention(attention, out_channels, **ba2m_kwargs)
+        self.att = make_attention(attention, out_channels, ba2m)
         self.shortcut = ZeroPadShortcut(in_channels, out_channels, stride) if (stride != 1 or in_channels != out_channels) else None
         self.relu_out = ReLU()
 
@@ -68,7 +70,7 @@ class CifarResNet(Module):
     """
 
     def __init__(self, depth: int = 20, num_classes: int = 100, attention: str = "none", placement: str = "every",
-                 widths=(16, 32, 64), zero_init_residual: bool = False, **ba2m_kwargs):
+                 widths=(16, 32, 64), zero_init_residual: bool = False, ba2m: BA2MOptions | None = None):
         super().__init__()
         if (depth - 2) % 6 != 0 or depth < 8:
             raise ValueError(f"CifarResNet: depth must be 6n + 2 with n >= 1 (20, 32, 56, ...), got {depth}")
@@ -85,7 +87,7 @@ class CifarResNet(Module):
             for i in range(n):
                 stride = 2 if (stage > 0 and i == 0) else 1
                 att = attention if (placement == "every" or i == n - 1) else "none"
-                block = BasicBlock(in_c, out_c, stride, att, **(ba2m_kwargs if att != "none" else {}))
+                block = BasicBlock(in_c, out_c, stride, att, ba2m)
                 setattr(self, f"stage{stage + 1}_block{i + 1}", block)
                 self.blocks.append(block)
                 in_c = out_c
