@@ -65,7 +65,16 @@ class ZeroGradients:
         return (self.bias_before_bn if self.training else ()) + ((self.output_shift,) if shift_free else ())
 
 
-class ChannelBranch(ZeroGradients, Sequential):
+class _SequentialBranch(ZeroGradients, Sequential):
+    """A branch that is a chain of layers: checks its input (N, channels, H, W), then runs them."""
+
+    def forward(self, x):
+        self.cache = None
+        check_input(f"{type(self).__name__}({self.channels})", x, self.channels)
+        return super().forward(x)
+
+
+class ChannelBranch(_SequentialBranch):
     """A_C (N, C): GAP -> FC C->h -> ReLU -> FC h->C -> BN1d(C)."""
 
     def __init__(self, channels: int, reduction: int = 16):
@@ -78,16 +87,11 @@ class ChannelBranch(ZeroGradients, Sequential):
         self.bias_before_bn = parameter_names(self, (fc1,), "b")
         self.output_shift, = parameter_names(self, (bn,), "beta")
 
-    def forward(self, x):
-        self.cache = None
-        check_input(f"ChannelBranch({self.channels})", x, self.channels)
-        return super().forward(x)
-
     def extra_repr(self):
         return f"{self.channels}, hidden={self.hidden}"
 
 
-class LocalSpatialBranch(ZeroGradients, Sequential):
+class LocalSpatialBranch(_SequentialBranch):
     """A_LS (N, 1, H, W): 1x1 conv C->h, BN, ReLU, dilated 3x3 conv h->h, BN, ReLU, 1x1 conv h->1, BN."""
 
     def __init__(self, channels: int, reduction: int = 16, dilation: int = 4):
@@ -101,11 +105,6 @@ class LocalSpatialBranch(ZeroGradients, Sequential):
         self.channels, self.hidden, self.dilation = channels, h, dilation
         self.bias_before_bn = parameter_names(self, convs, "b")       # every conv feeds a BN
         self.output_shift, = parameter_names(self, (bn,), "beta")
-
-    def forward(self, x):
-        self.cache = None
-        check_input(f"LocalSpatialBranch({self.channels})", x, self.channels)
-        return super().forward(x)
 
     def extra_repr(self):
         return f"{self.channels}, hidden={self.hidden}, dilation={self.dilation}"
