@@ -44,7 +44,7 @@ from .options import BRANCHES, EVAL_WEIGHTINGS, BA2MOptions, check_eval_weightin
 from .sar import SAR
 from .weighting import NORMALISATIONS, SampleWeighting, batch_log_mean_exp
 
-__all__ = ["BA2M", "BA2MOptions", "BRANCHES", "EVAL_WEIGHTINGS", "NORMALISATIONS", "zero_gradient_parameters"]
+__all__ = ["BA2M", "BA2MOptions", "BRANCHES", "EVAL_WEIGHTINGS", "NORMALISATIONS"]
 
 POPULATION_MOMENTUM = 0.1
 POPULATION_BUFFERS = ("population_log_norm", "population_batch_size")
@@ -223,12 +223,3 @@ class BA2M(Module):
                 f"temperature={self.temperature}, normalisation={self.normalisation!r}, "
                 f"eval_weighting={self.eval_weighting!r}")
 
-
-def zero_gradient_parameters(model) -> tuple:
-    """Qualified names of the exactly-zero-gradient parameters of every BA2M inside ``model``
-    (after a forward pass), for ``check_module(model, ..., known_zero=...)``."""
-    names = []
-    for prefix, mod in model.named_modules():
-        if isinstance(mod, BA2M):
-            names += [f"{prefix}.{p}" if prefix else p for p in mod.zero_gradient_parameters()]
-    return tuple(names)
