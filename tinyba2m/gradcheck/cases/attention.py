@@ -65,39 +65,32 @@ def _sar():
     return merge_results("sar", [("sigmoid", squashed), ("none", raw)])
 
 
+def _weighting(name, forward, backward, variants=(("tau=1", {}), ("tau=0.5", {"temperature": 0.5}))):
+    """A weighting op pair on x (4, 2, 3, 3) and a (4,), once per (label, keyword arguments)."""
+    return merge_results(name, [(label, check_op(forward, backward, [normal((4, 2, 3, 3), 1 + 2 * i), normal((4,), 2 + 2 * i)],
+                                                 names=["x", "a"], kwargs=kwargs)) for i, (label, kwargs) in enumerate(variants)])
+
+
 @register("batch_softmax_weighting")
 def _batch_softmax_weighting():
-    r1 = check_op(batch_softmax_weighting_forward, batch_softmax_weighting_backward, [normal((4, 2, 3, 3)), normal((4,), 2)],
-                  names=["x", "a"])
-    r2 = check_op(batch_softmax_weighting_forward, batch_softmax_weighting_backward, [normal((4, 2, 3, 3), 3), normal((4,), 4)],
-                  names=["x", "a"], kwargs={"temperature": 0.5})
-    return merge_results("batch_softmax_weighting", [("tau=1", r1), ("tau=0.5", r2)])
+    return _weighting("batch_softmax_weighting", batch_softmax_weighting_forward, batch_softmax_weighting_backward)
 
 
 @register("softmax_sum_weighting")
 def _softmax_sum_weighting():
-    r1 = check_op(softmax_sum_weighting_forward, softmax_sum_weighting_backward, [normal((4, 2, 3, 3)), normal((4,), 2)],
-                  names=["x", "a"])
-    r2 = check_op(softmax_sum_weighting_forward, softmax_sum_weighting_backward,
-                  [normal((4, 2, 3, 3), 3), normal((4,), 4)], names=["x", "a"], kwargs={"temperature": 0.5})
-    return merge_results("softmax_sum_weighting", [("tau=1", r1), ("tau=0.5", r2)])
+    return _weighting("softmax_sum_weighting", softmax_sum_weighting_forward, softmax_sum_weighting_backward)
 
 
 @register("population_weighting")
 def _population_weighting():
     """The eval weighting w_i = scale exp(a_i / tau - m) with a fixed running log-mean-exp m."""
-    r1 = check_op(population_weighting_forward, population_weighting_backward, [normal((4, 2, 3, 3)), normal((4,), 2)],
-                  names=["x", "a"], kwargs={"log_norm": 0.3})
-    r2 = check_op(population_weighting_forward, population_weighting_backward,
-                  [normal((4, 2, 3, 3), 3), normal((4,), 4)], names=["x", "a"],
-                  kwargs={"log_norm": -0.7, "temperature": 0.5, "scale": 0.125})
-    return merge_results("population_weighting", [("tau=1", r1), ("tau=0.5,scale=1/8", r2)])
+    return _weighting("population_weighting", population_weighting_forward, population_weighting_backward,
+                      [("tau=1", {"log_norm": 0.3}), ("tau=0.5,scale=1/8", {"log_norm": -0.7, "temperature": 0.5, "scale": 0.125})])
 
 
 @register("sigmoid_weighting")
 def _sigmoid_weighting():
-    return check_op(sigmoid_weighting_forward, sigmoid_weighting_backward, [normal((4, 2, 3, 3)), normal((4,), 2)],
-                    names=["x", "a"], kwargs={"temperature": 0.5}, name="sigmoid_weighting")
+    return _weighting("sigmoid_weighting", sigmoid_weighting_forward, sigmoid_weighting_backward, [("", {"temperature": 0.5})])
 
 
 def _branch(make, name=None):
