@@ -8,6 +8,7 @@ Ctrl-C (after saving the checkpoint of the last completed epoch).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -196,17 +197,9 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
 
 
 def _config_from_args(args) -> TrainConfig:
-    return TrainConfig(dataset=args.dataset, data_dir=args.data_dir, data_url=args.data_url, model=args.model,
-                       attention=args.attention,
-                       ba2m_placement=args.ba2m_placement, zero_init_residual=args.zero_init_residual,
-                       init=args.init, ba2m_sar=args.ba2m_sar,
-                       ba2m_temperature=args.ba2m_temperature, ba2m_normalisation=args.ba2m_normalisation,
-                       epochs=args.epochs, batch_size=args.batch_size,
-                       lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
-                       schedule=args.schedule, warmup_epochs=args.warmup_epochs, loss=args.loss,
-                       focal_gamma=args.focal_gamma, label_smoothing=args.label_smoothing, seed=args.seed,
-                       backend=args.backend, subset=args.subset, eval_batch_size=args.eval_batch_size,
-                       out=args.out, progress=not args.no_progress)
+    """Every option's value under its config name (``--no-progress`` is ``progress`` negated)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "progress"}
+    return TrainConfig(**given, progress=not args.no_progress)
 
 
 def _explicit(argv) -> set:
