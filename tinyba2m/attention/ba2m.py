@@ -34,6 +34,7 @@ in training or "batch" eval (a softmax of one value is exactly 1) — the branch
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 from .. import backend
@@ -63,9 +64,7 @@ class BA2M(Module):
     def __init__(self, channels: int, options: BA2MOptions | None = None, **changes):
         super().__init__()
         require_positive_int("BA2M", "channels", channels)
-        options = options or BA2MOptions()
-        if changes:
-            options = options.replace(**changes)
+        options = dataclasses.replace(options or BA2MOptions(), **changes)
         self.channels, self.options, self.branches = channels, options, options.branches
         self.eval_weighting = options.eval_weighting
         if "channel" in self.branches:

@@ -52,7 +52,3 @@ class BA2MOptions:
         check_eval_weighting(self.eval_weighting)
         object.__setattr__(self, "branches", tuple(b for b in BRANCHES if b in branches))
         object.__setattr__(self, "temperature", float(t))
-
-    def replace(self, **changes) -> "BA2MOptions":
-        """A copy with ``changes`` (checked again)."""
-        return dataclasses.replace(self, **changes)

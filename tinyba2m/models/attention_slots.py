@@ -10,6 +10,8 @@ the per-sample weights of the last forward pass (mean over the BA²M modules of 
 """
 from __future__ import annotations
 
+import dataclasses
+
 from ..attention import BA2M, BA2MOptions, SEBlock
 from ..attention.options import EVAL_WEIGHTINGS
 
@@ -24,8 +26,7 @@ def attention_options(kind: str, options: BA2MOptions | None = None, **changes) 
     extra = sorted(set(changes) - {"reduction"})
     if kind == "se" and extra:
         raise ValueError(f"attention 'se' takes only the reduction option, got {extra}")
-    options = options or BA2MOptions()
-    return options.replace(**changes) if changes else options
+    return dataclasses.replace(options or BA2MOptions(), **changes)
 
 
 def make_attention(kind: str, channels: int, options: BA2MOptions | None = None):
