@@ -286,3 +286,32 @@ def test_bad_construction_is_clear():
         BA2M(8, eval_weighting="none")
     with pytest.raises(ValueError, match="GlobalSpatialBranch: subsample must be an integer >= 1"):
         BA2M(8, subsample=0)
+
+
+# -- one options object, the children, the declared zero gradients -------------------------------
+def test_one_options_object_reaches_the_children():
+    from tinyba2m.attention import BA2MOptions
+    from tinyba2m.models import ba2m_modules, build_model
+    opts = BA2MOptions(temperature=2.0, branches=("global", "channel"), sar_activation="none")
+    m = BA2M(8, opts, normalisation="softmax_sum")
+    assert m.branches == ("channel", "global") and m.temperature == 2.0 and m.normalisation == "softmax_sum"
+    assert (m.sar.activation, m.weighting.normalisation, m.weighting.temperature) == ("none", "softmax_sum", 2.0)
+    assert opts.normalisation == "softmax" and m.options.sar_activation == "none"   # the object given is not changed
+    assert [name for name, _ in m.children()] == ["channel_branch", "global_branch", "sar", "weighting"]
+    assert all(k.split(".")[0] in ("channel_branch", "global_branch", "population_log_norm", "population_batch_size")
+               for k in m.state_dict())   # the children hold no state: checkpoints keep their names
+    backend.seed(0)
+    model = build_model("resnet20", "ba2m", ba2m=opts, ba2m_placement="last")
+    assert all(mod.options == opts for _, mod in ba2m_modules(model)) and len(ba2m_modules(model)) == 3
+    with pytest.raises(ValueError, match="BA2M: temperature must be a number > 0"):
+        BA2MOptions(temperature=-1.0)
+
+
+def test_branches_declare_their_bias_before_bn_by_layer():
+    assert ChannelBranch(8).bias_before_bn == ("3.b",) and ChannelBranch(8).output_shift == "4.beta"
+    local = LocalSpatialBranch(8)
+    assert local.bias_before_bn == ("0.b", "3.b", "6.b") and local.output_shift == "7.beta"
+    assert set(local.bias_before_bn) <= {q for q, _, _ in local.named_parameters()}
+    g = GlobalSpatialBranch(8)
+    assert g.bias_before_bn == ("g.b", "w_z.b") and g.output_shift == "bn.beta"
+    assert local.eval().zero_gradient_parameters() == () and local.zero_gradient_parameters(shift_free=True) == ("7.beta",)

@@ -26,6 +26,7 @@ import numpy
 numpy_module = numpy  # exposed for the few host-only helpers (data files, checkpoints)
 
 BACKEND_ENV_VAR = "TINYBA2M_BACKEND"
+BACKENDS = ("numpy", "cupy")
 CUPY_INSTALL_HINT = (
     "Install CuPy for your CUDA version, e.g. `pip install cupy-cuda12x` (CUDA 12) or "
     "`pip install cupy-cuda11x` (CUDA 11), or `pip install -e \".[gpu]\"`; see "

@@ -10,21 +10,23 @@ Op pairs (``*_forward(...) -> (out, cache)``, ``*_backward(dout, cache) -> grads
 - ``sigmoid_weighting``         w_i = 2 sigmoid(a_i / tau), per sample, Y_i = w_i X_i
 - ``population_weighting``      w_i = scale exp(a_i / tau - m), m a running log-mean-exp (eval)
 
-Modules: ``ChannelBranch``, ``LocalSpatialBranch``, ``GlobalSpatialBranch``, ``BA2M``, ``SEBlock``.
-``zero_gradient_parameters(model)``: the BA2M parameters whose gradient is exactly zero (for
-gradient checks of whole networks, ``check_module(..., known_zero=...)``).
+Modules: ``ChannelBranch``, ``LocalSpatialBranch``, ``GlobalSpatialBranch``, ``SAR`` and
+``SampleWeighting`` (children of ``BA2M`` over the op pairs above), ``BA2M``, ``SEBlock``;
+``BA2MOptions``: every option of a BA²M module in one object.
 """
-from .ba2m import BA2M, zero_gradient_parameters
+from .ba2m import BA2M
+from .options import BA2MOptions
 from .branches import ChannelBranch, GlobalSpatialBranch, LocalSpatialBranch
 from .nonlocal_attention import nonlocal_attention_backward, nonlocal_attention_forward
-from .sar import sar_backward, sar_forward, sar_fusion_backward, sar_fusion_forward
+from .sar import SAR, sar_backward, sar_forward, sar_fusion_backward, sar_fusion_forward
 from .se import SEBlock
-from .weighting import (batch_softmax_weighting_backward, batch_softmax_weighting_forward,
+from .weighting import (SampleWeighting, batch_softmax_weighting_backward, batch_softmax_weighting_forward,
                         population_weighting_backward, population_weighting_forward, sigmoid_weighting_backward,
                         sigmoid_weighting_forward, softmax_sum_weighting_backward, softmax_sum_weighting_forward)
 
 __all__ = [
-    "BA2M", "SEBlock", "zero_gradient_parameters", "ChannelBranch", "LocalSpatialBranch", "GlobalSpatialBranch",
+    "BA2M", "BA2MOptions", "SAR", "SampleWeighting", "SEBlock",
+    "ChannelBranch", "LocalSpatialBranch", "GlobalSpatialBranch",
     "nonlocal_attention_forward", "nonlocal_attention_backward",
     "sar_fusion_forward", "sar_fusion_backward", "sar_forward", "sar_backward",
     "batch_softmax_weighting_forward", "batch_softmax_weighting_backward",

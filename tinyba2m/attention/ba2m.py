@@ -34,57 +34,47 @@ in training or "batch" eval (a softmax of one value is exactly 1) — the branch
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 from .. import backend
 from ..nn.module import Module
 from ..ops.validation import require_positive_int
 from .branches import ChannelBranch, GlobalSpatialBranch, LocalSpatialBranch, check_input
-from .sar import SAR_ACTIVATIONS, sar_backward, sar_forward
-from .weighting import (batch_log_mean_exp, batch_softmax_weighting_backward, batch_softmax_weighting_forward,
-                        population_weighting_backward, population_weighting_forward, sigmoid_weighting_backward,
-                        sigmoid_weighting_forward, softmax_sum_weighting_backward, softmax_sum_weighting_forward)
+from .options import BRANCHES, EVAL_WEIGHTINGS, BA2MOptions, check_eval_weighting
+from .sar import SAR
+from .weighting import NORMALISATIONS, SampleWeighting, batch_log_mean_exp
 
-BRANCHES = ("channel", "local", "global")
-NORMALISATIONS = {"softmax": (batch_softmax_weighting_forward, batch_softmax_weighting_backward),
-                  "softmax_sum": (softmax_sum_weighting_forward, softmax_sum_weighting_backward),
-                  "sigmoid": (sigmoid_weighting_forward, sigmoid_weighting_backward)}
-POPULATION = (population_weighting_forward, population_weighting_backward)
-EVAL_WEIGHTINGS = ("population", "batch", "uniform")
+__all__ = ["BA2M", "BA2MOptions", "BRANCHES", "EVAL_WEIGHTINGS", "NORMALISATIONS"]
+
 POPULATION_MOMENTUM = 0.1
 POPULATION_BUFFERS = ("population_log_norm", "population_batch_size")
 
 
 class BA2M(Module):
-    """(N, C, H, W) -> same shape, ``Y_i = w_i X_i``. See the module docstring and docs/BA2M.md."""
+    """(N, C, H, W) -> same shape, ``Y_i = w_i X_i``. See the module docstring and docs/BA2M.md.
+
+    ``BA2M(channels, options)`` with a :class:`BA2MOptions`, or ``BA2M(channels, temperature=0.5,
+    ...)`` (keyword options replace those of ``options``). Children: the branches that are on,
+    ``sar`` (:class:`~.sar.SAR`) and ``weighting`` (:class:`~.weighting.SampleWeighting`); the
+    population buffers are the module's own."""
 
     optional_buffers = POPULATION_BUFFERS  # absent from checkpoints written before the population mode
 
-    def __init__(self, channels: int, reduction: int = 16, dilation: int = 4, nonlocal_reduction: int = 8,
-                 subsample: int = 2, branches=BRANCHES, temperature: float = 1.0,
-                 normalisation: str = "softmax", eval_weighting: str = "population", sar_activation: str = "sigmoid"):
+    def __init__(self, channels: int, options: BA2MOptions | None = None, **changes):
         super().__init__()
         require_positive_int("BA2M", "channels", channels)
-        branches = (branches,) if isinstance(branches, str) else tuple(branches)
-        unknown = [b for b in branches if b not in BRANCHES]
-        if not branches or unknown or len(set(branches)) != len(branches):
-            raise ValueError(f"BA2M: branches must be a non-empty subset of {BRANCHES} without repeats, got {branches!r}")
-        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature > 0:
-            raise ValueError(f"BA2M: temperature must be a number > 0, got {temperature!r}")
-        if normalisation not in NORMALISATIONS:
-            raise ValueError(f"BA2M: normalisation must be one of {tuple(NORMALISATIONS)}, got {normalisation!r}")
-        if sar_activation not in SAR_ACTIVATIONS:
-            raise ValueError(f"BA2M: sar_activation must be one of {SAR_ACTIVATIONS}, got {sar_activation!r}")
-        self.channels, self.temperature, self.normalisation = channels, float(temperature), normalisation
-        self.sar_activation = sar_activation
-        self.branches = tuple(b for b in BRANCHES if b in branches)       # the fixed tie order C, LS, GS
-        self.eval_weighting = eval_weighting
+        options = dataclasses.replace(options or BA2MOptions(), **changes)
+        self.channels, self.options, self.branches = channels, options, options.branches
+        self.eval_weighting = options.eval_weighting
         if "channel" in self.branches:
-            self.channel_branch = ChannelBranch(channels, reduction)
+            self.channel_branch = ChannelBranch(channels, options.reduction)
         if "local" in self.branches:
-            self.local_branch = LocalSpatialBranch(channels, reduction, dilation)
+            self.local_branch = LocalSpatialBranch(channels, options.reduction, options.dilation)
         if "global" in self.branches:
-            self.global_branch = GlobalSpatialBranch(channels, nonlocal_reduction, subsample)
+            self.global_branch = GlobalSpatialBranch(channels, options.nonlocal_reduction, options.subsample)
+        self.sar = SAR(options.sar_activation)
+        self.weighting = SampleWeighting(options.normalisation, options.temperature)
         xp = backend.get_xp()
         self.buffers["population_log_norm"] = xp.zeros((1,), dtype=backend.default_dtype)
         self.buffers["population_batch_size"] = xp.zeros((1,), dtype=backend.default_dtype)
@@ -93,15 +83,17 @@ class BA2M(Module):
         self.last_sar = None
         self._warned_fallback = False
 
+    temperature = property(lambda self: self.options.temperature)
+    normalisation = property(lambda self: self.options.normalisation)
+    sar_activation = property(lambda self: self.options.sar_activation)
+
     @property
     def eval_weighting(self) -> str:
         return self._eval_weighting
 
     @eval_weighting.setter
     def eval_weighting(self, mode: str) -> None:
-        if mode not in EVAL_WEIGHTINGS:
-            raise ValueError(f"BA2M: eval_weighting must be one of {EVAL_WEIGHTINGS}, got {mode!r}")
-        self._eval_weighting = mode
+        self._eval_weighting = check_eval_weighting(mode)
 
     def label(self) -> str:
         return f"BA2M({self.channels})"
@@ -152,19 +144,16 @@ class BA2M(Module):
         if n == 1 and mode == "train":
             raise ValueError(f"{self.label()}: training with normalisation='sigmoid' needs a batch of at least "
                              f"2 samples (the branch BNs estimate batch statistics), got input shape {tuple(x.shape)}")
-        maps = self._branch_maps(x)
-        a, sar_cache = sar_forward(*maps, activation=self.sar_activation)
+        a = self.sar.forward(*self._branch_maps(x))
         if mode == "population":
-            forward, backward = POPULATION
             scale = 1.0 / self._train_batch_size() if self.normalisation == "softmax_sum" else 1.0
-            y, weight_cache = forward(x, a, self.buffers["population_log_norm"], self.temperature, scale)
+            y = self.weighting.forward(x, a, self.buffers["population_log_norm"], scale)
         else:
-            forward, backward = NORMALISATIONS[self.normalisation]
-            y, weight_cache = forward(x, a, self.temperature)
+            y = self.weighting.forward(x, a)
         if mode == "train" and self.normalisation != "sigmoid":
             self._track_population(a)
-        self.last_weights, self.last_sar = weight_cache[1], a
-        return self.keep(y, (sar_cache, weight_cache, backward))
+        self.last_weights, self.last_sar = self.weighting.last_weights, a
+        return self.keep(y, ("weighted", mode))
 
     def _track_population(self, a) -> None:
         """``m <- (1 - 0.1) m + 0.1 l_B`` (the first training batch sets m), no host read."""
@@ -175,6 +164,10 @@ class BA2M(Module):
         self.buffers["population_log_norm"] = xp.where(
             seen, (1.0 - POPULATION_MOMENTUM) * log_norm + POPULATION_MOMENTUM * batch, batch).astype(log_norm.dtype)
         self.buffers["population_batch_size"] = xp.full((1,), a.shape[0], dtype=size.dtype)
+
+    def _branch_modules(self):
+        """(attribute name, module) of the branches that are on, in the order C, LS, GS."""
+        return [(f"{b}_branch", getattr(self, f"{b}_branch")) for b in self.branches]
 
     def _branch_maps(self, x):
         """(A_C (N, C), A_LS (N, H, W), A_GS (N, H, W)), None for a branch that is off."""
@@ -189,9 +182,8 @@ class BA2M(Module):
         if cache[0] == "constant":               # the weights did not depend on the branches
             constant = cache[1]
             return dy * dy.dtype.type(constant) if constant != 1.0 else dy.copy()
-        sar_cache, weight_cache, backward = cache
-        dx, da = backward(dy, weight_cache)
-        da_c, da_ls, da_gs = sar_backward(da, sar_cache)
+        dx, da = self.weighting.backward(dy)
+        da_c, da_ls, da_gs = self.sar.backward(da)
         n, _, h, w = dx.shape
         if da_c is not None:
             dx += self.channel_branch.backward(da_c)
@@ -204,7 +196,8 @@ class BA2M(Module):
     def zero_gradient_parameters(self) -> tuple:
         """Names (as in ``named_parameters``) of the parameters whose gradient is exactly zero for
         the last forward pass — true zeros of the maths, which a gradient check must compare in
-        absolute terms (``check_module(known_zero=...)``):
+        absolute terms (``check_module(known_zero=...)``). Each branch names its own
+        (``zero_gradient_parameters`` in :mod:`.branches`, declared beside its layers):
 
         - a bias feeding a batch norm in train mode (the batch mean removes it): FC_1, every
           conv of the local branch, the values g and W_z of the global branch;
@@ -218,16 +211,10 @@ class BA2M(Module):
         names = [q for q, _, _ in self.named_parameters()]
         if self.cache is None or self.cache[0] == "constant":
             return tuple(names)
-        zero = ["global_branch.phi.b"] if "global" in self.branches else []
-        if self.training:
-            zero += ["channel_branch.3.b", "local_branch.0.b", "local_branch.3.b", "local_branch.6.b",
-                     "global_branch.g.b", "global_branch.w_z.b"]
-        if "global" in self.branches and self.global_branch.key_positions() == 1:
-            zero += ["global_branch.theta.w", "global_branch.theta.b", "global_branch.phi.w"]
-        batch_softmax = self.normalisation != "sigmoid" and self.cache[2] is not POPULATION[1]
-        if batch_softmax and self.sar_activation == "none" and len(self.branches) == 1:
-            zero += {"channel": ["channel_branch.4.beta"], "local": ["local_branch.7.beta"],
-                     "global": ["global_branch.bn.beta"]}[self.branches[0]]
+        batch_softmax = self.normalisation != "sigmoid" and self.cache[1] != "population"
+        shift_free = batch_softmax and self.sar_activation == "none" and len(self.branches) == 1
+        zero = [f"{attr}.{p}" for attr, branch in self._branch_modules()
+                for p in branch.zero_gradient_parameters(shift_free)]
         return tuple(n for n in names if n in zero)
 
     def extra_repr(self):
@@ -235,12 +222,3 @@ class BA2M(Module):
                 f"temperature={self.temperature}, normalisation={self.normalisation!r}, "
                 f"eval_weighting={self.eval_weighting!r}")
 
-
-def zero_gradient_parameters(model) -> tuple:
-    """Qualified names of the exactly-zero-gradient parameters of every BA2M inside ``model``
-    (after a forward pass), for ``check_module(model, ..., known_zero=...)``."""
-    names = []
-    for prefix, mod in model.named_modules():
-        if isinstance(mod, BA2M):
-            names += [f"{prefix}.{p}" if prefix else p for p in mod.zero_gradient_parameters()]
-    return tuple(names)

@@ -44,26 +44,54 @@ def check_input(label: str, x, channels: int, allow_empty: bool = False) -> None
         require_batch(label, x)
 
 
-class ChannelBranch(Sequential):
+def parameter_names(owner: Module, layers, key: str) -> tuple:
+    """``"<child name>.<key>"`` of each of ``layers`` (children of ``owner``), found by identity, so
+    the names follow the layers wherever they stand (``"3.b"`` in a Sequential, ``"g.b"``)."""
+    where = {id(m): q for q, m in owner.named_modules()}
+    return tuple(f"{where[id(layer)]}.{key}" for layer in layers)
+
+
+class ZeroGradients:
+    """What a branch declares beside its layers: ``bias_before_bn`` (the biases a following batch
+    norm cancels in training: the batch mean removes them) and ``output_shift`` (the shift of its
+    last BN, which moves its whole map by one amount). ``zero_gradient_parameters`` names those
+    whose gradient is exactly zero for the last forward pass; ``shift_free``: the caller ignores a
+    common shift of the map (see ``BA2M.zero_gradient_parameters``)."""
+
+    bias_before_bn: tuple = ()
+    output_shift: str = ""
+
+    def zero_gradient_parameters(self, shift_free: bool = False) -> tuple:
+        return (self.bias_before_bn if self.training else ()) + ((self.output_shift,) if shift_free else ())
+
+
+class _SequentialBranch(ZeroGradients, Sequential):
+    """A branch that is a chain of layers: checks its input (N, channels, H, W), then runs them."""
+
+    def forward(self, x):
+        self.cache = None
+        check_input(f"{type(self).__name__}({self.channels})", x, self.channels)
+        return super().forward(x)
+
+
+class ChannelBranch(_SequentialBranch):
     """A_C (N, C): GAP -> FC C->h -> ReLU -> FC h->C -> BN1d(C)."""
 
     def __init__(self, channels: int, reduction: int = 16):
         require_positive_int("ChannelBranch", "channels", channels)
         require_positive_int("ChannelBranch", "reduction", reduction)
         h = hidden_width(channels, reduction)
-        super().__init__(GlobalAvgPool2d(), Linear(channels, h), ReLU(), Linear(h, channels), BatchNorm1d(channels))
+        fc0, fc1, bn = Linear(channels, h), Linear(h, channels), BatchNorm1d(channels)   # drawn in this order
+        super().__init__(GlobalAvgPool2d(), fc0, ReLU(), fc1, bn)
         self.channels, self.hidden = channels, h
-
-    def forward(self, x):
-        self.cache = None
-        check_input(f"ChannelBranch({self.channels})", x, self.channels)
-        return super().forward(x)
+        self.bias_before_bn = parameter_names(self, (fc1,), "b")
+        self.output_shift, = parameter_names(self, (bn,), "beta")
 
     def extra_repr(self):
         return f"{self.channels}, hidden={self.hidden}"
 
 
-class LocalSpatialBranch(Sequential):
+class LocalSpatialBranch(_SequentialBranch):
     """A_LS (N, 1, H, W): 1x1 conv C->h, BN, ReLU, dilated 3x3 conv h->h, BN, ReLU, 1x1 conv h->1, BN."""
 
     def __init__(self, channels: int, reduction: int = 16, dilation: int = 4):
@@ -71,21 +99,18 @@ class LocalSpatialBranch(Sequential):
         require_positive_int("LocalSpatialBranch", "reduction", reduction)
         require_positive_int("LocalSpatialBranch", "dilation", dilation)
         h = hidden_width(channels, reduction)
-        super().__init__(Conv2d(channels, h, 1), BatchNorm2d(h), ReLU(),
-                         Conv2d(h, h, 3, padding=dilation, dilation=dilation), BatchNorm2d(h), ReLU(),
-                         Conv2d(h, 1, 1), BatchNorm2d(1))
+        convs = Conv2d(channels, h, 1), Conv2d(h, h, 3, padding=dilation, dilation=dilation), Conv2d(h, 1, 1)
+        bn = BatchNorm2d(1)
+        super().__init__(convs[0], BatchNorm2d(h), ReLU(), convs[1], BatchNorm2d(h), ReLU(), convs[2], bn)
         self.channels, self.hidden, self.dilation = channels, h, dilation
-
-    def forward(self, x):
-        self.cache = None
-        check_input(f"LocalSpatialBranch({self.channels})", x, self.channels)
-        return super().forward(x)
+        self.bias_before_bn = parameter_names(self, convs, "b")       # every conv feeds a BN
+        self.output_shift, = parameter_names(self, (bn,), "beta")
 
     def extra_repr(self):
         return f"{self.channels}, hidden={self.hidden}, dilation={self.dilation}"
 
 
-class GlobalSpatialBranch(Module):
+class GlobalSpatialBranch(ZeroGradients, Module):
     """A_GS (N, 1, H, W): non-local attention with subsampled keys/values, W_z, BN (see above).
 
     The three embeddings theta, phi, g are Conv2d children (their parameters, names and
@@ -94,10 +119,9 @@ class GlobalSpatialBranch(Module):
     the input and its gradient.
 
     The (N, HW, M) attention matrix is written into a workspace this module keeps from one
-    forward pass to the next (``_attention_workspace``): a fresh 134 MB array per pass (batch 128
-    at 32x32) costs more in page faults than computing it. The module's cache refers to it, and
-    only the latest forward pass's cache is ever used, so the reuse is safe; the memory is the
-    cached matrix that the module held between steps anyway.
+    forward pass to the next (``_attention_workspace``; why: docs/BA2M.md section 7). The
+    module's cache refers to it, and only the latest forward pass's cache is ever used, so the
+    reuse is safe.
     """
 
     def __init__(self, channels: int, nonlocal_reduction: int = 8, subsample: int = 2, value_projection_first: bool = True):
@@ -114,6 +138,8 @@ class GlobalSpatialBranch(Module):
         self.bn = BatchNorm2d(1)
         self.cache = None
         self._workspace = None
+        self.bias_before_bn = ("g.b", "w_z.b")   # the values (the attention rows sum to 1) and W_z feed the BN
+        self.output_shift = "bn.beta"
 
     def _embeddings(self):
         return (self.theta, self.phi, self.g)
@@ -178,6 +204,14 @@ class GlobalSpatialBranch(Module):
     def key_positions(self):
         """M, the number of key positions of the last forward pass (None before any)."""
         return None if self.cache is None else self.cache[4][0] * self.cache[4][1]
+
+    def zero_gradient_parameters(self, shift_free: bool = False) -> tuple:
+        """Besides the BN-cancelled biases: the key bias (it adds the same amount to every key score
+        of a query), and theta and phi entirely when there is one key position (softmax of one score is 1)."""
+        zero = ("phi.b",)
+        if self.key_positions() == 1:
+            zero += ("theta.w", "theta.b", "phi.w")
+        return zero + super().zero_gradient_parameters(shift_free)
 
     def extra_repr(self):
         return (f"{self.channels}, hidden={self.hidden}, subsample={self.subsample}, "

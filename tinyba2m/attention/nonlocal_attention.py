@@ -124,8 +124,8 @@ def sample_chunks(e):
     """Slices of the batch for ``e`` (N, Q, M): on the host, groups of samples whose part of E
     takes about ``CHUNK_BYTES``, so the product, the row maxima, the shift, the floor, the
     exponential and the products with E read a chunk still in cache instead of streaming
-    the whole matrix (134 MB at CIFAR size) from memory for each pass (the forward pass ran
-    ~35% faster); on a GPU, the whole batch."""
+    the whole matrix from memory for each pass (measurements: docs/BA2M.md section 7); on a
+    GPU, the whole batch."""
     n = e.shape[0]
     if backend.is_device_array(e):
         return [slice(0, n)]

@@ -45,6 +45,7 @@ definition, used by the tests to check the fast version.
 from __future__ import annotations
 
 from .. import backend
+from ..nn.module import Module
 from ..ops.activations import stable_sigmoid
 from ..ops.validation import require_dout, require_float, require_ndim
 
@@ -215,3 +216,24 @@ def sar_backward(da, cache):
     if squashed is None:
         return grads
     return tuple(None if g is None else g * s * (1 - s) for g, s in zip(grads, squashed))
+
+
+class SAR(Module):
+    """The SAR as a child module of BA2M over ``sar_forward``/``sar_backward``:
+    ``forward(a_c, a_ls, a_gs) -> a (N,)``, ``backward(da) -> (da_c, da_ls, da_gs)``."""
+
+    def __init__(self, activation: str = "sigmoid"):
+        super().__init__()
+        if activation not in SAR_ACTIVATIONS:
+            raise ValueError(f"SAR: activation must be one of {SAR_ACTIVATIONS}, got {activation!r}")
+        self.activation = activation
+
+    def forward(self, a_c=None, a_ls=None, a_gs=None):
+        self.cache = None
+        return self.keep(*sar_forward(a_c, a_ls, a_gs, activation=self.activation))
+
+    def backward(self, da):
+        return sar_backward(da, self.saved(da))
+
+    def extra_repr(self):
+        return f"activation={self.activation!r}"

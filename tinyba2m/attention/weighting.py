@@ -33,6 +33,7 @@ so each sample is weighted on its own, on the scale training used::
 from __future__ import annotations
 
 from .. import backend
+from ..nn.module import Module
 from ..ops.activations import softmax, stable_sigmoid
 from ..ops.validation import require_dout, require_float, require_ndim
 
@@ -145,3 +146,43 @@ def sigmoid_weighting_backward(dy, cache):
     require_dout("sigmoid_weighting", dy, x.shape)
     gw = _gw(dy, x).astype(w.dtype, copy=False)
     return _scale(dy, w), gw * (w / tau) * (1.0 - 0.5 * w)
+
+
+# -- the weighting as a child module of BA2M --------------------------------------------------------
+NORMALISATIONS = {"softmax": (batch_softmax_weighting_forward, batch_softmax_weighting_backward),
+                  "softmax_sum": (softmax_sum_weighting_forward, softmax_sum_weighting_backward),
+                  "sigmoid": (sigmoid_weighting_forward, sigmoid_weighting_backward)}
+POPULATION = (population_weighting_forward, population_weighting_backward)
+
+
+class SampleWeighting(Module):
+    """``Y_i = w_i X_i``, the weights from the SARs by the op pair of ``normalisation`` or, when
+    ``forward`` gets a running log-mean-exp ``log_norm``, by the population op pair.
+
+    ``forward(x (N, ...), a (N,), log_norm=None, scale=1.0) -> Y``; ``backward(dY) -> (dX, da)``;
+    ``last_weights`` holds w (N,) of the last forward pass."""
+
+    def __init__(self, normalisation: str = "softmax", temperature: float = 1.0):
+        super().__init__()
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(f"SampleWeighting: normalisation must be one of {tuple(NORMALISATIONS)}, got {normalisation!r}")
+        self.normalisation, self.temperature = normalisation, float(temperature)
+        self.last_weights = None
+
+    def forward(self, x, a, log_norm=None, scale=1.0):
+        self.cache = None
+        if log_norm is None:
+            forward, backward = NORMALISATIONS[self.normalisation]
+            y, cache = forward(x, a, self.temperature)
+        else:
+            forward, backward = POPULATION
+            y, cache = forward(x, a, log_norm, self.temperature, scale)
+        self.last_weights = cache[1]
+        return self.keep(y, (backward, cache))
+
+    def backward(self, dy):
+        backward, cache = self.saved(dy)
+        return backward(dy, cache)
+
+    def extra_repr(self):
+        return f"normalisation={self.normalisation!r}, temperature={self.temperature}"

@@ -1,8 +1,8 @@
 """Whole training steps: forward, loss, backward and SGD update of a model at a batch size,
 and where the time of a BA²M model goes.
 
-The BA²M parts are timed by wrapping, for one profiled step, the forward/backward of each
-branch module and the SAR-fusion and weighting op pairs that ``BA2M`` calls (restored after).
+The BA²M parts are timed by wrapping, for one profiled step, the forward/backward of every child
+module of each ``BA2M`` (the branches, ``sar`` and ``weighting``; removed after).
 """
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import time
 from contextlib import contextmanager
 
 from .. import backend
-from ..attention import ba2m as ba2m_module
 from ..models import ba2m_modules, build_model
 from ..nn.loss import SoftmaxCrossEntropy
 from ..optim import SGD
 from .timing import median_time, peak_call_memory
 
 BA2M_PARTS = ("channel", "local", "global", "fusion", "weighting")
+CHILD_PARTS = {"channel_branch": "channel", "local_branch": "local", "global_branch": "global", "sar": "fusion"}
 
 
 def make_training_step(model_name: str, attention: str, batch_size: int, num_classes: int = 100, seed: int = 0):
@@ -50,37 +50,27 @@ class _PartTimer:
             start = time.perf_counter()
             out = fn(*args, **kwargs)
             backend.synchronize()
-            self.seconds[part] += time.perf_counter() - start
+            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
             return out
         return timed
 
 
 @contextmanager
 def _ba2m_part_timing(model):
-    """Wrap the parts of every BA²M module of ``model``; yields a ``_PartTimer``."""
+    """Wrap the children of every BA²M module of ``model``; yields a ``_PartTimer``."""
     timer = _PartTimer()
-    patched_modules = []
+    wrapped = []
     for _, mod in ba2m_modules(model):
-        for part, attr in (("channel", "channel_branch"), ("local", "local_branch"), ("global", "global_branch")):
-            branch = getattr(mod, attr, None)
-            if branch is not None:
-                branch.forward = timer.wrap(part, branch.forward)
-                branch.backward = timer.wrap(part, branch.backward)
-                patched_modules.append(branch)
-    saved_globals = {k: getattr(ba2m_module, k) for k in ("sar_forward", "sar_backward")}
-    saved_norms = dict(ba2m_module.NORMALISATIONS)
-    for k, fn in saved_globals.items():
-        setattr(ba2m_module, k, timer.wrap("fusion", fn))
-    for k, (f, b) in saved_norms.items():
-        ba2m_module.NORMALISATIONS[k] = (timer.wrap("weighting", f), timer.wrap("weighting", b))
+        for name, child in mod.children():
+            part = CHILD_PARTS.get(name, name)
+            child.forward = timer.wrap(part, child.forward)
+            child.backward = timer.wrap(part, child.backward)
+            wrapped.append(child)
     try:
         yield timer
     finally:
-        for branch in patched_modules:
-            del branch.forward, branch.backward
-        for k, fn in saved_globals.items():
-            setattr(ba2m_module, k, fn)
-        ba2m_module.NORMALISATIONS.update(saved_norms)
+        for child in wrapped:
+            del child.forward, child.backward
 
 
 def ba2m_time_shares(model, step, repeats: int = 3) -> dict:

@@ -14,6 +14,7 @@ there.
 from __future__ import annotations
 
 from .. import backend
+from ..ops.validation import require_positive_int
 
 np = backend.numpy_module  # host-side index bookkeeping only
 
@@ -23,12 +24,6 @@ LAST_BATCH_POLICY = ("the last partial training batch is dropped each epoch (the
                      "different images are left out each time), because BA²M's batch-softmax weights depend "
                      "on the batch size and a tiny last batch would get extreme weights; evaluation uses "
                      "every image")
-
-
-def _padding(op: str, padding) -> int:
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"{op}: padding must be an integer >= 0, got {padding!r}")
-    return padding
 
 
 def normalize(images, mean=CIFAR100_MEAN, std=CIFAR100_STD, dtype=None):
@@ -74,7 +69,7 @@ def crop_flip(x, oy, ox, flips, padding: int = 4):
     if getattr(x, "ndim", None) != 4:
         raise ValueError(f"crop_flip: expected x of shape (N, C, H, W), got {getattr(x, 'shape', type(x).__name__)}")
     n, c, h, w = x.shape
-    padding = _padding("crop_flip", padding)
+    padding = require_positive_int("crop_flip", "padding", padding, 0)
     oy, ox, flips = (np.asarray(backend.to_host(a)) for a in (oy, ox, flips))
     flips = flips.astype(bool)
     if not (oy.shape == ox.shape == flips.shape == (n,)):
@@ -96,7 +91,7 @@ def random_crop_flip(x, rng, padding: int = 4, flip: bool = True):
     """Random crop from the image zero-padded by ``padding`` and random horizontal flip (p = 1/2),
     vectorised over the batch. x (N, C, H, W) any dtype, host or device; rng a numpy Generator.
     Returns the same shape and dtype, on x's array module."""
-    padding = _padding("random_crop_flip", padding)
+    padding = require_positive_int("random_crop_flip", "padding", padding, 0)
     oy, ox, flips = draw_crop_flip(rng, x.shape[0], padding, flip)
     return crop_flip(x, oy, ox, flips, padding)
 

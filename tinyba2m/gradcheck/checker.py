@@ -45,6 +45,16 @@ class CheckResult:
         return f"{self.name}: worst {self.worst:.2e} (tol {self.tolerance:.0e}) {'PASS' if self.passed else 'FAIL'} [{detail}]"
 
 
+def merge_results(name: str, parts) -> CheckResult:
+    """One result holding every ``(label, result)`` part's errors as ``"<grad>(<label>)"``
+    (just ``"<grad>"`` for an empty label)."""
+    out = CheckResult(name)
+    for label, res in parts:
+        for k, v in res.errors.items():
+            out.errors[f"{k}({label})" if label else k] = v
+    return out
+
+
 def _as_float64(a):
     return backend.array_module(a).asarray(a).astype(backend.float64)
 

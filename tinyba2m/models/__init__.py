@@ -1,16 +1,17 @@
 """Models for CIFAR-sized images, each with an attention option ``"none" | "se" | "ba2m"``.
 
-``build_model(name, attention, num_classes=100, ba2m_placement="every", **ba2m_kwargs)`` builds
-``"smallcnn"`` or a CIFAR ResNet (``"resnet20"``, ``"resnet32"``, ``"resnet56"``). The keyword
-arguments go to every BA²M module (``reduction``, ``dilation``, ``temperature``, ...); an SE
-block takes only ``reduction``. Weights are drawn from the backend's seeded host generator, so
+``build_model(name, attention, num_classes=100, ba2m_placement="every", ba2m=None, **changes)``
+builds ``"smallcnn"`` or a CIFAR ResNet (``"resnet20"``, ``"resnet32"``, ``"resnet56"``). One
+:class:`~tinyba2m.attention.BA2MOptions` object (``ba2m``, with the keyword ``changes`` such as
+``temperature=2.0``) goes to every BA²M module; an SE block takes only its ``reduction``. Weights are drawn from the backend's seeded host generator, so
 ``backend.seed(s)`` before ``build_model`` fixes them.
 """
 from __future__ import annotations
 
 from .init_schemes import INIT_SCHEMES, apply_init
-from .attention_slots import ATTENTION_NAMES, EVAL_WEIGHTINGS, ba2m_modules, make_attention, sample_weights, set_eval_weighting
-from .resnet import PLACEMENTS, RESNET_DEPTHS, BasicBlock, CifarResNet
+from .attention_slots import (ATTENTION_NAMES, EVAL_WEIGHTINGS, PLACEMENTS, attention_options, ba2m_modules, make_attention,
+                              sample_weights, set_eval_weighting)
+from .resnet import RESNET_DEPTHS, BasicBlock, CifarResNet
 from .shortcut import ZeroPadShortcut, zero_pad_shortcut_backward, zero_pad_shortcut_forward
 from .smallcnn import SmallCNN
 
@@ -18,7 +19,7 @@ MODEL_NAMES = ("smallcnn",) + tuple(RESNET_DEPTHS)
 
 
 def build_model(name: str, attention: str = "none", num_classes: int = 100, ba2m_placement: str = "every",
-                zero_init_residual: bool = False, init: str = "he", **ba2m_kwargs):
+                zero_init_residual: bool = False, init: str = "he", ba2m=None, **changes):
     """A model by name (one of ``MODEL_NAMES``) with the given attention and placement, its conv
     and linear layers initialised with ``init`` (one of ``INIT_SCHEMES``, see :mod:`.init_schemes`).
 
@@ -32,14 +33,16 @@ def build_model(name: str, attention: str = "none", num_classes: int = 100, ba2m
         raise ValueError(f"unknown BA²M placement {ba2m_placement!r}: expected one of {', '.join(PLACEMENTS)}")
     if init not in INIT_SCHEMES:
         raise ValueError(f"unknown init scheme {init!r}: expected one of {', '.join(INIT_SCHEMES)}")
+    options = attention_options(attention, ba2m, **changes)
     if name == "smallcnn":
-        model = SmallCNN(num_classes, attention, ba2m_placement, **ba2m_kwargs)
+        model = SmallCNN(num_classes, attention, ba2m_placement, ba2m=options)
     else:
         model = CifarResNet(RESNET_DEPTHS[name], num_classes, attention, ba2m_placement,
-                            zero_init_residual=zero_init_residual, **ba2m_kwargs)
+                            zero_init_residual=zero_init_residual, ba2m=options)
     return apply_init(model, init)
 
 
 __all__ = ["build_model", "MODEL_NAMES", "INIT_SCHEMES", "apply_init", "ATTENTION_NAMES", "EVAL_WEIGHTINGS", "PLACEMENTS", "SmallCNN", "CifarResNet",
            "BasicBlock", "ZeroPadShortcut", "zero_pad_shortcut_forward", "zero_pad_shortcut_backward", "make_attention",
+           "attention_options",
            "ba2m_modules", "set_eval_weighting", "sample_weights"]

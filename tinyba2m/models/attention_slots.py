@@ -1,39 +1,47 @@
 """Attention modules that the models plug in, and access to the BA²M modules of a model.
 
-``make_attention(kind, channels, **ba2m_kwargs)`` gives ``None`` (``"none"``), an SE block
-(``"se"``; only ``reduction`` of the keyword arguments applies) or a BA²M module (``"ba2m"``).
+``attention_options(kind, options, **changes)`` gives the one :class:`BA2MOptions` object a model
+hands to its attention modules (checking that ``"none"`` gets no options and ``"se"`` only
+``reduction``); ``make_attention(kind, channels, options)`` gives ``None`` (``"none"``), an SE
+block (``"se"``, with ``options.reduction``) or a BA²M module (``"ba2m"``).
 ``ba2m_modules(model)`` lists the BA²M modules, ``set_eval_weighting(model, mode)`` switches all
 of them between ``"population"``, ``"batch"`` and ``"uniform"`` evaluation, and ``sample_weights(model)`` returns
 the per-sample weights of the last forward pass (mean over the BA²M modules of the model).
 """
 from __future__ import annotations
 
-from ..attention.ba2m import EVAL_WEIGHTINGS
+import dataclasses
+
+from ..attention import BA2M, BA2MOptions, SEBlock
+from ..attention.options import EVAL_WEIGHTINGS
 
 ATTENTION_NAMES = ("none", "se", "ba2m")
+PLACEMENTS = ("every", "last")  # attention in every block, or only in the last of each stage
 
 
-def make_attention(kind: str, channels: int, **ba2m_kwargs):
+def attention_options(kind: str, options: BA2MOptions | None = None, **changes) -> BA2MOptions:
+    """``options`` (default: ``BA2MOptions()``) with ``changes``, for attention ``kind``."""
+    if kind == "none" and changes:
+        raise ValueError(f"attention 'none' takes no BA²M options, got {sorted(changes)}")
+    extra = sorted(set(changes) - {"reduction"})
+    if kind == "se" and extra:
+        raise ValueError(f"attention 'se' takes only the reduction option, got {extra}")
+    return dataclasses.replace(options or BA2MOptions(), **changes)
+
+
+def make_attention(kind: str, channels: int, options: BA2MOptions | None = None):
     """The attention module for a feature map with ``channels`` channels, or None."""
     if kind == "none":
-        if ba2m_kwargs:
-            raise ValueError(f"attention 'none' takes no BA²M options, got {sorted(ba2m_kwargs)}")
         return None
     if kind == "se":
-        extra = sorted(set(ba2m_kwargs) - {"reduction"})
-        if extra:
-            raise ValueError(f"attention 'se' takes only the reduction option, got {extra}")
-        from ..attention import SEBlock
-        return SEBlock(channels, **ba2m_kwargs)
+        return SEBlock(channels, (options or BA2MOptions()).reduction)
     if kind == "ba2m":
-        from ..attention import BA2M
-        return BA2M(channels, **ba2m_kwargs)
+        return BA2M(channels, options)
     raise ValueError(f"unknown attention {kind!r}: expected one of {', '.join(ATTENTION_NAMES)}")
 
 
 def ba2m_modules(model) -> list:
     """(qualified name, module) of every BA²M module inside ``model``, in forward order."""
-    from ..attention import BA2M
     return [(name, m) for name, m in model.named_modules() if isinstance(m, BA2M)]
 
 

@@ -6,7 +6,7 @@
     stage 3: n basic blocks, 64 channels,  8x8  (first block stride 2)
     global average pool - Linear(64 -> num_classes)
 
-Basic block with the attention module where BA2M_SPEC.md section 4 puts it — at the end of the
+Basic block with the attention module where docs/BA2M.md section 4 puts it — at the end of the
 residual branch, after its last BN, before the skip addition:
 
     out = ReLU( shortcut(x) + ATT( BN(conv3x3( ReLU(BN(conv3x3(x))) )) ) )
@@ -15,7 +15,7 @@ residual branch, after its last BN, before the skip addition:
 ``"last"`` only in the last block of each stage (for SE too, so the two compare like for like).
 Convolutions before a BN have no bias. The shortcut is the identity, or — when the block
 changes shape — the parameter-free "option A" (subsample + zero-padded channels,
-:mod:`.shortcut`), as in the paper's CIFAR models: ResNet-20 has 0.27M parameters for 10 classes,
+:mod:`tinyba2m.ops.shortcut`), as in the paper's CIFAR models: ResNet-20 has 0.27M parameters for 10 classes,
 about 0.28M for 100.
 """
 from __future__ import annotations
@@ -23,24 +23,25 @@ from __future__ import annotations
 from ..nn import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, ReLU
 from ..nn.init import zeros
 from ..nn.module import Module
-from .attention_slots import make_attention
+from ..attention import BA2MOptions
+from .attention_slots import PLACEMENTS, make_attention
 from .shortcut import ZeroPadShortcut
 
 RESNET_DEPTHS = {"resnet20": 20, "resnet32": 32, "resnet56": 56}
-PLACEMENTS = ("every", "last")
 
 
 class BasicBlock(Module):
     """(N, in_channels, H, W) -> (N, out_channels, H/stride, W/stride)."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, attention: str = "none", **ba2m_kwargs):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, attention: str = "none",
+                 ba2m: BA2MOptions | None = None):
         super().__init__()
         self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn1 = BatchNorm2d(out_channels)
         self.relu1 = ReLU()
         self.conv2 = Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=False)
         self.bn2 = BatchNorm2d(out_channels)
-        self.att = make_attention(attention, out_channels, **ba2m_kwargs)
+        self.att = make_attention(attention, out_channels, ba2m)
         self.shortcut = ZeroPadShortcut(in_channels, out_channels, stride) if (stride != 1 or in_channels != out_channels) else None
         self.relu_out = ReLU()
 
@@ -69,7 +70,7 @@ class CifarResNet(Module):
     """
 
     def __init__(self, depth: int = 20, num_classes: int = 100, attention: str = "none", placement: str = "every",
-                 widths=(16, 32, 64), zero_init_residual: bool = False, **ba2m_kwargs):
+                 widths=(16, 32, 64), zero_init_residual: bool = False, ba2m: BA2MOptions | None = None):
         super().__init__()
         if (depth - 2) % 6 != 0 or depth < 8:
             raise ValueError(f"CifarResNet: depth must be 6n + 2 with n >= 1 (20, 32, 56, ...), got {depth}")
@@ -86,7 +87,7 @@ class CifarResNet(Module):
             for i in range(n):
                 stride = 2 if (stage > 0 and i == 0) else 1
                 att = attention if (placement == "every" or i == n - 1) else "none"
-                block = BasicBlock(in_c, out_c, stride, att, **(ba2m_kwargs if att != "none" else {}))
+                block = BasicBlock(in_c, out_c, stride, att, ba2m)
                 setattr(self, f"stage{stage + 1}_block{i + 1}", block)
                 self.blocks.append(block)
                 in_c = out_c

@@ -15,22 +15,20 @@ from __future__ import annotations
 
 from ..nn import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
 from ..nn.module import Sequential
-from .attention_slots import make_attention
-
-PLACEMENTS = ("every", "last")
+from ..attention import BA2MOptions
+from .attention_slots import PLACEMENTS, make_attention
 
 
 class SmallCNN(Sequential):
     """(N, 3, H, W) -> logits (N, num_classes); H and W divisible by 4."""
 
     def __init__(self, num_classes: int = 100, attention: str = "none", placement: str = "every",
-                 widths=(16, 32, 64), in_channels: int = 3, **ba2m_kwargs):
+                 widths=(16, 32, 64), in_channels: int = 3, ba2m: BA2MOptions | None = None):
         if placement not in PLACEMENTS:
             raise ValueError(f"SmallCNN: placement must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
         w0, w1, w2 = widths
-        att2 = make_attention(attention if placement == "every" else "none", w1,
-                              **(ba2m_kwargs if placement == "every" else {}))
-        att3 = make_attention(attention, w2, **ba2m_kwargs)
+        att2 = make_attention(attention if placement == "every" else "none", w1, ba2m)
+        att3 = make_attention(attention, w2, ba2m)
         layers = [Conv2d(in_channels, w0, 3, padding=1, bias=False), BatchNorm2d(w0), ReLU(), MaxPool2d(2),
                   Conv2d(w0, w1, 3, padding=1, bias=False), BatchNorm2d(w1), ReLU()]
         layers += [att2] if att2 is not None else []

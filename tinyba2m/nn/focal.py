@@ -3,27 +3,22 @@ interface as :class:`~tinyba2m.nn.loss.SoftmaxCrossEntropy`)."""
 from __future__ import annotations
 
 from ..ops.focal_loss import _check_gamma, focal_loss_backward, focal_loss_forward
+from .loss import Loss
 
 
-class FocalLoss:
+class FocalLoss(Loss):
     """Mean focal loss ``-(1 - p_t)**gamma * log p_t`` over the batch (gamma = 0: cross-entropy)."""
 
+    op_forward = staticmethod(focal_loss_forward)
+    op_backward = staticmethod(focal_loss_backward)
+
     def __init__(self, gamma: float = 2.0, label_smoothing: float = 0.0):
+        super().__init__()
         self.gamma = _check_gamma(gamma)
         self.label_smoothing = float(label_smoothing)
-        self.cache = None
 
-    def forward(self, logits, y):
-        self.cache = None
-        loss, self.cache = focal_loss_forward(logits, y, self.gamma, self.label_smoothing)
-        return loss
-
-    __call__ = forward
-
-    def backward(self, dloss=1.0):
-        if self.cache is None:
-            raise RuntimeError("FocalLoss: backward called before forward")
-        return focal_loss_backward(dloss, self.cache)
+    def op_args(self) -> tuple:
+        return (self.gamma, self.label_smoothing)
 
     def __repr__(self):
         return f"FocalLoss(gamma={self.gamma}, label_smoothing={self.label_smoothing})"

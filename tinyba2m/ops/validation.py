@@ -5,6 +5,10 @@ from __future__ import annotations
 from .. import backend
 
 
+class NonFiniteValueError(ValueError):
+    """An op's input holds NaN or inf (what a diverged training run produces)."""
+
+
 def require_ndim(op: str, name: str, x, ndims, layout: str = "") -> None:
     """``x.ndim`` must be one of ``ndims`` (an int or a tuple of ints)."""
     allowed = (ndims,) if isinstance(ndims, int) else tuple(ndims)
@@ -61,7 +65,7 @@ def require_finite(op: str, **arrays) -> None:
         ok = ok & f
     if not bool(ok):
         bad = next(k for (k, _), f in zip(named, flags) if not bool(f))
-        raise ValueError(f"{op}: {bad} contains non-finite values (NaN or inf)")
+        raise NonFiniteValueError(f"{op}: {bad} contains non-finite values (NaN or inf)")
 
 
 def require_dout(op: str, dout, expected_shape) -> None:

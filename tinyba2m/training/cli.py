@@ -8,6 +8,7 @@ Ctrl-C (after saving the checkpoint of the last completed epoch).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -27,7 +28,7 @@ from .checkpoint import ArchitectureMismatchError, CheckpointError, atomic_write
 from .config import RUNTIME_OPTIONS, TrainConfig
 from .folders import data_dir_problem, folder_problem, run_folder_problem
 from .loop import NonFiniteLossError
-from .trainer import CHECKPOINT, METRICS, RunFolderError, Trainer, TrainingInterrupted, evaluate_checkpoint
+from .trainer import CHECKPOINT, LOSSES, METRICS, RunFolderError, Trainer, TrainingInterrupted, evaluate_checkpoint
 
 D = TrainConfig()  # the defaults
 
@@ -164,7 +165,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--warmup-epochs", type=_float_in(0.0), default=dflt(D.warmup_epochs),
                    help="linear warm-up from lr/steps to lr over this many epochs (may be fractional, must be "
                         "less than --epochs) (default: %(default)s)")
-    g.add_argument("--loss", choices=("ce", "focal"), default=dflt(D.loss),
+    g.add_argument("--loss", choices=LOSSES, default=dflt(D.loss),
                    help="ce: softmax cross-entropy; focal: focal loss -(1-p_t)^gamma log p_t, the loss-based "
                         "re-weighting baseline (default: %(default)s)")
     g.add_argument("--focal-gamma", type=_float_in(0.0), default=dflt(D.focal_gamma),
@@ -175,7 +176,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
                    help="seed of the weights, the data order and the augmentation; the synthetic images "
                         "themselves are fixed (default: %(default)s)")
     g = p.add_argument_group("run")
-    g.add_argument("--backend", choices=("numpy", "cupy"), default=dflt(None),
+    g.add_argument("--backend", choices=backend.BACKENDS, default=dflt(None),
                    help="array backend: numpy (CPU) or cupy (NVIDIA GPU) (default: $TINYBA2M_BACKEND, else numpy)")
     g.add_argument("--out", default=dflt(None), metavar="DIR",
                    help="run folder, created if missing; a new run needs one that holds no run yet (default: "
@@ -196,17 +197,9 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
 
 
 def _config_from_args(args) -> TrainConfig:
-    return TrainConfig(dataset=args.dataset, data_dir=args.data_dir, data_url=args.data_url, model=args.model,
-                       attention=args.attention,
-                       ba2m_placement=args.ba2m_placement, zero_init_residual=args.zero_init_residual,
-                       init=args.init, ba2m_sar=args.ba2m_sar,
-                       ba2m_temperature=args.ba2m_temperature, ba2m_normalisation=args.ba2m_normalisation,
-                       epochs=args.epochs, batch_size=args.batch_size,
-                       lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
-                       schedule=args.schedule, warmup_epochs=args.warmup_epochs, loss=args.loss,
-                       focal_gamma=args.focal_gamma, label_smoothing=args.label_smoothing, seed=args.seed,
-                       backend=args.backend, subset=args.subset, eval_batch_size=args.eval_batch_size,
-                       out=args.out, progress=not args.no_progress)
+    """Every option's value under its config name (``--no-progress`` is ``progress`` negated)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "progress"}
+    return TrainConfig(**given, progress=not args.no_progress)
 
 
 def _explicit(argv) -> set:

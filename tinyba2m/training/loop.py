@@ -22,6 +22,7 @@ from ..attention.ba2m import EVAL_WEIGHTINGS
 from ..models import ba2m_modules, sample_weights, set_eval_weighting
 from ..optim import learning_rate
 from ..ops.losses import softmax_cross_entropy_forward
+from ..ops.validation import NonFiniteValueError
 
 
 class NonFiniteLossError(RuntimeError):
@@ -85,14 +86,11 @@ class RunAwayGuard:
 def _forward(model, x, epoch, step, global_step, phase):
     """``model.forward(x)``, turning NaN / inf in the activations into :class:`NonFiniteLossError`.
 
-    Every op checks its float inputs and raises ``ValueError("...: <name> contains non-finite
-    values ...")`` (:func:`tinyba2m.ops.validation.require_float`); that, or non-finite logits,
-    means the run has diverged."""
+    Every op checks its float inputs and raises :class:`~tinyba2m.ops.validation.NonFiniteValueError`
+    (a ``ValueError``) on NaN or inf; that, or non-finite logits, means the run has diverged."""
     try:
         logits = model.forward(x)
-    except ValueError as exc:
-        if "non-finite" not in str(exc):
-            raise
+    except NonFiniteValueError as exc:
         raise NonFiniteLossError(epoch, step, global_step, f"non-finite activations ({exc})", phase) from exc
     xp = backend.array_module(logits)
     if not bool(xp.isfinite(logits).all()):

@@ -30,10 +30,10 @@ from .. import backend
 
 from ..attention.ba2m import EVAL_WEIGHTINGS
 
+TIMING_COLUMNS = ("seconds", "images_per_s")   # the columns that differ between two runs of one config
 METRIC_COLUMNS = (("epoch", "lr", "train_loss", "train_acc")
                   + tuple(f"test_{k}_{mode}" for mode in EVAL_WEIGHTINGS for k in ("loss", "top1", "top5"))
-                  + ("max_weight", "seconds", "images_per_s"))
-TIMING_COLUMNS = ("seconds", "images_per_s")
+                  + ("max_weight",) + TIMING_COLUMNS)
 WEIGHT_COLUMNS = ("epoch", "count", "mean", "std", "min", "p05", "p25", "median", "p75", "p95", "max")
 
 

@@ -55,6 +55,7 @@ from . import plots
 from .checkpoint import atomic_write_text, check_architecture, load_checkpoint, load_model_state, save_checkpoint
 from .config import SYNTHETIC_DATA_SEED, TrainConfig
 from .folders import remove_stale_temp_files
+from ..attention import BA2MOptions
 from ..attention.ba2m import EVAL_WEIGHTINGS
 from .loop import NonFiniteLossError, RunAwayGuard, evaluate_all, train_epoch
 from .metrics import METRIC_COLUMNS, WEIGHT_COLUMNS, CsvLog, read_rows, truncate_after, weight_statistics
@@ -78,19 +79,24 @@ def load_data(config: TrainConfig):
                         progress=config.progress)
 
 
+LOSSES = ("ce", "focal")
+
+
 def make_loss(config: TrainConfig):
+    """The loss of ``config.loss`` (one of ``LOSSES``)."""
     if config.loss == "focal":
         return FocalLoss(config.focal_gamma, config.label_smoothing)
     if config.loss == "ce":
         return SoftmaxCrossEntropy(config.label_smoothing)
-    raise ValueError(f"unknown loss {config.loss!r}: expected 'ce' or 'focal'")
+    raise ValueError(f"unknown loss {config.loss!r}: expected one of {', '.join(map(repr, LOSSES))}")
 
 
 def make_model(config: TrainConfig, num_classes: int):
     """The model of ``config``, its weights drawn from the host generator seeded with ``config.seed``."""
     backend.seed(config.seed)
     return build_model(config.model, config.attention, num_classes=num_classes, ba2m_placement=config.ba2m_placement,
-                       zero_init_residual=config.zero_init_residual, init=config.init, **config.ba2m_options())
+                       zero_init_residual=config.zero_init_residual, init=config.init,
+                       ba2m=BA2MOptions(**config.ba2m_options()))
 
 
 class Trainer:

@@ -14,27 +14,12 @@ from ...attention import (BA2M, ChannelBranch, GlobalSpatialBranch, LocalSpatial
 from ...attention.sar import sar_backward, sar_forward
 from ...attention.weighting import (population_weighting_backward, population_weighting_forward,
                                     softmax_sum_weighting_backward, softmax_sum_weighting_forward)
-from ..checker import check_module, check_op
+from ..checker import check_module, check_op, merge_results
 from ..registry import register
+from .inputs import normal
 
-# parameters whose exact gradient is 0 (a bias before a BN; keys shifted by a constant)
-CHANNEL_ZERO = ("3.b",)
-LOCAL_ZERO = ("0.b", "3.b", "6.b")
-GLOBAL_ZERO = ("phi.b", "g.b", "w_z.b")
 MODULE_SHAPE = (3, 8, 6, 6)
 BA2M_SHAPE = (3, 8, 4, 4)
-
-
-def normal(shape, seed=1):
-    return backend.get_xp().asarray(backend.new_host_rng(seed).standard_normal(shape))
-
-
-def _merge(name, *results):
-    """One result holding every sub-check's errors (prefixed by its label)."""
-    out = results[0][1]
-    out.name = name
-    out.errors = {f"{label}:{k}" if label else k: v for label, r in results for k, v in r.errors.items()}
-    return out
 
 
 @register("nonlocal_attention")
@@ -43,7 +28,7 @@ def _nonlocal_attention():
                    [normal((3, 4, 12)), normal((3, 4, 5), 2), normal((3, 1, 5), 3)], names=["theta", "phi", "g"])
     many = check_op(nonlocal_attention_forward, nonlocal_attention_backward,
                     [normal((3, 4, 12), 4), normal((3, 4, 5), 5), normal((3, 3, 5), 6)], names=["theta", "phi", "g"])
-    return _merge("nonlocal_attention", ("V=1", one), ("V=3", many))
+    return merge_results("nonlocal_attention", [("V=1", one), ("V=3", many)])
 
 
 def _sar_subsets(name, forward, backward, **kwargs):
@@ -64,7 +49,7 @@ def _sar_subsets(name, forward, backward, **kwargs):
             return tuple(grads[i] for i in keep)
 
         results.append((label, check_op(fwd, bwd, used, names=[("a_c", "a_ls", "a_gs")[i] for i in keep])))
-    return _merge(name, *results)
+    return merge_results(name, results)
 
 
 @register("sar_fusion")
@@ -77,63 +62,60 @@ def _sar():
     """The SAR of BA²M under both activations (sigmoid: the default; none: the raw mean of the max)."""
     squashed = _sar_subsets("sar", sar_forward, sar_backward, activation="sigmoid")
     raw = _sar_subsets("sar", sar_forward, sar_backward, activation="none")
-    return _merge("sar", ("sigmoid", squashed), ("none", raw))
+    return merge_results("sar", [("sigmoid", squashed), ("none", raw)])
+
+
+def _weighting(name, forward, backward, variants=(("tau=1", {}), ("tau=0.5", {"temperature": 0.5}))):
+    """A weighting op pair on x (4, 2, 3, 3) and a (4,), once per (label, keyword arguments)."""
+    return merge_results(name, [(label, check_op(forward, backward, [normal((4, 2, 3, 3), 1 + 2 * i), normal((4,), 2 + 2 * i)],
+                                                 names=["x", "a"], kwargs=kwargs)) for i, (label, kwargs) in enumerate(variants)])
 
 
 @register("batch_softmax_weighting")
 def _batch_softmax_weighting():
-    r1 = check_op(batch_softmax_weighting_forward, batch_softmax_weighting_backward, [normal((4, 2, 3, 3)), normal((4,), 2)],
-                  names=["x", "a"])
-    r2 = check_op(batch_softmax_weighting_forward, batch_softmax_weighting_backward, [normal((4, 2, 3, 3), 3), normal((4,), 4)],
-                  names=["x", "a"], kwargs={"temperature": 0.5})
-    return _merge("batch_softmax_weighting", ("tau=1", r1), ("tau=0.5", r2))
+    return _weighting("batch_softmax_weighting", batch_softmax_weighting_forward, batch_softmax_weighting_backward)
 
 
 @register("softmax_sum_weighting")
 def _softmax_sum_weighting():
-    r1 = check_op(softmax_sum_weighting_forward, softmax_sum_weighting_backward, [normal((4, 2, 3, 3)), normal((4,), 2)],
-                  names=["x", "a"])
-    r2 = check_op(softmax_sum_weighting_forward, softmax_sum_weighting_backward,
-                  [normal((4, 2, 3, 3), 3), normal((4,), 4)], names=["x", "a"], kwargs={"temperature": 0.5})
-    return _merge("softmax_sum_weighting", ("tau=1", r1), ("tau=0.5", r2))
+    return _weighting("softmax_sum_weighting", softmax_sum_weighting_forward, softmax_sum_weighting_backward)
 
 
 @register("population_weighting")
 def _population_weighting():
     """The eval weighting w_i = scale exp(a_i / tau - m) with a fixed running log-mean-exp m."""
-    r1 = check_op(population_weighting_forward, population_weighting_backward, [normal((4, 2, 3, 3)), normal((4,), 2)],
-                  names=["x", "a"], kwargs={"log_norm": 0.3})
-    r2 = check_op(population_weighting_forward, population_weighting_backward,
-                  [normal((4, 2, 3, 3), 3), normal((4,), 4)], names=["x", "a"],
-                  kwargs={"log_norm": -0.7, "temperature": 0.5, "scale": 0.125})
-    return _merge("population_weighting", ("tau=1", r1), ("tau=0.5,scale=1/8", r2))
+    return _weighting("population_weighting", population_weighting_forward, population_weighting_backward,
+                      [("tau=1", {"log_norm": 0.3}), ("tau=0.5,scale=1/8", {"log_norm": -0.7, "temperature": 0.5, "scale": 0.125})])
 
 
 @register("sigmoid_weighting")
 def _sigmoid_weighting():
-    return check_op(sigmoid_weighting_forward, sigmoid_weighting_backward, [normal((4, 2, 3, 3)), normal((4,), 2)],
-                    names=["x", "a"], kwargs={"temperature": 0.5}, name="sigmoid_weighting")
+    return _weighting("sigmoid_weighting", sigmoid_weighting_forward, sigmoid_weighting_backward, [("", {"temperature": 0.5})])
+
+
+def _branch(make, name=None):
+    """A branch in train mode; its exactly-zero gradients are the ones it declares for a forward pass."""
+    backend.seed(0)
+    zero = known_zero(make(), MODULE_SHAPE)
+    backend.seed(0)
+    return check_module(make(), MODULE_SHAPE, name=name, known_zero=zero, max_full=256)
 
 
 @register("channel_branch")
 def _channel_branch():
-    backend.seed(0)
-    return check_module(ChannelBranch(8), MODULE_SHAPE, name="channel_branch", known_zero=CHANNEL_ZERO, max_full=256)
+    return _branch(lambda: ChannelBranch(8), "channel_branch")
 
 
 @register("local_spatial_branch")
 def _local_spatial_branch():
-    backend.seed(0)
-    return check_module(LocalSpatialBranch(8), MODULE_SHAPE, name="local_spatial_branch", known_zero=LOCAL_ZERO, max_full=256)
+    return _branch(lambda: LocalSpatialBranch(8), "local_spatial_branch")
 
 
 @register("global_spatial_branch")
 def _global_spatial_branch():
-    backend.seed(0)
-    cheap = check_module(GlobalSpatialBranch(8), MODULE_SHAPE, known_zero=GLOBAL_ZERO, max_full=256)
-    backend.seed(0)
-    plain = check_module(GlobalSpatialBranch(8, value_projection_first=False), MODULE_SHAPE, known_zero=GLOBAL_ZERO, max_full=256)
-    return _merge("global_spatial_branch", ("", cheap), ("plain", plain))
+    cheap = _branch(lambda: GlobalSpatialBranch(8))
+    plain = _branch(lambda: GlobalSpatialBranch(8, value_projection_first=False))
+    return merge_results("global_spatial_branch", [("", cheap), ("plain", plain)])
 
 
 @register("se")
@@ -158,9 +140,9 @@ def warmed_up(module, shape, seed=5, steps=3):
     return module
 
 
-def ba2m_known_zero(module, shape, train=True):
-    """The parameters of a BA2M whose exact gradient is zero for inputs of ``shape`` (see
-    ``BA2M.zero_gradient_parameters``), found by one forward pass in float64."""
+def known_zero(module, shape, train=True):
+    """The parameters of a branch or BA2M whose exact gradient is zero for inputs of ``shape``
+    (its ``zero_gradient_parameters``), found by one forward pass in float64."""
     module.astype(backend.float64)
     module.train(train)
     module.forward(backend.get_xp().asarray(backend.new_host_rng(99).standard_normal(shape)))
@@ -172,7 +154,7 @@ def _ba2m(name, train=True, h=1e-6, seed=0, **kwargs):
     module = BA2M(8, **kwargs)
     if not train:   # random biases and running statistics, away from the initial kinks
         module = warmed_up(module, BA2M_SHAPE)
-    zero = ba2m_known_zero(module, BA2M_SHAPE, train)
+    zero = known_zero(module, BA2M_SHAPE, train)
     return check_module(module, BA2M_SHAPE, name=name, known_zero=zero, max_full=64, train=train, h=h, seed=seed)
 
 
@@ -210,7 +192,7 @@ def _ba2m_eval():
     results = [(f"{mode}/{norm}", _ba2m("ba2m_eval", train=False, h=EVAL_H, seed=EVAL_SEED, eval_weighting=mode,
                                         normalisation=norm))
                for mode, norm in (("population", "softmax"), ("population", "softmax_sum"), ("batch", "softmax"))]
-    return _merge("ba2m_eval", *results)
+    return merge_results("ba2m_eval", results)
 
 
 @register("ba2m_branch_subset")
@@ -218,4 +200,4 @@ def _ba2m_subset():
     pair = _ba2m("ba2m_branch_subset", branches=("channel", "global"), subsample=1)
     one = _ba2m("ba2m_branch_subset", branches=("local",), temperature=2.0)
     raw = _ba2m("ba2m_branch_subset", branches=("local",), sar_activation="none")
-    return _merge("ba2m_branch_subset", ("C+GS", pair), ("LS", one), ("LS raw", raw))
+    return merge_results("ba2m_branch_subset", [("C+GS", pair), ("LS", one), ("LS raw", raw)])

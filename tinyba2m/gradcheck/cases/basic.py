@@ -6,19 +6,9 @@ from ...nn import Flatten, Linear, ReLU, Sigmoid, Softmax
 from ...ops.activations import relu_backward, relu_forward, sigmoid_backward, sigmoid_forward, softmax_backward, softmax_forward
 from ...ops.linear import flatten_backward, flatten_forward, linear_backward, linear_forward
 from ...ops.losses import softmax_cross_entropy_backward, softmax_cross_entropy_forward
-from ..checker import check_module, check_op
+from ..checker import check_module, check_op, merge_results
 from ..registry import register
-
-
-def normal(shape, seed=1):
-    return backend.get_xp().asarray(backend.new_host_rng(seed).standard_normal(shape))
-
-
-def away_from_zero(rng, shape, margin=0.1):
-    """Standard normal values pushed at least ``margin`` away from 0 (no ReLU kinks)."""
-    xp = backend.get_xp()
-    x = rng.standard_normal(shape)
-    return xp.asarray(x + margin * (2 * (x > 0) - 1))
+from .inputs import away_from_zero, normal
 
 
 @register("linear")
@@ -66,10 +56,9 @@ def _sigmoid_module():
 
 @register("softmax")
 def _softmax():
-    r0 = check_op(softmax_forward, softmax_backward, [normal((3, 4, 5))], names=["x"], name="softmax", kwargs={"axis": 1})
-    r1 = check_op(softmax_forward, softmax_backward, [normal((3, 4, 5))], names=["x"], name="softmax", kwargs={"axis": -1})
-    r0.errors = {"x(axis=1)": r0.errors["x"], "x(axis=-1)": r1.errors["x"]}
-    return r0
+    return merge_results("softmax", [(f"axis={axis}", check_op(softmax_forward, softmax_backward, [normal((3, 4, 5))],
+                                                                names=["x"], kwargs={"axis": axis}))
+                                     for axis in (1, -1)])
 
 
 @register("softmax_module")
@@ -82,8 +71,7 @@ def _softmax_cross_entropy():
     xp = backend.get_xp()
     y = xp.asarray([0, 3, 1, 2])
     plain = check_op(lambda z: softmax_cross_entropy_forward(z, y), softmax_cross_entropy_backward,
-                     [normal((4, 5))], names=["logits"], name="softmax_cross_entropy")
+                     [normal((4, 5))], names=["logits"])
     smooth = check_op(lambda z: softmax_cross_entropy_forward(z, y, 0.1), softmax_cross_entropy_backward,
-                      [normal((4, 5), 7)], names=["logits"], name="softmax_cross_entropy")
-    plain.errors = {"logits": plain.errors["logits"], "logits(smoothing=0.1)": smooth.errors["logits"]}
-    return plain
+                      [normal((4, 5), 7)], names=["logits"])
+    return merge_results("softmax_cross_entropy", [("", plain), ("smoothing=0.1", smooth)])

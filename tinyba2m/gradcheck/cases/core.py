@@ -7,34 +7,9 @@ from ...ops.batchnorm import batchnorm_backward, batchnorm_forward
 from ...ops.conv import conv2d_backward, conv2d_forward
 from ...ops.pooling import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
                             max_pool2d_backward, max_pool2d_forward)
-from ..checker import CheckResult, check_module, check_op
+from ..checker import check_module, check_op, merge_results as merge
 from ..registry import register
-
-
-def normal(shape, seed=1):
-    return backend.get_xp().asarray(backend.new_host_rng(seed).standard_normal(shape))
-
-
-def uniform(shape, low, high, seed=1):
-    return backend.get_xp().asarray(backend.new_host_rng(seed).uniform(low, high, shape))
-
-
-def distinct(rng, shape, gap=0.05):
-    """Shuffled, evenly spaced values: no two equal (no max-pool ties, far wider apart than h)."""
-    size = 1
-    for d in shape:
-        size *= d
-    ladder = backend.numpy_module.arange(size, dtype=backend.float64) * gap - size * gap / 2
-    return backend.get_xp().asarray(rng.permutation(ladder).reshape(shape))
-
-
-def merge(name, parts) -> CheckResult:
-    """One result holding every (label, result) part's errors as ``"<grad>(<label>)"``."""
-    out = CheckResult(name)
-    for label, res in parts:
-        for k, v in res.errors.items():
-            out.errors[f"{k}({label})" if label else k] = v
-    return out
+from .inputs import distinct, normal, uniform
 
 
 # --- conv2d ---------------------------------------------------------------------------------
