@@ -39,10 +39,7 @@ CHECK_CMD = re.compile(r"^\s*(python -m tinyba2m\.gradcheck [^\n]*--target lesso
 PY_CHECK = re.compile(r"^check\(\"(--target lessons\.exercises\.[^\"]*)\"\)", re.M)
 FIGURE = re.compile(r"\]\(figures/([\w-]+)\.png\)")
 ANSWERS = LESSONS / "solutions" / "check_your_understanding.md"
-# Lessons being rewritten under another issue: they still fence shell commands as ```bash and have no
-# notebook checks, figures or questions yet. Remove a lesson from this set once it has them.
-NOT_YET_NOTEBOOKS = {"10_sar_fusion", "11_batch_softmax_weighting", "12_ba2m_network_and_training"}
-READY = [p for p in LESSON_FILES if p.stem not in NOT_YET_NOTEBOOKS]
+READY = LESSON_FILES  # every lesson is notebook-ready
 
 
 def blocks(text: str, lang: str):

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from test_lessons import LESSON_FILES, LESSONS, NOT_YET_NOTEBOOKS
+from test_lessons import LESSON_FILES, LESSONS
 
 jupytext = pytest.importorskip("jupytext", reason='needs the lessons extra: pip install -e ".[lessons]"')
 nbclient = pytest.importorskip("nbclient", reason='needs the lessons extra: pip install -e ".[lessons]"')
@@ -29,9 +29,6 @@ def test_pairing_keeps_the_markdown_unchanged():
 
 @pytest.mark.parametrize("path", LESSON_FILES, ids=lambda p: p.stem)
 def test_lesson_runs_as_a_notebook(path, tmp_path, monkeypatch):
-    if path.stem in NOT_YET_NOTEBOOKS:
-        pytest.skip(f"{path.name} is being rewritten and still fences shell commands as ```bash "
-                    "(remove it from NOT_YET_NOTEBOOKS in tests/test_lessons.py once it is notebook-ready)")
     nb = jupytext.read(path)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code, f"{path.name} has no code cells"
