@@ -77,7 +77,7 @@ def run(args) -> dict:
     figures = {"machine": info, "batch_size": args.batch_size, "quick": args.quick, "matmul_gflops": ceiling,
                "convs": convs, "training_steps": steps}
     if args.vs_torch:
-        figures["vs_torch"] = side_by_side(args, shapes, ceiling, say)
+        figures["vs_torch"] = side_by_side(args, shapes, say)
     figures["seconds"] = elapsed = time.perf_counter() - start
     say(f"\nbenchmark took {elapsed:.0f} s")
     return figures
@@ -91,7 +91,7 @@ def load_average() -> list:
         return []
 
 
-def side_by_side(args, shapes, ceiling, say) -> dict:
+def side_by_side(args, shapes, say) -> dict:
     """The conv shapes and the none / se / ba2m steps in PyTorch eager, interleaved with ours."""
     ok, version = torch_available()
     if not ok:
@@ -102,12 +102,13 @@ def side_by_side(args, shapes, ceiling, say) -> dict:
     say(f"\nSide by side with PyTorch {version} eager on {torch_device()} ({threads} threads on both sides; "
         f"interleaved, {args.repeats} rounds; ratio = PyTorch time / tinyba2m time, from the fastest round; "
         f"load average {load_before}):")
-    say(f"  {'conv f+b':<22} {'tinyba2m ms':>11} {'torch ms':>9} {'ratio':>6} {'tinyba2m of ceiling':>20} {'torch of ceiling':>17}")
-    convs = compare_convs(shapes, args.repeats, threads, ceiling)
+    say(f"  {'conv f+b':<22} {'tinyba2m ms':>11} {'torch ms':>9} {'ratio':>6} {'tinyba2m of ceiling':>20} "
+        f"{'torch of ceiling':>17} {'ceiling GF/s':>13}")
+    convs = compare_convs(shapes, args.repeats, threads, args.matmul_size)
     for r in convs:
         say(f"  {r['shape']:<22} {1e3 * r['tinyba2m']['min_s']:>11.1f} {1e3 * r['torch']['min_s']:>9.1f} "
             f"{r['speed_ratio_min']:>5.2f}x {100 * r['fraction_of_ceiling']['tinyba2m']:>19.0f}% "
-            f"{100 * r['fraction_of_ceiling']['torch']:>16.0f}%")
+            f"{100 * r['fraction_of_ceiling']['torch']:>16.0f}% {r['matmul_gflops']:>13.1f}")
     steps = compare_steps(("none", "se", "ba2m"), args.batch_size, args.repeats, threads)
     say(f"  {'ResNet-20 step':<22} {'tinyba2m img/s':>14} {'torch img/s':>12} {'ratio':>6} {'ratio (medians)':>16}")
     for att, r in steps.items():

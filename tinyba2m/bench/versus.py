@@ -64,9 +64,17 @@ def compare_steps(attentions, batch_size: int, repeats: int, threads: int) -> di
     return results
 
 
-def compare_convs(shapes, repeats: int, threads: int, ceiling_gflops: float) -> list:
-    """For each conv shape: forward + backward (dx, dw) seconds of both sides, their fraction of
-    the matmul ceiling and the speed ratio."""
+def compare_convs(shapes, repeats: int, threads: int, matmul_size: int = 1024) -> list:
+    """For each conv shape: forward + backward (dx, dw) seconds of both sides, the speed ratio and
+    their fraction of the matmul ceiling — an (n, n) @ (n, n) float32 product timed in the same
+    rounds (a ceiling read minutes earlier on a shared machine says little about this moment)."""
+    xp = backend.get_xp()
+    rng = backend.new_host_rng(0)
+    a, b = (backend.to_device(rng.standard_normal((matmul_size, matmul_size)), backend.float32) for _ in range(2))
+
+    def matmul():
+        xp.matmul(a, b)
+
     results = []
     for shape in shapes:
         rng = backend.new_host_rng(1)
@@ -80,10 +88,12 @@ def compare_convs(shapes, repeats: int, threads: int, ceiling_gflops: float) -> 
             conv2d_backward(dout, conv2d_forward(x, w, None, **kw)[1])
 
         _, theirs = torch_conv(shape, threads)
-        t = interleaved_seconds({"tinyba2m": _ours_synced(ours), "torch": theirs}, repeats)
+        t = interleaved_seconds({"tinyba2m": _ours_synced(ours), "torch": theirs, "matmul": _ours_synced(matmul)},
+                                repeats)
         entry = _pair(t["tinyba2m"], t["torch"])
         flops = 3 * shape.forward_flops()
-        entry["shape"] = shape.label()
-        entry["fraction_of_ceiling"] = {k: flops / t[k]["min_s"] / 1e9 / ceiling_gflops for k in t}
+        ceiling = 2.0 * matmul_size ** 3 / t["matmul"]["min_s"] / 1e9
+        entry.update(shape=shape.label(), matmul_gflops=ceiling,
+                     fraction_of_ceiling={k: flops / t[k]["min_s"] / 1e9 / ceiling for k in ("tinyba2m", "torch")})
         results.append(entry)
     return results
