@@ -33,3 +33,21 @@ def xp(request):
 @pytest.fixture
 def rng():
     return backend.new_host_rng(1234)
+
+
+# -- shared by the command-line tests ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_data():
+    """96 training / 48 test synthetic images of 12x12, 10 classes: 3 steps of 32 per epoch."""
+    from tinyba2m.data import make_synthetic
+    return make_synthetic(96, 48, seed=0, num_classes=10, image_size=12)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, small_data):
+    """A finished 2-epoch train_cifar.py run on ``small_data`` (its run folder)."""
+    from test_train_cli import tiny_args
+    from tinyba2m.training.cli import main
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(tiny_args(out), data=small_data) == 0
+    return out

@@ -18,30 +18,10 @@ from tinyba2m.training import load_checkpoint, read_rows
 from tinyba2m.training import cli as cli_module
 from tinyba2m.training import trainer as trainer_module
 from tinyba2m.training.cli import main
-from tinyba2m.training.metrics import TIMING_COLUMNS
+from test_train_cli import metric_rows, tiny_args
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 3  # 96 training images in batches of 32
-
-
-@pytest.fixture(scope="module")
-def small_data():
-    return make_synthetic(96, 48, seed=0, num_classes=10, image_size=12)
-
-
-def tiny_args(out, *extra, epochs=2):
-    return ["--out", str(out), "--epochs", str(epochs), "--batch-size", "32", "--no-progress", *extra]
-
-
-def metric_rows(path):
-    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in read_rows(path)]
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, small_data):
-    out = tmp_path_factory.mktemp("robust") / "run"
-    assert main(tiny_args(out), data=small_data) == 0
-    return out
 
 
 @pytest.fixture

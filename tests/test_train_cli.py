@@ -19,24 +19,12 @@ RUN_FILES = ("config.json", "metrics.csv", "checkpoint.npz", "best.npz", "curves
              "weighted_samples.png", "ba2m_weights.csv")
 
 
-@pytest.fixture(scope="module")
-def small_data():
-    return make_synthetic(96, 48, seed=0, num_classes=10, image_size=12)
-
-
-def tiny_args(out, *extra):
-    return ["--out", str(out), "--epochs", "2", "--batch-size", "32", "--no-progress", *extra]
+def tiny_args(out, *extra, epochs=2):
+    return ["--out", str(out), "--epochs", str(epochs), "--batch-size", "32", "--no-progress", *extra]
 
 
 def metric_rows(path):
     return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in read_rows(path)]
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, small_data):
-    out = tmp_path_factory.mktemp("cli") / "run"
-    assert main(tiny_args(out), data=small_data) == 0
-    return out
 
 
 def exit_status(argv, capsys, **kw):
