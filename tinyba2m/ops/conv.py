@@ -128,7 +128,7 @@ CHUNK_BYTES = None  # the column budget of a chunk; None: chosen by chunk_budget
 
 
 def chunk_budget() -> int:
-    """Bytes of columns per batch chunk. 1 MiB (about the L2 cache of a core) where each chunk's
+    """Bytes of columns per batch chunk. 1 MiB (half the 2 MiB L2 of a core here) where each chunk's
     product runs on one BLAS thread (the host pool, or a single-threaded BLAS): the columns are
     read back from L2, and a ResNet-20 step ran 20-30% faster than with 16 MiB, with one thread and
     with two. 16 MiB where one product starts several BLAS threads (no pool: threadpoolctl absent):
