@@ -228,3 +228,20 @@ def test_ba2m_options_need_ba2m_only_where_used():
     assert TrainConfig(attention="se", ba2m_temperature=3.0).ba2m_options() == {}
     assert TrainConfig(attention="ba2m", ba2m_temperature=3.0).ba2m_options() == {"temperature": 3.0, "normalisation": "softmax",
                                                                                  "sar_activation": "sigmoid"}
+
+
+def test_resume_and_eval_take_the_backend_of_this_machine_not_the_checkpoints(tmp_path, small_data, capsys):
+    """CUPY_NOTES #2: a run saved on a GPU (config backend "cupy") resumes and evaluates on a machine
+    without one, on the backend this machine chose (option, environment, else numpy)."""
+    from tinyba2m.training.checkpoint import save_checkpoint
+
+    def stop_after_epoch_1(epoch):
+        raise KeyboardInterrupt
+    out = tmp_path / "gpu_run"
+    assert main(tiny_args(out), data=small_data, on_epoch_end=stop_after_epoch_1) == 130
+    meta, model_state, optim_arrays = load_checkpoint(out / "checkpoint.npz")
+    meta["config"]["backend"] = "cupy"
+    save_checkpoint(out / "checkpoint.npz", model_state, optim_arrays, meta)
+    assert main(["--resume", "--out", str(out), "--no-progress"], data=small_data) == 0
+    assert "backend numpy" in capsys.readouterr().out
+    assert main(["--eval-only", "--checkpoint", str(out / "checkpoint.npz")], data=small_data) == 0

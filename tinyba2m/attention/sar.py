@@ -130,6 +130,16 @@ def _route(ds, cache):
     return (ds, None) if have_ls else (None, ds)
 
 
+def _histogram(xp, idx, size):
+    """Counts of each value of ``idx`` in ``[0, size)``. NumPy: ``bincount``; on the GPU a scatter-add,
+    as CuPy's ``bincount`` reads the largest index back to the host first."""
+    if xp is backend.numpy_module:
+        return xp.bincount(idx, minlength=size)
+    hist = xp.zeros(size, dtype=xp.int64)
+    xp.add.at(hist, idx, 1)
+    return hist
+
+
 def sar_fusion_backward(da, cache):
     """da (N,) -> (da_c (N, C), da_ls (N, H, W), da_gs (N, H, W)); ``None`` for an absent map."""
     require_dout(OP, da, (cache["shape"][0],))
@@ -146,7 +156,7 @@ def sar_fusion_backward(da, cache):
     scale = (da / (c * h * w))[:, None]                              # (N, 1)
     ds = (k * scale).reshape(n, h, w).astype(da.dtype, copy=False)
     # the channel of rank j wins at every pixel with k <= j: a histogram of k, then a cumulative sum
-    hist = xp.bincount((k + (c + 1) * xp.arange(n)[:, None]).ravel(), minlength=n * (c + 1)).reshape(n, c + 1)
+    hist = _histogram(xp, (k + (c + 1) * xp.arange(n)[:, None]).ravel(), n * (c + 1)).reshape(n, c + 1)
     wins = xp.cumsum(hist, axis=1)[:, :c]
     da_c = xp.empty((n, c), dtype=da.dtype)
     da_c[xp.arange(n)[:, None], order] = wins * scale

@@ -41,8 +41,9 @@ def numerical_gradient(f, x, dout, h: float = 1e-6):
     xp = backend.array_module(x)
     grad = xp.zeros_like(x)
     flat, gflat = x.reshape(-1), grad.reshape(-1)
+    host = backend.to_host(flat).copy()  # the original values, read once (one device-to-host copy)
     for k in range(flat.size):
-        old = float(flat[k])
+        old = float(host[k])
         flat[k] = old + h
         plus = scalarize(f(x), dout)
         flat[k] = old - h

@@ -295,7 +295,7 @@ def _eval_only(parser, args, explicit, data=None) -> int:
     _fail_on(parser, _data_dir_problem(cfg))
     try:
         result = evaluate_checkpoint(args.checkpoint, cfg, data=data)
-    except ArchitectureMismatchError as exc:
+    except (ArchitectureMismatchError, backend.BackendUnavailableError) as exc:
         parser.error(str(exc))
     for mode in EVAL_WEIGHTINGS:
         print(f"{args.checkpoint} (epoch {result['epoch']}) on {result['dataset']} test ({result['n_test']} images), "
@@ -315,6 +315,7 @@ def main(argv=None, data=None, on_epoch_end=None) -> int:
     explicit = _explicit(argv)
     if args.backend is None:
         args.backend = os.environ.get(backend.BACKEND_ENV_VAR, "").strip().lower() or "numpy"
+    explicit.add("backend")  # this machine's choice (option, environment, else numpy), never the checkpoint's
     _check(parser, args)
     try:
         if args.eval_only:
@@ -331,7 +332,7 @@ def main(argv=None, data=None, on_epoch_end=None) -> int:
         try:
             trainer = Trainer(config, data=data, on_epoch_end=on_epoch_end)
             summary = trainer.run(resume=args.resume)
-        except (RunFolderError, ArchitectureMismatchError) as exc:
+        except (RunFolderError, ArchitectureMismatchError, backend.BackendUnavailableError) as exc:
             parser.error(str(exc))
         print(f"done: {summary['epochs']} epochs, best test top-1 {100 * summary['best_top1']:.2f}% "
               f"(epoch {summary['best_epoch']}); run folder {summary['out']}", flush=True)
