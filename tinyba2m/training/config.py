@@ -17,7 +17,7 @@ class TrainConfig:
     data_url: str | None = None
     model: str = "smallcnn"
     attention: str = "ba2m"
-    ba2m_placement: str = "every"
+    ba2m_placement: str = "last"  # chosen by the BA²M study (docs/BA2M.md section 9); the spec's reading is "every"
     zero_init_residual: bool = False
     init: str = "he"
     ba2m_sar: str = "sigmoid"
