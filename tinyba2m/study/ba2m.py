@@ -47,7 +47,7 @@ DATASETS = ("synthetic", "digits")
 # digits: scikit-learn's 8x8 digits, all of them (1,437 train / 360 test).
 RECIPES = {"synthetic": {"train": 2000, "test": 500, "classes": 10, "image_size": 16, "epochs": 3},
            "digits": {"epochs": 3}}
-QUICK = {"datasets": DATASETS, "models": ("smallcnn", "resnet20"), "placements": ("every",), "inits": ("he",),
+QUICK = {"datasets": DATASETS, "models": ("smallcnn", "resnet20"), "placements": ("every", "last"), "inits": ("he",),
          "readings": ("none", "sigmoid+softmax", "none+softmax"), "seeds": (0, 1, 2),
          "recipes": {"synthetic": {"train": 1000, "test": 500, "classes": 10, "image_size": 16, "epochs": 3},
                      "digits": {"epochs": 3}}}
@@ -167,7 +167,7 @@ def pivot(cells: list, mode: str = "population") -> str:
     out = []
     for data, tau in sorted({(c["dataset"], c["tau"]) for c in cells}):
         mine = [c for c in cells if (c["dataset"], c["tau"]) == (data, tau)]
-        readings = [r for r in READINGS if any(c["reading"] == r for c in mine)]
+        readings = [r for r in READINGS if any(c["reading"] == r for c in cells if c["dataset"] == data)]
         rows = sorted({tuple(c[k] for k in KEY[1:4]) for c in mine}, key=lambda r: (MODELS.index(r[0]), r[1], r[2]))
         out.append(f"**{data}, tau = {tau}**: test top-1 % (eval weighting {mode}), mean ± std over seeds\n")
         out.append("| model | placement | init | " + " | ".join(readings) + " |")
@@ -176,6 +176,9 @@ def pivot(cells: list, mode: str = "population") -> str:
             line = list(row)
             for r in readings:
                 g = [c for c in mine if tuple(c[k] for k in KEY[1:4]) == row and c["reading"] == r]
+                if not g and r == "none":  # no attention: one run serves every placement and temperature
+                    g = [c for c in cells if c["reading"] == "none" and c["dataset"] == data
+                         and (c["model"], c["init"]) == (row[0], row[2])]
                 if not g:
                     line.append("")
                     continue
@@ -223,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     csv_list = lambda s: tuple(x for x in s.split(",") if x)  # noqa: E731
     p.add_argument("--quick", action="store_true",
                    help=f"the bounded grid: data sets {', '.join(QUICK['datasets'])}; models "
-                        f"{', '.join(QUICK['models'])}; placement every; init he; readings {', '.join(QUICK['readings'])}; "
+                        f"{', '.join(QUICK['models'])}; placements every, last; init he; readings {', '.join(QUICK['readings'])}; "
                         f"seeds 0,1,2; synthetic 1,000 images x 3 epochs, digits 3 epochs")
     p.add_argument("--datasets", type=csv_list, default=DATASETS, help="comma-separated (default: all: %(default)s)")
     p.add_argument("--models", type=csv_list, default=MODELS, help="comma-separated (default: %(default)s)")
@@ -274,8 +277,9 @@ def main(argv=None) -> int:
         for values in itertools.product(args.datasets, args.models, args.placements, args.inits, args.readings,
                                         args.temperatures, args.seeds):
             cell = dict(zip(KEY, values))
-            if cell["reading"] == "none" and cell["tau"] != args.temperatures[0]:
-                continue  # no attention: the temperature means nothing, one cell per seed
+            if cell["reading"] == "none" and (cell["tau"], cell["placement"]) != (args.temperatures[0],
+                                                                                 args.placements[0]):
+                continue  # no attention: temperature and placement mean nothing, one cell per seed
             if tuple(str(v) for v in cell.values()) in done:
                 continue
             folder = out / "runs" / "_".join(str(v) for v in cell.values())
