@@ -194,7 +194,7 @@ def plot_summary(cells: list, path) -> None:
     """One panel per (data set, model): top-1 (population) per reading, a dot per seed, bar = mean."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    panels = sorted({tuple(c[k] for k in KEY[:4]) for c in cells})
+    panels = sorted({tuple(c[k] for k in KEY[:4]) for c in cells}, key=lambda p: (p[0], MODELS.index(p[1]), p[2], p[3]))
     if not panels:
         return
     fig = Figure(figsize=(4.2 * min(len(panels), 4), 3.4 * math.ceil(len(panels) / 4)))
@@ -210,6 +210,11 @@ def plot_summary(cells: list, path) -> None:
             colour = "tab:red" if any(int(c["diverged"]) for c in g) else "tab:blue"
             ax.bar(j, statistics.fmean(ys), color=colour, alpha=0.35)
             ax.plot([j] * len(ys), ys, "o", color=colour, ms=3)
+        baseline = [10.0 if int(c["diverged"]) else 100 * float(c["top1_population"]) for c in cells
+                    if c["reading"] == "none" and (c["dataset"], c["model"], c["init"]) == (panel[0], panel[1], panel[3])]
+        if baseline:  # no attention: one run per seed serves every placement
+            ax.axhline(statistics.fmean(baseline), color="k", ls="--", lw=0.8, label="no attention (mean)")
+            ax.legend(fontsize=6, loc="lower left")
         labels = [r if r == "none" or len({t for _, t in bars}) == 1 else f"{r} τ={float(t):g}" for r, t in bars]
         ax.set_xticks(range(len(bars)), labels, rotation=60, ha="right", fontsize=7)
         ax.set_ylabel("test top-1 % (population)", fontsize=8)
