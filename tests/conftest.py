@@ -1,5 +1,6 @@
 """Shared test set-up: a bounded, derandomised hypothesis profile for CI and a fixture that runs
-a test on every available backend (CuPy skips with the reason where it cannot run)."""
+a test on every available backend (CuPy skips with the reason where it cannot run), and one
+that turns the per-op finiteness checks on."""
 from __future__ import annotations
 
 import os
@@ -28,6 +29,16 @@ def xp(request):
     mod = backend.use_backend(request.param)
     yield mod
     backend.use_backend(previous)
+
+
+@pytest.fixture
+def check_finite():
+    """The per-op NaN / inf checks on for one test (the debug switch, ``TINYBA2M_CHECK_FINITE=1``):
+    the documented way to get an op's non-finite error; off, only the training loop checks."""
+    from tinyba2m.ops.validation import set_check_finite
+    previous = set_check_finite(True)
+    yield
+    set_check_finite(previous)
 
 
 @pytest.fixture

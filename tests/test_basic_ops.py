@@ -161,7 +161,7 @@ def test_flatten_round_trip(xp, shape):
 
 # --- bad input ------------------------------------------------------------------------------
 
-def test_linear_bad_input(xp):
+def test_linear_bad_input(xp, check_finite):
     with pytest.raises(ValueError, match=r"linear: expected x to be 2-D \(N, D\), got shape \(2, 3, 4\)"):
         linear_forward(xp.ones((2, 3, 4)), xp.ones((3, 2)))
     with pytest.raises(ValueError, match=r"linear: x has 3 features but w expects 4"):
@@ -194,7 +194,7 @@ def test_flatten_needs_a_batch_axis(xp):
         flatten_forward(xp.asarray(1.0))
 
 
-def test_cross_entropy_bad_input(xp):
+def test_cross_entropy_bad_input(xp, check_finite):
     z = xp.zeros((3, 4))
     with pytest.raises(ValueError, match=r"softmax_cross_entropy: expected logits to be 2-D \(N, K\), got shape \(3,\)"):
         softmax_cross_entropy_forward(xp.zeros(3), xp.asarray([0, 1, 2]))

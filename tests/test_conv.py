@@ -302,7 +302,7 @@ def test_kernel_fits_once_padded(xp):
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
-def test_non_finite_input(xp, value):
+def test_non_finite_input(xp, value, check_finite):
     x = xp.ones(GOOD_X)
     x[0, 1, 2, 2] = value
     with pytest.raises(ValueError, match="conv2d: x contains non-finite values"):

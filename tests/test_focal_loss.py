@@ -106,7 +106,7 @@ def test_bad_gamma(gamma):
         FocalLoss(gamma)
 
 
-def test_bad_labels_and_logits():
+def test_bad_labels_and_logits(check_finite):
     with pytest.raises(ValueError, match=r"focal_loss: labels must lie in \[0, 3\)"):
         focal_loss_forward(np.zeros((2, 3)), np.array([0, 3]))
     with pytest.raises(ValueError, match="focal_loss: expected logits to be 2-D"):

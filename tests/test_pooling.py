@@ -204,7 +204,7 @@ def test_bad_input(xp, op, shape, args, match):
 
 @pytest.mark.parametrize("fwd,op,args", [(max_pool2d_forward, "max_pool2d", (2,)), (avg_pool2d_forward, "avg_pool2d", (2,)),
                                          (global_avg_pool_forward, "global_avg_pool", ())])
-def test_bad_dtype_and_non_finite(xp, fwd, op, args):
+def test_bad_dtype_and_non_finite(xp, fwd, op, args, check_finite):
     with pytest.raises(ValueError, match=f"{op}: expected x to be a floating-point array .* got dtype int64"):
         fwd(xp.ones((1, 1, 4, 4), dtype="int64"), *args)
     for bad in (float("nan"), -float("inf")):

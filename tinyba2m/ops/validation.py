@@ -1,8 +1,25 @@
 """Input checks shared by every op: clear ``ValueError``s that name the op and say what was
-expected and what was given."""
+expected and what was given.
+
+Ops check shapes and dtypes, which costs no device read. NaN / inf is checked once per training
+step on the logits and the loss (``training/loop.py``); the per-op finiteness checks (one
+device-to-host read per op) run only with the debug switch on: ``TINYBA2M_CHECK_FINITE=1`` in the
+environment or :func:`set_check_finite` ``(True)``, to find which op first sees a NaN."""
 from __future__ import annotations
 
+import os
+
 from .. import backend
+
+CHECK_FINITE_ENV_VAR = "TINYBA2M_CHECK_FINITE"
+_check_finite = os.environ.get(CHECK_FINITE_ENV_VAR, "").strip() == "1"
+
+
+def set_check_finite(on: bool) -> bool:
+    """Turn the per-op NaN / inf checks on or off; returns the previous setting."""
+    global _check_finite
+    previous, _check_finite = _check_finite, bool(on)
+    return previous
 
 
 class NonFiniteValueError(ValueError):
@@ -20,7 +37,7 @@ def require_ndim(op: str, name: str, x, ndims, layout: str = "") -> None:
 
 
 def require_float(op: str, name: str, x, check_finite: bool = True) -> None:
-    """``x`` must be a floating-point array (and, by default, hold only finite values)."""
+    """``x`` must be a floating-point array (and, with the debug switch on, hold only finite values)."""
     dtype = getattr(x, "dtype", None)
     if dtype is None or not backend.is_float_dtype(dtype):
         raise ValueError(f"{op}: expected {name} to be a floating-point array (float32 or float64), got dtype {dtype}")
@@ -51,12 +68,13 @@ def pair(op: str, name: str, value, minimum: int = 1) -> tuple[int, int]:
 
 
 def require_finite(op: str, **arrays) -> None:
-    """Every given array (``name=array``; ``None`` skipped) holds only finite values.
+    """With the debug switch on, every given array (``name=array``; ``None`` skipped) holds only
+    finite values; off (the default), nothing is checked.
 
     One combined reduction and a single device-to-host read for all of them (one GPU sync per
     op instead of one per array); only on failure is each array looked at to name the culprit."""
     named = [(k, v) for k, v in arrays.items() if v is not None]
-    if not named:
+    if not _check_finite or not named:
         return
     xp = backend.array_module(*(v for _, v in named))
     flags = [xp.isfinite(v).all() for _, v in named]

@@ -84,10 +84,10 @@ class RunAwayGuard:
 
 
 def _forward(model, x, epoch, step, global_step, phase):
-    """``model.forward(x)``, turning NaN / inf in the activations into :class:`NonFiniteLossError`.
-
-    Every op checks its float inputs and raises :class:`~tinyba2m.ops.validation.NonFiniteValueError`
-    (a ``ValueError``) on NaN or inf; that, or non-finite logits, means the run has diverged."""
+    """``model.forward(x)``, turning NaN / inf in the logits into :class:`NonFiniteLossError`
+    (one device read per step). With the per-op debug checks on (``TINYBA2M_CHECK_FINITE=1``) the
+    first op that sees NaN or inf raises :class:`~tinyba2m.ops.validation.NonFiniteValueError`,
+    reported the same way, naming that op."""
     try:
         logits = model.forward(x)
     except NonFiniteValueError as exc:
