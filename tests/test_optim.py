@@ -158,7 +158,7 @@ def test_ba2m_branches_skipped_for_a_batch_of_one_are_left_alone():
     opt = SGD(model, lr=0.1, momentum=0.9, weight_decay=5e-4)
     before = {k: backend.to_host(mod.params[key]).copy() for k, mod, key in model.named_parameters()}
     x = backend.to_device(np.random.default_rng(0).standard_normal((1, 3, 6, 6)), backend.default_dtype)
-    model.clear_grads()
+    model.zero_grad(set_to_none=True)
     y = model.forward(x)
     model.backward(backend.get_xp().ones_like(y))
     opt.step()

@@ -33,7 +33,7 @@ def make_training_step(model_name: str, attention: str, batch_size: int, num_cla
     def step():
         logits = model.forward(x)
         loss_fn.forward(logits, y)
-        model.clear_grads()
+        model.zero_grad(set_to_none=True)
         model.backward(loss_fn.backward())
         opt.step()
 

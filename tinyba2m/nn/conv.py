@@ -4,16 +4,19 @@ from __future__ import annotations
 from ..ops.conv import conv2d_backward, conv2d_forward
 from ..ops.validation import pair, require_batch, require_positive_int
 from .init import he_normal, zeros
-from .module import Module
+from .module import OpModule
 
 
-class Conv2d(Module):
+class Conv2d(OpModule):
     """(N, in_channels, H, W) -> (N, out_channels, H_out, W_out).
 
     Params: ``w`` (out_channels, in_channels, KH, KW), He-normal with fan_in = in_channels*KH*KW;
     ``b`` (out_channels,), zeros (absent with ``bias=False``).
     H_out = (H + 2*padding - dilation*(KH-1) - 1) // stride + 1.
     """
+
+    op_forward, op_backward = staticmethod(conv2d_forward), staticmethod(conv2d_backward)
+    param_names = ("w", "b")
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1, bias: bool = True):
         super().__init__()
@@ -28,15 +31,16 @@ class Conv2d(Module):
         self.params["w"] = he_normal((out_channels, in_channels, kh, kw), in_channels * kh * kw)
         if bias:
             self.params["b"] = zeros((out_channels,))
-        self.cache = None
 
     def label(self) -> str:
         kh, kw = self.kernel_size
         k = str(kh) if kh == kw else f"{kh}x{kw}"
         return f"Conv2d({self.in_channels}->{self.out_channels}, k={k})"
 
-    def forward(self, x):
-        self.cache = None
+    def op_args(self) -> tuple:
+        return self.stride, self.padding, self.dilation
+
+    def check_input(self, x) -> None:
         shape = tuple(getattr(x, "shape", ()))
         if len(shape) != 4:
             raise ValueError(f"{self.label()}: expected a 4-D input (N, C, H, W), got shape {shape}")
@@ -44,14 +48,6 @@ class Conv2d(Module):
             raise ValueError(f"{self.label()}: expected input with {self.in_channels} channels, got {shape[1]} "
                              f"(input shape {shape})")
         require_batch(self.label(), x)
-        return self.keep(*conv2d_forward(x, self.params["w"], self.params.get("b"), self.stride, self.padding, self.dilation))
-
-    def backward(self, dout):
-        dx, dw, db = conv2d_backward(dout, self.saved(dout))
-        self.accumulate_grad("w", dw)
-        if db is not None:
-            self.accumulate_grad("b", db)
-        return dx
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "

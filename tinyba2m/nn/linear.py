@@ -4,11 +4,14 @@ from __future__ import annotations
 from ..ops.linear import flatten_backward, flatten_forward, linear_backward, linear_forward
 from ..ops.validation import require_positive_int
 from .init import he_normal, uniform_fan_in
-from .module import Module, OpModule
+from .module import OpModule
 
 
-class Linear(Module):
+class Linear(OpModule):
     """``out = x @ w + b``: (N, in_features) -> (N, out_features)."""
+
+    op_forward, op_backward = staticmethod(linear_forward), staticmethod(linear_backward)
+    param_names = ("w", "b")
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
@@ -18,20 +21,10 @@ class Linear(Module):
         self.params["w"] = he_normal((in_features, out_features), in_features)
         if bias:
             self.params["b"] = uniform_fan_in((out_features,), in_features)
-        self.cache = None
 
-    def forward(self, x):
-        self.cache = None
+    def check_input(self, x) -> None:
         if getattr(x, "ndim", None) == 2 and x.shape[1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}->{self.out_features}): expected input (N, {self.in_features}), got {tuple(x.shape)}")
-        return self.keep(*linear_forward(x, self.params["w"], self.params.get("b")))
-
-    def backward(self, dout):
-        dx, dw, db = linear_backward(dout, self.saved(dout))
-        self.accumulate_grad("w", dw)
-        if db is not None:
-            self.accumulate_grad("b", db)
-        return dx
 
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}, bias={'b' in self.params}"

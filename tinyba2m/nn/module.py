@@ -118,17 +118,13 @@ class Module:
         else:
             self.grads[name] = g.copy() if hasattr(g, "copy") else g
 
-    def clear_grads(self) -> None:
-        """Forget every gradient (slots become None), so the next backward writes fresh arrays
-        instead of adding to zeros — what a training step wants."""
-        for _, mod in self.named_modules():
-            for key in mod.params:
-                mod.grads[key] = None
-
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = False) -> None:
+        """Reset every gradient: to zeros, or with ``set_to_none`` to ``None``, so the next backward
+        writes fresh arrays instead of adding to zeros (what a training step wants; a parameter
+        that backward does not reach then keeps ``None`` and the optimiser skips it)."""
         for _, mod in self.named_modules():
             for key, p in mod.params.items():
-                mod.grads[key] = backend.array_module(p).zeros_like(p)
+                mod.grads[key] = None if set_to_none else backend.array_module(p).zeros_like(p)
 
     # -- modes -------------------------------------------------------------------------------
     def train(self, mode: bool = True):
@@ -220,22 +216,38 @@ class Module:
 
 
 class OpModule(Module):
-    """A module without parameters over one op pair: ``forward`` calls
-    ``op_forward(x, *self.op_args())`` and keeps its cache, ``backward`` calls
-    ``op_backward(dout, cache)``. Subclasses set the two ops with ``staticmethod``."""
+    """A module over one op pair. ``forward`` calls ``check_input(x)`` and then
+    ``op_forward(x, *params, *self.op_args())`` with the parameters named in ``param_names``
+    (``None`` for an absent one, e.g. no bias) and keeps its cache; ``backward`` calls
+    ``op_backward(dout, cache)``, which returns ``dx`` (no parameters) or ``(dx, *dparams)``
+    in the order of ``param_names``, accumulates each ``dparam`` that is not ``None`` and
+    returns ``dx``. Subclasses set the two ops with ``staticmethod``."""
 
     op_forward = None
     op_backward = None
+    param_names: tuple = ()
 
     def op_args(self) -> tuple:
         return ()
 
+    def check_input(self, x) -> None:
+        """Raise a ``ValueError`` naming this module if ``x`` does not fit it (beyond what the op checks)."""
+
     def forward(self, x):
         self.cache = None
-        return self.keep(*self.op_forward(x, *self.op_args()))
+        self.check_input(x)
+        params = [self.params.get(k) for k in self.param_names]
+        return self.keep(*self.op_forward(x, *params, *self.op_args()))
 
     def backward(self, dout):
-        return self.op_backward(dout, self.saved(dout))
+        grads = self.op_backward(dout, self.saved(dout))
+        if not self.param_names:
+            return grads
+        dx, *dparams = grads
+        for key, g in zip(self.param_names, dparams):
+            if g is not None:
+                self.accumulate_grad(key, g)
+        return dx
 
 
 class Sequential(Module):

@@ -12,7 +12,7 @@ Which parameters are decayed: those with ``ndim >= 2`` — conv kernels (4-D) an
 0 does not regularise the function (the next BN undoes it) and only fights the normalisation.
 ``decay_filter`` may override the rule.
 
-Parameters without a gradient (``grads[key] is None`` after ``clear_grads`` + backward) are
+Parameters without a gradient (``grads[key] is None`` after ``zero_grad(set_to_none=True)`` + backward) are
 skipped by design, as in PyTorch: no update, no weight decay, their momentum buffer untouched.
 A module may leave a gradient ``None`` on purpose: BA²M skips its branches when the weights do
 not depend on them (a batch of one with a softmax normalisation in training, ``"uniform"``

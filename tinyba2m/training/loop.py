@@ -125,7 +125,7 @@ def train_epoch(model, loss_fn, optimizer, images, labels, *, epoch: int, epochs
             value = float(loss_fn.forward(logits, y))
             if not math.isfinite(value):
                 raise NonFiniteLossError(epoch, step, global_step + 1, f"non-finite loss ({value})")
-            model.clear_grads()
+            model.zero_grad(set_to_none=True)
             model.backward(loss_fn.backward())
             optimizer.step()
             global_step += 1
