@@ -3,11 +3,11 @@ padding, dilation and an optional bias.
 
 Shapes: x (N, C, H, W), w (F, C, KH, KW), b (F,) -> out (N, F, H_out, W_out) with
     H_out = (H + 2*ph - dh*(KH-1) - 1) // sh + 1        (the same along W)
-and, with xp the zero-padded input,
-    out[n, f, i, j] = b[f] + sum_{c, a, e} w[f, c, a, e] * xp[n, c, i*sh + a*dh, j*sw + e*dw].
+and, with xpad the zero-padded input,
+    out[n, f, i, j] = b[f] + sum_{c, a, e} w[f, c, a, e] * xpad[n, c, i*sh + a*dh, j*sw + e*dw].
 
 Fast path (what networks use): im2col + one matrix product.
-    cols[(c, a, e), (n, i, j)] = xp[n, c, i*sh + a*dh, j*sw + e*dw]      (K = C*KH*KW rows)
+    cols[(c, a, e), (n, i, j)] = xpad[n, c, i*sh + a*dh, j*sw + e*dw]      (K = C*KH*KW rows)
 is a strided *view* of the padded input (``backend.as_strided``); one copy makes it a contiguous
 (K, N*H_out*W_out) matrix and one matrix product gives  out = w.reshape(F, K) @ cols.
 Backward, with D = dout as an (F, N*H_out*W_out) matrix:

@@ -1,7 +1,7 @@
 """Pooling over the spatial axes of (N, C, H, W) maps: max, average, global average.
 
 With kernel (KH, KW), stride (sh, sw) (default: the kernel) and padding (ph, pw), output pixel
-(i, j) pools the window  xp[n, c, i*sh : i*sh + KH, j*sw : j*sw + KW]  of the padded input xp;
+(i, j) pools the window  xpad[n, c, i*sh : i*sh + KH, j*sw : j*sw + KW]  of the padded input xpad;
 H_out = (H + 2*ph - KH) // sh + 1 (the same along W). Padding is at most half the kernel (as in
 PyTorch), so every window holds at least one real input value.
 
