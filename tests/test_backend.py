@@ -77,11 +77,6 @@ def test_seed_makes_host_rng_repeatable():
     assert (a == b).all()
 
 
-def test_default_dtype_must_be_float():
-    with pytest.raises(ValueError, match="float"):
-        backend.set_default_dtype("int32")
-
-
 @pytest.fixture
 def host_threads_restored(monkeypatch):
     monkeypatch.setattr(backend, "_host_threads", backend.host_threads())

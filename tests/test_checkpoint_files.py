@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tinyba2m.nn import Linear, Sequential
-from tinyba2m.training.checkpoint import (ArchitectureMismatchError, CheckpointError, load_checkpoint, load_model_weights,
+from tinyba2m.training.checkpoint import (ArchitectureMismatchError, CheckpointError, load_checkpoint, load_model_state,
                                           save_checkpoint)
 from tinyba2m.training.cli import main
 
@@ -81,10 +81,10 @@ def test_checkpoint_with_nan_weights_is_damaged_not_another_architecture(tmp_pat
     path = tmp_path / "nan.npz"
     save_checkpoint(path, state, {}, dict(ARCH))
     with pytest.raises(CheckpointError, match=r"damaged checkpoint: .*0\.w: 1 of 12 values are not finite") as err:
-        load_model_weights(tiny_model(), path, ARCH)
+        load_model_state(tiny_model(), load_checkpoint(path)[1], path)
     assert not isinstance(err.value, ArchitectureMismatchError)
     state = tiny_model().state_dict()
     state["0.w"] = np.zeros((4, 5))
     save_checkpoint(path, state, {}, dict(ARCH))
     with pytest.raises(ArchitectureMismatchError, match=r"0\.w: expected shape \(4, 3\), got \(4, 5\)"):
-        load_model_weights(tiny_model(), path, ARCH)
+        load_model_state(tiny_model(), load_checkpoint(path)[1], path)

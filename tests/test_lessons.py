@@ -68,12 +68,12 @@ def lesson_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     if not os.environ.get("TINYBA2M_LESSON_FIGURES"):
         monkeypatch.setenv("TINYBA2M_LESSON_FIGURES", str(tmp_path / "figures"))
-    previous, state, dtype = backend.name, backend.get_rng_state(), backend.default_dtype
+    previous, state = backend.name, backend.get_rng_state()
+    monkeypatch.setattr(backend, "default_dtype", backend.default_dtype)  # restored after
     backend.use_backend("numpy")
     yield
     backend.use_backend(previous)
     backend.set_rng_state(state)
-    backend.set_default_dtype(dtype)
 
 
 def test_there_are_lessons_and_a_table_of_contents():

@@ -10,7 +10,7 @@ from tinyba2m.data import make_synthetic
 from tinyba2m.models import ba2m_modules, build_model
 from tinyba2m.training import (ArchitectureMismatchError, CheckpointError, NonFiniteLossError, RunFolderError,
                                TrainConfig, Trainer, TrainingInterrupted, check_architecture, evaluate, evaluate_all,
-                               load_checkpoint, load_model_weights, read_rows, save_checkpoint)
+                               load_checkpoint, load_model_state, read_rows, save_checkpoint)
 from tinyba2m.training.checkpoint import atomic_write
 from tinyba2m.training.metrics import METRIC_COLUMNS, TIMING_COLUMNS, CsvLog, truncate_after, weight_statistics
 
@@ -100,15 +100,14 @@ def test_architecture_mismatch_names_both(tmp_path):
                                                    "num_classes": 10})
     want = {"model": "resnet20", "attention": "none", "ba2m_placement": "every", "num_classes": 10}
     with pytest.raises(ArchitectureMismatchError) as err:
-        load_model_weights(build_model("resnet20", "none", num_classes=10), path, want)
+        check_architecture(load_checkpoint(path)[0], want, path)
     msg = str(err.value)
     assert "smallcnn with attention=ba2m" in msg and "resnet20 with attention=none" in msg
     check_architecture({"model": "smallcnn", "attention": "ba2m", "ba2m_placement": "every", "num_classes": 10},
                        {"model": "smallcnn", "attention": "ba2m", "ba2m_placement": "every", "num_classes": 10})
     # a matching label but different shapes (e.g. a hand-edited file) is caught by load_state_dict
     with pytest.raises(ArchitectureMismatchError, match="expected shape"):
-        load_model_weights(build_model("smallcnn", "ba2m", num_classes=7), path,
-                           {"model": "smallcnn", "attention": "ba2m", "ba2m_placement": "every", "num_classes": 10})
+        load_model_state(build_model("smallcnn", "ba2m", num_classes=7), load_checkpoint(path)[1], path)
 
 
 # -- metrics ---------------------------------------------------------------------------------------

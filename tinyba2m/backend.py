@@ -3,11 +3,12 @@
 Every other file of the package asks this module for its arrays; only this file imports
 ``numpy`` or ``cupy`` (a test walks the package and enforces it).
 
-- ``backend.xp``          the active array module (``numpy`` by default, ``cupy`` when chosen).
+- ``get_xp()``            the active array module (``numpy`` by default, ``cupy`` when chosen).
 - ``use_backend(name)``   switch to ``"numpy"`` or ``"cupy"``; CuPy missing or no GPU raises
                           :class:`BackendUnavailableError` saying how to install it (never a silent
-                          fallback). The environment variable ``TINYBA2M_BACKEND`` picks the
-                          backend at import time.
+                          fallback). ``env_backend()`` reads the environment variable
+                          ``TINYBA2M_BACKEND`` (the only place that does), which picks the backend
+                          at import time.
 - ``array_module(x)``     the module an existing array belongs to (ops use this, so an op works on
                           whatever arrays it is given).
 - ``to_host(x)`` / ``to_device(x)``  explicit moves between NumPy (host) and the active backend.
@@ -38,7 +39,7 @@ class BackendUnavailableError(RuntimeError):
     """The requested array backend cannot be used on this machine."""
 
 
-xp = numpy
+_xp = numpy
 name = "numpy"
 default_dtype = numpy.float32
 float64 = numpy.float64
@@ -77,20 +78,25 @@ def cupy_available() -> tuple[bool, str]:
 
 def use_backend(backend_name: str):
     """Make ``"numpy"`` or ``"cupy"`` the active backend and return its array module."""
-    global xp, name
+    global _xp, name
     key = str(backend_name).strip().lower()
     if key == "numpy":
-        xp, name = numpy, "numpy"
+        _xp, name = numpy, "numpy"
     elif key == "cupy":
-        xp, name = _import_cupy(), "cupy"
+        _xp, name = _import_cupy(), "cupy"
     else:
         raise ValueError(f"unknown backend {backend_name!r}: expected 'numpy' or 'cupy'")
-    return xp
+    return _xp
+
+
+def env_backend() -> str:
+    """The backend ``TINYBA2M_BACKEND`` names, lower case; ``"numpy"`` where it is unset or empty."""
+    return os.environ.get(BACKEND_ENV_VAR, "").strip().lower() or "numpy"
 
 
 def get_xp():
     """The active array module (``numpy`` or ``cupy``)."""
-    return xp
+    return _xp
 
 
 def array_module(*arrays):
@@ -116,16 +122,8 @@ def to_host(x):
 
 def to_device(x, dtype=None):
     """``x`` as an array of the active backend (copied to the GPU when CuPy is active)."""
-    arr = xp.asarray(x)
+    arr = _xp.asarray(x)
     return arr if dtype is None else arr.astype(dtype, copy=False)
-
-
-def set_default_dtype(dtype) -> None:
-    global default_dtype
-    dt = numpy.dtype(dtype)
-    if dt.kind != "f":
-        raise ValueError(f"default dtype must be a float type, got {dt}")
-    default_dtype = dt.type
 
 
 def seed(s: int) -> None:
@@ -168,25 +166,25 @@ def scatter_add(target, indices, values) -> None:
 def synchronize() -> None:
     """Wait for queued GPU work to finish (no-op on NumPy); call before reading a timer."""
     if name == "cupy":
-        xp.cuda.get_current_stream().synchronize()
+        _xp.cuda.get_current_stream().synchronize()
 
 
 def device_memory_pool_bytes() -> int:
     """Bytes the CuPy memory pool holds (its high-water mark since the last ``free_device_memory``); 0 on NumPy."""
-    return int(xp.get_default_memory_pool().total_bytes()) if name == "cupy" else 0
+    return int(_xp.get_default_memory_pool().total_bytes()) if name == "cupy" else 0
 
 
 def free_device_memory() -> None:
     """Release the CuPy pool's cached blocks (no-op on NumPy)."""
     if name == "cupy":
-        xp.get_default_memory_pool().free_all_blocks()
+        _xp.get_default_memory_pool().free_all_blocks()
 
 
 def device_description() -> str:
     """The GPU's name on CuPy, "" on NumPy."""
     if name != "cupy":
         return ""
-    props = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)
+    props = _xp.cuda.runtime.getDeviceProperties(_xp.cuda.Device().id)
     label = props["name"]
     return label.decode() if isinstance(label, bytes) else str(label)
 
@@ -288,6 +286,4 @@ def load_npz(path) -> dict:
         return {k: data[k] for k in data.files}
 
 
-_env_choice = os.environ.get(BACKEND_ENV_VAR, "").strip()
-if _env_choice:
-    use_backend(_env_choice)
+use_backend(env_backend())

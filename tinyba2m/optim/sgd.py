@@ -55,9 +55,6 @@ class SGD:
         self.velocity = {}  # qualified name -> momentum buffer (created on the first step)
         self.steps = 0
 
-    def decayed_names(self):
-        return [name for name, d in self.decayed.items() if d]
-
     def step(self) -> None:
         """Apply one update with the gradients the model currently holds; parameters whose
         gradient is ``None`` are left alone (no update, no decay, momentum buffer untouched)."""

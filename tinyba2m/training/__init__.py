@@ -3,11 +3,11 @@ weightings, atomic checkpoints, metrics CSV, plots, and the ``train_cifar.py`` c
 
 - :class:`Trainer` (``Trainer(config).run(resume=False)``), :func:`evaluate_checkpoint`
 - :func:`~.loop.train_epoch`, :func:`~.loop.evaluate`, :func:`~.loop.evaluate_all`
-- :mod:`.checkpoint`: ``save_checkpoint`` / ``load_checkpoint`` / ``check_architecture``
+- :mod:`.checkpoint`: ``save_checkpoint`` / ``load_checkpoint`` / ``check_architecture`` / ``load_model_state``
 - :mod:`.metrics`, :mod:`.plots`, :mod:`.cli` (``main(argv)``)
 """
 from .checkpoint import (ArchitectureMismatchError, CheckpointError, check_architecture, load_checkpoint,
-                         load_model_weights, save_checkpoint)
+                         load_model_state, save_checkpoint)
 from .config import TrainConfig
 from .loop import NonFiniteLossError, RunAwayError, evaluate, evaluate_all, train_epoch
 from .metrics import METRIC_COLUMNS, read_rows
@@ -15,5 +15,5 @@ from .trainer import RunFolderError, Trainer, TrainingInterrupted, evaluate_chec
 
 __all__ = ["RunAwayError", "Trainer", "TrainConfig", "TrainingInterrupted", "RunFolderError", "NonFiniteLossError",
            "evaluate_checkpoint", "evaluate", "evaluate_all", "train_epoch", "save_checkpoint", "load_checkpoint",
-           "check_architecture", "load_model_weights", "CheckpointError", "ArchitectureMismatchError",
+           "check_architecture", "load_model_state", "CheckpointError", "ArchitectureMismatchError",
            "METRIC_COLUMNS", "read_rows"]

@@ -166,12 +166,3 @@ def load_model_state(model, model_state: dict, path="checkpoint") -> None:
         raise CheckpointError(f"{path}: damaged checkpoint: {exc}") from exc
     except ValueError as exc:
         raise ArchitectureMismatchError(f"{path}: {exc}") from exc
-
-
-def load_model_weights(model, path, expected_arch: dict):
-    """Check the architecture, then load the model arrays of the checkpoint at ``path``;
-    returns the checkpoint's meta. ``load_state_dict`` also checks every name and shape."""
-    meta, model_state, _ = load_checkpoint(path)
-    check_architecture(meta, expected_arch, path)
-    load_model_state(model, model_state, path)
-    return meta

@@ -316,7 +316,7 @@ def main(argv=None, data=None, on_epoch_end=None) -> int:
     args = parser.parse_args(argv)
     explicit = _explicit(argv)
     if args.backend is None:
-        args.backend = os.environ.get(backend.BACKEND_ENV_VAR, "").strip().lower() or "numpy"
+        args.backend = backend.env_backend()
     explicit.add("backend")  # this machine's choice (option, environment, else numpy), never the checkpoint's
     _check(parser, args)
     try:
