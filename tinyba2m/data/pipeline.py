@@ -114,8 +114,7 @@ class BatchIterator:
     def __init__(self, images, labels, batch_size: int, shuffle: bool = False, rng=None,
                  drop_last: bool = False, augment: bool = False, mean=CIFAR100_MEAN, std=CIFAR100_STD,
                  padding: int = 4):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"BatchIterator: batch_size must be an integer >= 1, got {batch_size!r}")
+        require_positive_int("BatchIterator", "batch_size", batch_size)
         if getattr(images, "ndim", None) != 4:
             raise ValueError(f"BatchIterator: expected images of shape (N, C, H, W), got "
                              f"{getattr(images, 'shape', type(images).__name__)}")

@@ -21,9 +21,8 @@ exactly balanced.
 """
 from __future__ import annotations
 
-import operator
-
 from .. import backend
+from ..ops.validation import require_positive_int
 from .cifar100 import CifarData
 
 np = backend.numpy_module  # generated on the host, like the real data set
@@ -114,25 +113,14 @@ def _split(seed: int, split: int, n: int, protos, num_classes: int):
     return images, labels
 
 
-def _int_at_least(what: str, v, lo: int) -> int:
-    try:
-        if isinstance(v, bool):
-            raise TypeError
-        v = operator.index(v)
-    except TypeError:
-        raise ValueError(f"make_synthetic: {what} must be an integer >= {lo}, got {v!r}") from None
-    if v < lo:
-        raise ValueError(f"make_synthetic: {what} must be an integer >= {lo}, got {v!r}")
-    return v
-
-
 def make_synthetic(n_train: int, n_test: int, seed: int = 0, num_classes: int = 100,
                    image_size: int = 32) -> CifarData:
     """A synthetic CIFAR-like :class:`CifarData`: uint8 (N, 3, S, S) images, int64 labels in
     [0, num_classes), names ``class_00`` ..., coarse label = label % 20 (names ``group_00`` ...)."""
-    n_train, n_test = _int_at_least("n_train", n_train, 0), _int_at_least("n_test", n_test, 0)
-    seed, num_classes = _int_at_least("seed", seed, 0), _int_at_least("num_classes", num_classes, 2)
-    image_size = _int_at_least("image_size", image_size, 2 * MAX_SHIFT + 2)
+    op = "make_synthetic"
+    n_train, n_test = require_positive_int(op, "n_train", n_train, 0), require_positive_int(op, "n_test", n_test, 0)
+    seed, num_classes = require_positive_int(op, "seed", seed, 0), require_positive_int(op, "num_classes", num_classes, 2)
+    image_size = require_positive_int(op, "image_size", image_size, 2 * MAX_SHIFT + 2)
     n_coarse = min(NUM_COARSE, num_classes)
     protos = make_prototypes(np.random.default_rng([seed, 0]), num_classes, image_size, n_coarse)
     tr_x, tr_y = _split(seed, 1, n_train, protos, num_classes)

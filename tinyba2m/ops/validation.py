@@ -7,6 +7,7 @@ device-to-host read per op) run only with the debug switch on: ``TINYBA2M_CHECK_
 environment or :func:`set_check_finite` ``(True)``, to find which op first sees a NaN."""
 from __future__ import annotations
 
+import operator
 import os
 
 from .. import backend
@@ -46,9 +47,14 @@ def require_float(op: str, name: str, x, check_finite: bool = True) -> None:
 
 
 def require_positive_int(op: str, name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """``value`` must be an integer (a NumPy one too; not a bool) ``>= minimum``; returns it as an int."""
+    try:
+        v = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        v = None
+    if v is None or v < minimum:
         raise ValueError(f"{op}: {name} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return v
 
 
 def pair(op: str, name: str, value, minimum: int = 1) -> tuple[int, int]:
