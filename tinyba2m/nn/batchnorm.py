@@ -9,12 +9,12 @@ from __future__ import annotations
 from ..ops.batchnorm import batchnorm_backward, batchnorm_forward
 from ..ops.validation import require_batch, require_positive_int
 from .init import ones, zeros
-from .module import Module
+from .module import OpModule
 
 
-class _BatchNorm(Module):
-    ndim = 2
-    layout = "(N, C)"
+class _BatchNorm(OpModule):
+    op_forward, op_backward = staticmethod(batchnorm_forward), staticmethod(batchnorm_backward)
+    param_names = ("gamma", "beta")
 
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5):
         super().__init__()
@@ -29,10 +29,11 @@ class _BatchNorm(Module):
         self.params["beta"] = zeros((num_features,))
         self.buffers["running_mean"] = zeros((num_features,))
         self.buffers["running_var"] = ones((num_features,))
-        self.cache = None
 
-    def forward(self, x):
-        self.cache = None
+    def op_args(self) -> tuple:
+        return self.buffers["running_mean"], self.buffers["running_var"], self.training, self.momentum, self.eps
+
+    def check_input(self, x) -> None:
         label = self.label()
         shape = tuple(getattr(x, "shape", ()))
         if len(shape) != self.ndim:
@@ -41,18 +42,14 @@ class _BatchNorm(Module):
             raise ValueError(f"{label}: expected input with {self.num_features} channels, got {shape[1]} (input shape {shape})")
         if self.training:
             require_batch(f"{label} in training mode (batch statistics)", x)
-        out, cache = batchnorm_forward(x, self.params["gamma"], self.params["beta"], self.buffers["running_mean"],
-                                            self.buffers["running_var"], self.training, self.momentum, self.eps)
-        if self.training:
-            self.buffers["running_mean"] = cache["running_mean"]
-            self.buffers["running_var"] = cache["running_var"]
-        return self.keep(out, cache)
 
-    def backward(self, dout):
-        dx, dgamma, dbeta = batchnorm_backward(dout, self.saved(dout))
-        self.accumulate_grad("gamma", dgamma)
-        self.accumulate_grad("beta", dbeta)
-        return dx
+    def forward(self, x):
+        """The op pair's forward; in training mode the running statistics it returns replace the buffers."""
+        out = super().forward(x)
+        if self.training:
+            self.buffers["running_mean"] = self.cache["running_mean"]
+            self.buffers["running_var"] = self.cache["running_var"]
+        return out
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, momentum={self.momentum}, eps={self.eps}"

@@ -16,7 +16,6 @@ class _Pool2d(OpModule):
         self.padding = pair(name, "padding", padding, 0)
         if self.padding[0] > self.kernel_size[0] // 2 or self.padding[1] > self.kernel_size[1] // 2:
             raise ValueError(f"{name}: padding {self.padding} must be at most half the kernel {self.kernel_size}")
-        self.cache = None
 
     def op_args(self) -> tuple:
         return self.kernel_size, self.stride, self.padding
