@@ -78,7 +78,6 @@ class BA2M(Module):
         xp = backend.get_xp()
         self.buffers["population_log_norm"] = xp.zeros((1,), dtype=backend.default_dtype)
         self.buffers["population_batch_size"] = xp.zeros((1,), dtype=backend.default_dtype)
-        self.cache = None
         self.last_weights = None
         self.last_sar = None
         self._warned_fallback = False

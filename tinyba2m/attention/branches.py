@@ -136,7 +136,6 @@ class GlobalSpatialBranch(ZeroGradients, Module):
         self.pool = MaxPool2d(subsample, subsample)      # keys and values together
         self.w_z = Conv2d(k, 1, 1)
         self.bn = BatchNorm2d(1)
-        self.cache = None
         self._workspace = None
         self.bias_before_bn = ("g.b", "w_z.b")   # the values (the attention rows sum to 1) and W_z feed the BN
         self.output_shift = "bn.beta"

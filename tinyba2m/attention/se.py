@@ -34,7 +34,6 @@ class SEBlock(Module):
         self.hidden = hidden_width(channels, reduction)
         self.fc1 = Linear(channels, self.hidden)
         self.fc2 = Linear(self.hidden, channels)
-        self.cache = None
 
     def forward(self, x):
         self.cache = None
