@@ -12,7 +12,6 @@ from __future__ import annotations
 import _thread
 import http.server
 import re
-import socket
 import threading
 import time
 
