@@ -101,14 +101,15 @@ class BA2M(Module):
         """The training batch size the population statistics were taken at (0: none yet; a host read)."""
         return int(round(float(backend.to_host(self.buffers["population_batch_size"])[0])))
 
-    def _mode(self) -> str:
-        """What weights this forward uses: "train", "population", "batch" or "uniform"."""
+    def _mode(self, n_train: int) -> str:
+        """What weights this forward uses: "train", "population", "batch" or "uniform".
+        ``n_train``: :meth:`_train_batch_size` (0: no population statistics)."""
         if self.training:
             return "train"
         mode = self.eval_weighting
         if mode == "population" and self.normalisation == "sigmoid":
             return "batch"                       # per sample already: nothing to estimate
-        if mode == "population" and self._train_batch_size() == 0:
+        if mode == "population" and n_train == 0:
             if not self._warned_fallback:
                 warnings.warn(f"{self.label()}: eval_weighting 'population' has no training statistics (never "
                               f"trained, or loaded from a checkpoint written before the population mode); "
@@ -117,13 +118,12 @@ class BA2M(Module):
             return "batch"
         return mode
 
-    def _constant_weight(self, n: int, mode: str):
+    def _constant_weight(self, n: int, mode: str, n_train: int):
         """The weight every sample gets when it does not depend on the branches, else None."""
         softmaxes = self.normalisation in ("softmax", "softmax_sum")
         if mode == "uniform":
             if self.normalisation != "softmax_sum":
                 return 1.0
-            n_train = self._train_batch_size()
             return 1.0 / (n_train if n_train > 0 else n)
         if n == 1 and softmaxes and mode in ("train", "batch"):
             return 1.0                           # N softmax and softmax of a single value are both 1
@@ -134,8 +134,9 @@ class BA2M(Module):
         check_input(self.label(), x, self.channels)
         xp = backend.array_module(x)
         n = x.shape[0]
-        mode = self._mode()
-        constant = self._constant_weight(n, mode)
+        n_train = 0 if self.training else self._train_batch_size()  # one host read, in eval mode only
+        mode = self._mode(n_train)
+        constant = self._constant_weight(n, mode, n_train)
         if constant is not None:
             self.last_weights = xp.full(n, constant, dtype=x.dtype)
             self.last_sar = xp.full(n, float("nan"), dtype=x.dtype)
@@ -145,7 +146,7 @@ class BA2M(Module):
                              f"2 samples (the branch BNs estimate batch statistics), got input shape {tuple(x.shape)}")
         a = self.sar.forward(*self._branch_maps(x))
         if mode == "population":
-            scale = 1.0 / self._train_batch_size() if self.normalisation == "softmax_sum" else 1.0
+            scale = 1.0 / n_train if self.normalisation == "softmax_sum" else 1.0
             y = self.weighting.forward(x, a, self.buffers["population_log_norm"], scale)
         else:
             y = self.weighting.forward(x, a)
