@@ -28,11 +28,13 @@ from ..ops.validation import NonFiniteValueError
 class NonFiniteLossError(RuntimeError):
     """The loss (or the logits) became NaN or infinite; carries where it happened."""
 
+    outcome = "diverged"
+    hint = "Try a lower --lr or a --warmup-epochs."
+
     def __init__(self, epoch: int, step: int, global_step: int, value, phase: str = "training"):
         self.epoch, self.step, self.global_step, self.value, self.phase = epoch, step, global_step, value, phase
         where = f"global step {global_step}" if phase == "training" else "test batch"
-        super().__init__(f"the run diverged: {value} in {phase} at epoch {epoch}, step {step} ({where})")
-        self.hint = "Try a lower --lr or a --warmup-epochs."
+        super().__init__(f"the run {self.outcome}: {value} in {phase} at epoch {epoch}, step {step} ({where})")
 
 
 # The run-away guard: a finite loss this many times ln(num_classes) (chance is 1x) ...
@@ -51,13 +53,8 @@ RUNAWAY_HINT = ("BA²M options that tame a run-away: --ba2m-sar sigmoid (the def
 class RunAwayError(NonFiniteLossError):
     """The loss stayed finite but exploded, or the BA²M weights collapsed on one sample."""
 
-    def __init__(self, epoch: int, step: int, global_step: int, value):
-        super().__init__(epoch, step, global_step, value)
-        self.args = (f"the run ran away: {value} at epoch {epoch}, step {step} (global step {global_step})",)
-        self.hint = RUNAWAY_HINT
-
-    def __str__(self):
-        return self.args[0]
+    outcome = "ran away"
+    hint = RUNAWAY_HINT
 
 
 class RunAwayGuard:
