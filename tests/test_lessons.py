@@ -39,7 +39,6 @@ CHECK_CMD = re.compile(r"^\s*(python -m tinyba2m\.gradcheck [^\n]*--target lesso
 PY_CHECK = re.compile(r"^check\(\"(--target lessons\.exercises\.[^\"]*)\"\)", re.M)
 FIGURE = re.compile(r"\]\(figures/([\w-]+)\.png\)")
 ANSWERS = LESSONS / "solutions" / "check_your_understanding.md"
-READY = LESSON_FILES  # every lesson is notebook-ready
 
 
 def blocks(text: str, lang: str):
@@ -124,7 +123,7 @@ def test_lesson_exercise(path, lesson_env, capsys):
         assert "PASS" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("path", READY, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", LESSON_FILES, ids=lambda p: p.stem)
 def test_lesson_exercise_as_a_python_call(path, lesson_env, capsys):
     """The notebook form of each check: the same arguments; FAIL on the stub without raising, PASS on the solution."""
     from lessons.check import check
@@ -195,7 +194,7 @@ def test_receptive_field_check(lesson_env, tmp_path, monkeypatch, capsys):
     assert run.returncode == 0 and run.stdout.count("PASS") == len(RECEPTIVE_FIELD_CASES) and "FAIL" not in run.stdout, run.stdout + run.stderr
 
 
-@pytest.mark.parametrize("path", READY, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", LESSON_FILES, ids=lambda p: p.stem)
 def test_lesson_is_notebook_ready(path):
     """Shell commands are fenced ```console (not run in a notebook); code cells install nothing and
     run no test suite; the lesson ends with 2-4 questions answered in the solutions."""
