@@ -128,6 +128,21 @@ def append_cell(path, row: dict) -> None:
         os.fsync(f.fileno())
 
 
+CHANCE = 10.0  # % top-1 of a guess: both data sets have 10 classes
+
+
+def top1(cell: dict, mode: str = "population") -> float:
+    """A cell's test top-1 % under eval weighting ``mode``; a diverged run counts at chance (its
+    last good epoch is not its result)."""
+    return CHANCE if int(cell["diverged"]) else 100 * float(cell[f"top1_{mode}"])
+
+
+def no_attention(cells: list, dataset: str, model: str, init: str) -> list:
+    """The no-attention cells of (data set, model, init): one run per seed serves every placement
+    and temperature."""
+    return [c for c in cells if c["reading"] == "none" and (c["dataset"], c["model"], c["init"]) == (dataset, model, init)]
+
+
 def _stats(values, digits: int = 1):
     vals = [v for v in values if not math.isnan(v)]
     if not vals:
@@ -149,10 +164,7 @@ def summarise(cells: list) -> str:
     for key in sorted(groups, key=order):
         g = groups[key]
         column = lambda col: [float(c[col]) if c[col] not in ("", None) else math.nan for c in g]  # noqa: E731
-        # a diverged run scores chance level in the accuracy columns (its last good epoch is not its result)
-        chance = 10.0  # both data sets have 10 classes
-        acc = [_stats([chance if int(c["diverged"]) else 100 * v for c, v in zip(g, column(f"top1_{m}"))])
-               for m in EVAL_WEIGHTINGS]
+        acc = [_stats([top1(c, m) for c in g]) for m in EVAL_WEIGHTINGS]
         weights = [v for v in column("max_weight") if not math.isnan(v)]
         cells_ = [*key, str(len(g)), str(sum(int(c["diverged"]) for c in g)), _stats(column("train_loss"), 3), *acc,
                   f"{max(weights):.3g}" if weights else "—"]
@@ -176,14 +188,13 @@ def pivot(cells: list, mode: str = "population") -> str:
             line = list(row)
             for r in readings:
                 g = [c for c in mine if tuple(c[k] for k in KEY[1:4]) == row and c["reading"] == r]
-                if not g and r == "none":  # no attention: one run serves every placement and temperature
-                    g = [c for c in cells if c["reading"] == "none" and c["dataset"] == data
-                         and (c["model"], c["init"]) == (row[0], row[2])]
+                if not g and r == "none":
+                    g = no_attention(cells, data, row[0], row[2])
                 if not g:
                     line.append("")
                     continue
                 div = sum(int(c["diverged"]) for c in g)
-                acc = _stats([10.0 if int(c["diverged"]) else 100 * float(c[f"top1_{mode}"]) for c in g])
+                acc = _stats([top1(c, mode) for c in g])
                 line.append(acc + (f" ({div} div)" if div else ""))
             out.append("| " + " | ".join(line) + " |")
         out.append("")
@@ -203,16 +214,14 @@ def plot_summary(cells: list, path) -> None:
         ax = fig.add_subplot(math.ceil(len(panels) / 4), min(len(panels), 4), i + 1)
         mine = [c for c in cells if tuple(c[k] for k in KEY[:4]) == panel]
         bars = sorted({(c["reading"], c["tau"]) for c in mine}, key=lambda rt: (READINGS.index(rt[0]), float(rt[1])))
-        chance = 10.0
         for j, (r, tau) in enumerate(bars):
             g = [c for c in mine if (c["reading"], c["tau"]) == (r, tau)]
-            ys = [chance if int(c["diverged"]) else 100 * float(c["top1_population"]) for c in g]
+            ys = [top1(c) for c in g]
             colour = "tab:red" if any(int(c["diverged"]) for c in g) else "tab:blue"
             ax.bar(j, statistics.fmean(ys), color=colour, alpha=0.35)
             ax.plot([j] * len(ys), ys, "o", color=colour, ms=3)
-        baseline = [10.0 if int(c["diverged"]) else 100 * float(c["top1_population"]) for c in cells
-                    if c["reading"] == "none" and (c["dataset"], c["model"], c["init"]) == (panel[0], panel[1], panel[3])]
-        if baseline:  # no attention: one run per seed serves every placement
+        baseline = [top1(c) for c in no_attention(cells, panel[0], panel[1], panel[3])]
+        if baseline:
             ax.axhline(statistics.fmean(baseline), color="k", ls="--", lw=0.8, label="no attention (mean)")
             ax.legend(fontsize=6, loc="lower left")
         labels = [r if r == "none" or len({t for _, t in bars}) == 1 else f"{r} τ={float(t):g}" for r, t in bars]
