@@ -274,7 +274,7 @@ class Trainer:
                          epoch=e, epochs=cfg.epochs, batch_size=cfg.batch_size, rng=rng, global_step=self.global_step,
                          total_steps=self.total_steps, base_lr=cfg.lr, schedule=cfg.schedule,
                          warmup_steps=self.warmup_steps, progress=cfg.progress, track_weights=self.has_ba2m,
-                         augment=getattr(self.data, "augment", True), guard=RunAwayGuard(self.num_classes))
+                         augment=self.data.augment, guard=RunAwayGuard(self.num_classes))
         ev = evaluate_all(self.model, self.data.test_images, self.data.test_labels, cfg.effective_eval_batch_size,
                           self.has_ba2m, epoch=e)
         seconds = time.perf_counter() - t0
