@@ -57,30 +57,23 @@ def _scale(x, w):
     return x * w.astype(x.dtype, copy=False).reshape((-1,) + (1,) * (x.ndim - 1))
 
 
-def _gw(dy, x):
-    """``gw_i = sum(dY_i * X_i)``, shape (N,)."""
-    n = x.shape[0]
-    return (dy.reshape(n, -1) * x.reshape(n, -1)).sum(axis=1)
+def _weigh(op, x, a, temperature, weights):
+    """What every weighting forward does: check, ``w = weights(a, tau)``, ``Y_i = w_i X_i``.
+    Returns (Y, cache = (x, w, tau))."""
+    _check(op, x, a, temperature)
+    tau = float(temperature)
+    w = weights(a, tau)
+    return _scale(x, w), (x, w, tau)
 
 
-def batch_softmax_weights(a, temperature=1.0):
-    """``w = N * softmax(a / tau)`` (N,)."""
-    return a.shape[0] * softmax(a / temperature, axis=0)
-
-
-def batch_softmax_weighting_forward(x, a, temperature=1.0):
-    """``Y_i = w_i X_i`` with ``w = N softmax(a / tau)``; x (N, ...), a (N,). Returns (Y, cache);
-    the weights are ``cache[1]``."""
-    _check("batch_softmax_weighting", x, a, temperature)
-    w = batch_softmax_weights(a, float(temperature))
-    return _scale(x, w), (x, w, float(temperature))
-
-
-def batch_softmax_weighting_backward(dy, cache):
-    """Returns (dx like x, da (N,)), with the full cross-sample Jacobian of the softmax."""
+def _unweigh(op, dy, cache):
+    """What every weighting backward starts with: (dX = w_i dY_i, gw (N,), w, tau), where
+    ``gw_i = sum(dY_i * X_i)`` is the gradient reaching w_i."""
     x, w, tau = cache
-    require_dout("batch_softmax_weighting", dy, x.shape)
-    return _scale(dy, w), _coupled_da(_gw(dy, x).astype(w.dtype, copy=False), w, tau, x.shape[0])
+    require_dout(op, dy, x.shape)
+    n = x.shape[0]
+    gw = (dy.reshape(n, -1) * x.reshape(n, -1)).sum(axis=1).astype(w.dtype, copy=False)
+    return _scale(dy, w), gw, w, tau
 
 
 def _coupled_da(gw, w, tau, total):
@@ -88,18 +81,28 @@ def _coupled_da(gw, w, tau, total):
     return (w / tau) * (gw - (gw * w).sum() / total)
 
 
+def batch_softmax_weighting_forward(x, a, temperature=1.0):
+    """``Y_i = w_i X_i`` with ``w = N softmax(a / tau)``; x (N, ...), a (N,). Returns (Y, cache);
+    the weights are ``cache[1]``."""
+    return _weigh("batch_softmax_weighting", x, a, temperature,
+                  lambda a, tau: a.shape[0] * softmax(a / tau, axis=0))
+
+
+def batch_softmax_weighting_backward(dy, cache):
+    """Returns (dx like x, da (N,)), with the full cross-sample Jacobian of the softmax."""
+    dx, gw, w, tau = _unweigh("batch_softmax_weighting", dy, cache)
+    return dx, _coupled_da(gw, w, tau, w.shape[0])
+
+
 def softmax_sum_weighting_forward(x, a, temperature=1.0):
     """``Y_i = w_i X_i`` with ``w = softmax(a / tau)`` (sums to 1); x (N, ...), a (N,). Returns (Y, cache)."""
-    _check("softmax_sum_weighting", x, a, temperature)
-    w = softmax(a / float(temperature), axis=0)
-    return _scale(x, w), (x, w, float(temperature))
+    return _weigh("softmax_sum_weighting", x, a, temperature, lambda a, tau: softmax(a / tau, axis=0))
 
 
 def softmax_sum_weighting_backward(dy, cache):
     """Returns (dx like x, da (N,)); the softmax couples the samples as for the batch softmax."""
-    x, w, tau = cache
-    require_dout("softmax_sum_weighting", dy, x.shape)
-    return _scale(dy, w), _coupled_da(_gw(dy, x).astype(w.dtype, copy=False), w, tau, 1.0)
+    dx, gw, w, tau = _unweigh("softmax_sum_weighting", dy, cache)
+    return dx, _coupled_da(gw, w, tau, 1.0)
 
 
 def batch_log_mean_exp(a, temperature=1.0):
@@ -114,38 +117,27 @@ def batch_log_mean_exp(a, temperature=1.0):
 def population_weighting_forward(x, a, log_norm, temperature=1.0, scale=1.0):
     """``Y_i = w_i X_i`` with ``w_i = scale * exp(a_i / tau - log_norm)``, per sample; x (N, ...),
     a (N,), log_norm a scalar or (1,) array (the running log-mean-exp). Returns (Y, cache)."""
-    _check("population_weighting", x, a, temperature)
-    xp = backend.array_module(a)
-    m = xp.asarray(log_norm, dtype=a.dtype).reshape(())
-    w = float(scale) * xp.exp(a / float(temperature) - m)
-    return _scale(x, w), (x, w, float(temperature))
+    def weights(a, tau):
+        xp = backend.array_module(a)
+        return float(scale) * xp.exp(a / tau - xp.asarray(log_norm, dtype=a.dtype).reshape(()))
+    return _weigh("population_weighting", x, a, temperature, weights)
 
 
 def population_weighting_backward(dy, cache):
     """Returns (dx like x, da (N,)); ``da_i = gw_i w_i / tau`` depends on sample i alone."""
-    x, w, tau = cache
-    require_dout("population_weighting", dy, x.shape)
-    return _scale(dy, w), _gw(dy, x).astype(w.dtype, copy=False) * (w / tau)
-
-
-def sigmoid_weights(a, temperature=1.0):
-    """``w = 2 * sigmoid(a / tau)`` (N,); one sample's weight ignores the others."""
-    return 2.0 * stable_sigmoid(a / temperature)
+    dx, gw, w, tau = _unweigh("population_weighting", dy, cache)
+    return dx, gw * (w / tau)
 
 
 def sigmoid_weighting_forward(x, a, temperature=1.0):
     """``Y_i = w_i X_i`` with ``w_i = 2 sigmoid(a_i / tau)``; x (N, ...), a (N,). Returns (Y, cache)."""
-    _check("sigmoid_weighting", x, a, temperature)
-    w = sigmoid_weights(a, float(temperature))
-    return _scale(x, w), (x, w, float(temperature))
+    return _weigh("sigmoid_weighting", x, a, temperature, lambda a, tau: 2.0 * stable_sigmoid(a / tau))
 
 
 def sigmoid_weighting_backward(dy, cache):
     """Returns (dx like x, da (N,)); da_i depends on sample i alone."""
-    x, w, tau = cache
-    require_dout("sigmoid_weighting", dy, x.shape)
-    gw = _gw(dy, x).astype(w.dtype, copy=False)
-    return _scale(dy, w), gw * (w / tau) * (1.0 - 0.5 * w)
+    dx, gw, w, tau = _unweigh("sigmoid_weighting", dy, cache)
+    return dx, gw * (w / tau) * (1.0 - 0.5 * w)
 
 
 # -- the weighting as a child module of BA2M --------------------------------------------------------
