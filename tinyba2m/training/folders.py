@@ -30,14 +30,24 @@ def _first_existing(path: pathlib.Path) -> pathlib.Path:
     return pathlib.Path(path.anchor or ".")
 
 
+def missing_folders(path: pathlib.Path) -> list:
+    """``path`` and those of its ancestors that do not exist (lexists), deepest first."""
+    return [p for p in (path, *path.parents) if not os.path.lexists(p)]
+
+
+def remove_empty_folders(folders) -> None:
+    """Remove each of ``folders`` (deepest first: those a ``mkdir(parents=True)`` made) that is empty."""
+    for p in folders:
+        try:
+            p.rmdir()
+        except OSError:
+            pass
+
+
 def _probe(path: pathlib.Path) -> str | None:
     """Make ``path`` (with its missing parents) and a file in it, then remove all that was made;
     returns the operating system's complaint, or None when it worked."""
-    missing = []
-    for p in (path, *path.parents):
-        if os.path.lexists(p):
-            break
-        missing.append(p)
+    missing = missing_folders(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=path)
@@ -47,11 +57,7 @@ def _probe(path: pathlib.Path) -> str | None:
     except OSError as exc:
         return exc.strerror or str(exc)
     finally:
-        for p in missing:            # deepest first: only the folders made here, and only if empty
-            try:
-                p.rmdir()
-            except OSError:
-                pass
+        remove_empty_folders(missing)
 
 
 def folder_problem(label: str, path) -> str | None:

@@ -54,7 +54,7 @@ from ..optim import SGD, learning_rate
 from . import plots
 from .checkpoint import atomic_write_text, check_architecture, load_checkpoint, load_model_state, save_checkpoint
 from .config import SYNTHETIC_DATA_SEED, TrainConfig
-from .folders import remove_stale_temp_files
+from .folders import missing_folders, remove_empty_folders, remove_stale_temp_files
 from ..attention import BA2MOptions
 from ..attention.ba2m import EVAL_WEIGHTINGS
 from .loop import NonFiniteLossError, RunAwayGuard, evaluate_all, train_epoch
@@ -75,8 +75,7 @@ class RunFolderError(ValueError):
 
 def load_data(config: TrainConfig):
     return load_dataset(config.dataset, data_dir=config.data_dir, url=config.data_url, subset=config.subset,
-                        seed=SYNTHETIC_DATA_SEED,
-                        progress=config.progress)
+                        seed=SYNTHETIC_DATA_SEED, progress=config.progress)
 
 
 LOSSES = ("ce", "focal")
@@ -99,6 +98,14 @@ def make_model(config: TrainConfig, num_classes: int):
                        ba2m=BA2MOptions(**config.ba2m_options()))
 
 
+def _test_columns(model, data, config: TrainConfig, epoch: int) -> dict:
+    """The test columns of metrics.csv (``test_<loss|top1|top5>_<eval weighting>``) of ``model`` on
+    the test split of ``data``, at ``config``'s eval batch size."""
+    ev = evaluate_all(model, data.test_images, data.test_labels, config.effective_eval_batch_size,
+                      bool(ba2m_modules(model)), epoch=epoch)
+    return {f"test_{k}_{mode}": v for mode in ev for k, v in ev[mode].items()}
+
+
 class Trainer:
     """Holds one run; :meth:`run` trains from scratch or resumes (``resume=True``)."""
 
@@ -118,7 +125,7 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * config.epochs
         self.warmup_steps = int(round(config.warmup_epochs * self.steps_per_epoch))
         self.model = make_model(config, self.num_classes)
-        self.has_ba2m = bool(ba2m_modules(self.model)) if config.attention == "ba2m" else False
+        self.has_ba2m = bool(ba2m_modules(self.model))
         self.loss_fn = make_loss(config)
         self.optimizer = SGD(self.model, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
                              weight_decay=config.weight_decay)
@@ -179,7 +186,7 @@ class Trainer:
             raise RunFolderError(f"{self.out} already holds a run ({CHECKPOINT} / {METRICS}); pass --resume to "
                                  f"continue it, or choose another --out")
         self._remove_stale_temp_files()
-        made = [p for p in (self.out, *self.out.parents) if not p.exists()]
+        made = missing_folders(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
         try:
             self._write_config()
@@ -187,11 +194,7 @@ class Trainer:
         except BaseException:
             for name in (CONFIG, CHECKPOINT):
                 (self.out / name).unlink(missing_ok=True)
-            for p in made:  # deepest first, only if empty
-                try:
-                    p.rmdir()
-                except OSError:
-                    pass
+            remove_empty_folders(made)
             raise
 
     def _resume(self) -> None:
@@ -275,19 +278,15 @@ class Trainer:
                          total_steps=self.total_steps, base_lr=cfg.lr, schedule=cfg.schedule,
                          warmup_steps=self.warmup_steps, progress=cfg.progress, track_weights=self.has_ba2m,
                          augment=self.data.augment, guard=RunAwayGuard(self.num_classes))
-        ev = evaluate_all(self.model, self.data.test_images, self.data.test_labels, cfg.effective_eval_batch_size,
-                          self.has_ba2m, epoch=e)
-        seconds = time.perf_counter() - t0
-        row = {"epoch": e, "lr": st["lr"], "train_loss": st["train_loss"], "train_acc": st["train_acc"],
-               "max_weight": st["max_weight"], "seconds": seconds,
+        test = _test_columns(self.model, self.data, cfg, e)
+        row = {"epoch": e, "lr": st["lr"], "train_loss": st["train_loss"], "train_acc": st["train_acc"], **test,
+               "max_weight": st["max_weight"], "seconds": time.perf_counter() - t0,
                "images_per_s": st["images"] / max(st["train_seconds"], 1e-9)}
-        for mode in EVAL_WEIGHTINGS:
-            row.update({f"test_loss_{mode}": ev[mode]["loss"], f"test_top1_{mode}": ev[mode]["top1"],
-                        f"test_top5_{mode}": ev[mode]["top5"]})
         self.epoch, self.global_step = e, st["global_step"]
-        improved = ev[EVAL_WEIGHTINGS[0]]["top1"] > self.best_top1  # chosen on the default eval weighting
+        top1 = test[f"test_top1_{EVAL_WEIGHTINGS[0]}"]  # the best is chosen on the default eval weighting
+        improved = top1 > self.best_top1
         if improved:
-            self.best_top1, self.best_epoch = ev[EVAL_WEIGHTINGS[0]]["top1"], e
+            self.best_top1, self.best_epoch = top1, e
         metrics.append(row)
         weights = self._last_weights = st["weights"]
         if wlog is not None:
@@ -360,8 +359,6 @@ def evaluate_checkpoint(path, config: TrainConfig | None = None, data=None) -> d
     check_architecture(meta, cfg.architecture(data.num_classes), path)
     model = make_model(cfg, data.num_classes)
     load_model_state(model, model_state, path)
-    has_ba2m = bool(ba2m_modules(model)) if cfg.attention == "ba2m" else False
-    ev = evaluate_all(model, data.test_images, data.test_labels, cfg.effective_eval_batch_size, has_ba2m,
-                       epoch=int(meta.get("epoch", 0)))
-    return {"checkpoint": str(path), "epoch": int(meta.get("epoch", 0)), "dataset": data.name,
-            "n_test": int(data.test_images.shape[0]), **{f"test_{k}_{mode}": v for mode in ev for k, v in ev[mode].items()}}
+    epoch = int(meta.get("epoch", 0))
+    return {"checkpoint": str(path), "epoch": epoch, "dataset": data.name, "n_test": int(data.test_images.shape[0]),
+            **_test_columns(model, data, cfg, epoch)}
