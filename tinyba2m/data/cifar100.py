@@ -35,6 +35,7 @@ import json
 import os
 import pathlib
 import pickle
+import shutil
 import sys
 import tarfile
 import urllib.parse
@@ -60,6 +61,8 @@ MEMBER_MD5 = {
 DATA_DIR_ENV_VAR = "TINYBA2M_DATA_DIR"
 STAMP_NAME = ".tinyba2m-verified.json"
 IMAGE_SHAPE = (3, 32, 32)
+LEFT_IN_PLACE = ("It was left in place. Remove it (rm '{archive}') and re-run to download it again, "
+                 "or place a complete copy of {url} at {archive}.")  # the fix for a bad archive
 
 
 class DatasetError(RuntimeError):
@@ -170,18 +173,18 @@ def load_cifar100(data_dir=None, download: bool = True, progress: bool = True,
     src = SOURCE if source is None else source
     root = _root(pathlib.Path(default_data_dir() if data_dir is None else data_dir).expanduser(), src)
     members = {name: root / name for name in src.members}
+    archive = root / src.filename
     if all(p.is_file() for p in members.values()):
         bad = _check_members(root, src, members)
         if not bad:
             return _load_members(src, members)
-        archive = root / src.filename
         if not archive.is_file():
-            raise DatasetError(_member_mismatch_message(bad, archive, fix="remove the damaged file(s) and re-run "
-                                                        "(the archive will be downloaded and extracted again), "
-                                                        f"or place a good copy of {src.filename} at {archive}"))
+            raise DatasetError("CIFAR-100 file(s) failed the md5 check, so they will not be used: " + "; ".join(bad)
+                               + ". The file(s) were left in place. To fix: remove the damaged file(s) and re-run "
+                               "(the archive will be downloaded and extracted again), or place a good copy of "
+                               f"{src.filename} at {archive}.")
         _say(True, f"extracted CIFAR-100 files do not match their md5 ({'; '.join(bad)}); "
                    f"replacing them with fresh copies extracted from {archive}")
-    archive = root / src.filename
     origin = None
     if not archive.is_file():
         if not download:
@@ -221,9 +224,9 @@ def _root(data_dir: pathlib.Path, src: CifarSource) -> pathlib.Path:
 
 # --- verification -------------------------------------------------------------------------
 
-def _stamp_key(path: pathlib.Path) -> dict:
+def _stamp_entry(path: pathlib.Path, md5: str) -> dict:
     st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"md5": md5, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def _read_stamp(root: pathlib.Path) -> dict:
@@ -237,7 +240,7 @@ def _write_stamp(root: pathlib.Path, src: CifarSource, members: dict) -> None:
     """Remember that ``members`` (name -> path) matched their md5s at their current size/mtime."""
     stamp = _read_stamp(root)
     for name, path in members.items():
-        stamp[name] = {"md5": src.members[name], **_stamp_key(path)}
+        stamp[name] = _stamp_entry(path, src.members[name])
     tmp = root / (STAMP_NAME + ".tmp")
     try:
         tmp.write_text(json.dumps(stamp, indent=1, sort_keys=True))
@@ -251,8 +254,7 @@ def _check_members(root: pathlib.Path, src: CifarSource, members: dict) -> list:
     stamp = _read_stamp(root)
     bad, good = [], {}
     for name, path in members.items():
-        entry = stamp.get(name)
-        if entry == {"md5": src.members[name], **_stamp_key(path)}:
+        if stamp.get(name) == _stamp_entry(path, src.members[name]):
             continue
         actual = md5_file(path)
         if actual == src.members[name]:
@@ -264,15 +266,9 @@ def _check_members(root: pathlib.Path, src: CifarSource, members: dict) -> list:
     return bad
 
 
-def _member_mismatch_message(bad: list, archive: pathlib.Path, fix: str) -> str:
-    return ("CIFAR-100 file(s) failed the md5 check, so they will not be used: " + "; ".join(bad)
-            + f". The file(s) were left in place. To fix: {fix}.")
-
-
 def _verify_archive(src: CifarSource, archive: pathlib.Path, progress: bool, origin: str | None = None) -> None:
     """Size and md5 check; ``origin``: the address it was just downloaded from, if it was."""
-    how = (f"It was left in place. Remove it (rm '{archive}') and re-run to download it again, "
-           f"or place a complete copy of {src.url} at {archive}.")
+    how = LEFT_IN_PLACE.format(archive=archive, url=src.url)
     if origin is not None:
         how = (f"It was downloaded just now from {origin}, which therefore does not serve the official archive "
                f"(or the file was damaged on the way). " + how)
@@ -297,10 +293,9 @@ def _safe_name(name: str) -> bool:
 
 def _extract(src: CifarSource, archive: pathlib.Path, root: pathlib.Path, progress: bool) -> None:
     """Write the members listed in ``src`` under ``root``, checking paths and md5s."""
-    damaged = (f"It was left in place. Remove it (rm '{archive}') and re-run to download it again, "
-               f"or place a complete copy of {src.url} at {archive}.")
+    damaged = LEFT_IN_PLACE.format(archive=archive, url=src.url)
     _say(progress, f"extracting {archive} into {root}")
-    found, written, part = set(), {}, None
+    written, part = {}, None
     try:
         with tarfile.open(archive, "r:gz") as tar:
             for info in tar:
@@ -316,24 +311,21 @@ def _extract(src: CifarSource, archive: pathlib.Path, root: pathlib.Path, progre
                 dest = root / name
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 part = dest.with_name(dest.name + ".part")
-                h = hashlib.md5()
                 with tar.extractfile(info) as fin, open(part, "wb") as fout:
-                    for block in iter(lambda: fin.read(1 << 20), b""):
-                        h.update(block)
-                        fout.write(block)
-                if h.hexdigest() != src.members[name]:
+                    shutil.copyfileobj(fin, fout, 1 << 20)
+                actual = md5_file(part)
+                if actual != src.members[name]:
                     part.unlink()
-                    raise DatasetError(f"CIFAR-100 member {name} in {archive} failed the md5 check: md5 {h.hexdigest()}, "
+                    raise DatasetError(f"CIFAR-100 member {name} in {archive} failed the md5 check: md5 {actual}, "
                                        f"expected {src.members[name]}; the partly extracted copy was removed. {damaged}")
                 os.replace(part, dest)
-                found.add(name)
                 written[name] = dest
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         if part is not None and part.exists():
             part.unlink()
         raise DatasetError(f"CIFAR-100 archive {archive} could not be read ({type(exc).__name__}: {exc}); "
                            f"it is truncated or damaged. {damaged}") from exc
-    missing = sorted(set(src.members) - found)
+    missing = sorted(set(src.members) - set(written))
     if missing:
         raise DatasetError(f"CIFAR-100 archive {archive} lacks the member(s) {', '.join(missing)}; "
                            f"it is not the official archive. {damaged}")
@@ -397,13 +389,14 @@ def _load_split(path: pathlib.Path, n_fine: int, n_coarse: int):
 
 
 def _load_members(src: CifarSource, members: dict) -> CifarData:
-    meta = _unpickle(members[src.member("meta")])
+    path = {split: members[src.member(split)] for split in ("meta", "train", "test")}
+    meta = _unpickle(path["meta"])
     try:
         fine_names = [b.decode("utf-8") for b in meta[b"fine_label_names"]]
         coarse_names = [b.decode("utf-8") for b in meta[b"coarse_label_names"]]
     except (KeyError, AttributeError) as exc:
-        raise DatasetError(f"{members[src.member('meta')]} is not a CIFAR-100 meta pickle ({exc!r})") from exc
-    tr_x, tr_y, tr_c = _load_split(members[src.member("train")], len(fine_names), len(coarse_names))
-    te_x, te_y, te_c = _load_split(members[src.member("test")], len(fine_names), len(coarse_names))
+        raise DatasetError(f"{path['meta']} is not a CIFAR-100 meta pickle ({exc!r})") from exc
+    tr_x, tr_y, tr_c = _load_split(path["train"], len(fine_names), len(coarse_names))
+    te_x, te_y, te_c = _load_split(path["test"], len(fine_names), len(coarse_names))
     return CifarData(train_images=tr_x, train_labels=tr_y, test_images=te_x, test_labels=te_y,
                      train_coarse=tr_c, test_coarse=te_c, fine_names=fine_names, coarse_names=coarse_names)
