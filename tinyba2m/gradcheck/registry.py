@@ -2,10 +2,13 @@
 
 A case is a function of no arguments returning a :class:`CheckResult`; register it with
 ``@register("name")`` in one of the files of ``tinyba2m/gradcheck/cases/`` (one file per
-concern). ``all_cases()`` imports those files and returns the cases by name.
+concern), or, for cases that differ only in the arguments of one helper,
+``register_with("name", helper, *args, **kwargs)``. ``all_cases()`` imports those files and
+returns the cases by name.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 
@@ -19,6 +22,11 @@ def register(name: str):
         _CASES[name] = fn
         return fn
     return deco
+
+
+def register_with(name: str, case, *args, **kwargs):
+    """Register ``case(name, *args, **kwargs)`` as the check ``name``."""
+    return register(name)(functools.partial(case, name, *args, **kwargs))
 
 
 def all_cases() -> dict:

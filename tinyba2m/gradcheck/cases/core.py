@@ -8,7 +8,8 @@ from ...ops.conv import conv2d_backward, conv2d_forward
 from ...ops.pooling import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
                             max_pool2d_backward, max_pool2d_forward)
 from ..checker import check_module, check_op, merge_results as merge
-from ..registry import register
+from ..registry import register, register_with
+from . import module_case, op_case
 from .inputs import distinct, normal, uniform
 
 
@@ -62,7 +63,7 @@ def _batchnorm():
     return merge("batchnorm", parts)
 
 
-def _bn_module(cls, shape, name):
+def _bn_module(name, cls, shape):
     parts = []
     for training in (True, False):
         m = cls(shape[1])
@@ -74,14 +75,8 @@ def _bn_module(cls, shape, name):
     return merge(name, parts)
 
 
-@register("batchnorm1d_module")
-def _batchnorm1d_module():
-    return _bn_module(BatchNorm1d, (5, 3), "batchnorm1d_module")
-
-
-@register("batchnorm2d_module")
-def _batchnorm2d_module():
-    return _bn_module(BatchNorm2d, (3, 2, 3, 3), "batchnorm2d_module")
+register_with("batchnorm1d_module", _bn_module, BatchNorm1d, (5, 3))
+register_with("batchnorm2d_module", _bn_module, BatchNorm2d, (3, 2, 3, 3))
 
 
 # --- pooling --------------------------------------------------------------------------------
@@ -101,32 +96,11 @@ def _pool_case(name, forward, backward):
     return merge(name, parts)
 
 
-@register("max_pool2d")
-def _max_pool2d():
-    return _pool_case("max_pool2d", max_pool2d_forward, max_pool2d_backward)
-
-
-@register("avg_pool2d")
-def _avg_pool2d():
-    return _pool_case("avg_pool2d", avg_pool2d_forward, avg_pool2d_backward)
-
-
-@register("max_pool2d_module")
-def _max_pool2d_module():
-    return check_module(MaxPool2d(3, stride=2, padding=1), (2, 2, 5, 5), name="max_pool2d_module", make_input=distinct)
-
-
-@register("avg_pool2d_module")
-def _avg_pool2d_module():
-    return check_module(AvgPool2d(3, stride=2, padding=1), (2, 2, 5, 5), name="avg_pool2d_module")
-
-
-@register("global_avg_pool")
-def _global_avg_pool():
-    return check_op(global_avg_pool_forward, global_avg_pool_backward, [normal((2, 3, 4, 5), 95)], names=["x"],
-                    name="global_avg_pool")
-
-
-@register("global_avg_pool_module")
-def _global_avg_pool_module():
-    return check_module(GlobalAvgPool2d(), (2, 3, 3, 2), name="global_avg_pool_module")
+register_with("max_pool2d", _pool_case, max_pool2d_forward, max_pool2d_backward)
+register_with("avg_pool2d", _pool_case, avg_pool2d_forward, avg_pool2d_backward)
+register_with("global_avg_pool", op_case, global_avg_pool_forward, global_avg_pool_backward,
+              ("x", (2, 3, 4, 5), 95))
+register_with("max_pool2d_module", module_case, lambda: MaxPool2d(3, stride=2, padding=1), (2, 2, 5, 5),
+              make_input=distinct)
+register_with("avg_pool2d_module", module_case, lambda: AvgPool2d(3, stride=2, padding=1), (2, 2, 5, 5))
+register_with("global_avg_pool_module", module_case, GlobalAvgPool2d, (2, 3, 3, 2))
