@@ -120,12 +120,11 @@ class BA2M(Module):
 
     def _constant_weight(self, n: int, mode: str, n_train: int):
         """The weight every sample gets when it does not depend on the branches, else None."""
-        softmaxes = self.normalisation in ("softmax", "softmax_sum")
         if mode == "uniform":
             if self.normalisation != "softmax_sum":
                 return 1.0
             return 1.0 / (n_train if n_train > 0 else n)
-        if n == 1 and softmaxes and mode in ("train", "batch"):
+        if n == 1 and self.normalisation != "sigmoid" and mode in ("train", "batch"):
             return 1.0                           # N softmax and softmax of a single value are both 1
         return None
 
@@ -145,11 +144,9 @@ class BA2M(Module):
             raise ValueError(f"{self.label()}: training with normalisation='sigmoid' needs a batch of at least "
                              f"2 samples (the branch BNs estimate batch statistics), got input shape {tuple(x.shape)}")
         a = self.sar.forward(*self._branch_maps(x))
-        if mode == "population":
-            scale = 1.0 / n_train if self.normalisation == "softmax_sum" else 1.0
-            y = self.weighting.forward(x, a, self.buffers["population_log_norm"], scale)
-        else:
-            y = self.weighting.forward(x, a)
+        population = mode == "population"
+        scale = 1.0 / n_train if population and self.normalisation == "softmax_sum" else 1.0
+        y = self.weighting.forward(x, a, self.buffers["population_log_norm"] if population else None, scale)
         if mode == "train" and self.normalisation != "sigmoid":
             self._track_population(a)
         self.last_weights, self.last_sar = self.weighting.last_weights, a
@@ -178,19 +175,13 @@ class BA2M(Module):
         return a_c, a_ls, a_gs
 
     def backward(self, dy):
-        cache = self.saved(dy)
-        if cache[0] == "constant":               # the weights did not depend on the branches
-            constant = cache[1]
-            return dy * dy.dtype.type(constant) if constant != 1.0 else dy.copy()
+        kind, value = self.saved(dy)
+        if kind == "constant":                   # the weights did not depend on the branches: Y = value X
+            return dy * dy.dtype.type(value) if value != 1.0 else dy.copy()
         dx, da = self.weighting.backward(dy)
-        da_c, da_ls, da_gs = self.sar.backward(da)
-        n, _, h, w = dx.shape
-        if da_c is not None:
-            dx += self.channel_branch.backward(da_c)
-        if da_ls is not None:
-            dx += self.local_branch.backward(da_ls.reshape(n, 1, h, w))
-        if da_gs is not None:
-            dx += self.global_branch.backward(da_gs.reshape(n, 1, h, w))
+        da_maps = [g for g in self.sar.backward(da) if g is not None]    # in the order of self.branches
+        for (_, branch), da_map in zip(self._branch_modules(), da_maps):
+            dx += branch.backward(da_map if da_map.ndim == 2 else da_map[:, None])   # spatial: (N, 1, H, W)
         return dx
 
     def zero_gradient_parameters(self) -> tuple:
