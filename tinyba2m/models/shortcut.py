@@ -8,10 +8,8 @@ from ..ops.shortcut import zero_pad_shortcut_backward, zero_pad_shortcut_forward
 __all__ = ["ZeroPadShortcut", "zero_pad_shortcut_forward", "zero_pad_shortcut_backward"]
 
 
-class ZeroPadShortcut(OpModule):
+class ZeroPadShortcut(OpModule, ops=(zero_pad_shortcut_forward, zero_pad_shortcut_backward)):
     """Option-A shortcut module: (N, in_channels, H, W) -> (N, out_channels, H/stride, W/stride)."""
-
-    op_forward, op_backward = staticmethod(zero_pad_shortcut_forward), staticmethod(zero_pad_shortcut_backward)
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 2):
         super().__init__()

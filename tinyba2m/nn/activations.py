@@ -5,16 +5,16 @@ from ..ops.activations import relu_backward, relu_forward, sigmoid_backward, sig
 from .module import OpModule
 
 
-class ReLU(OpModule):
-    op_forward, op_backward = staticmethod(relu_forward), staticmethod(relu_backward)
+class ReLU(OpModule, ops=(relu_forward, relu_backward)):
+    """``max(x, 0)`` element-wise; any shape."""
 
 
-class Sigmoid(OpModule):
-    op_forward, op_backward = staticmethod(sigmoid_forward), staticmethod(sigmoid_backward)
+class Sigmoid(OpModule, ops=(sigmoid_forward, sigmoid_backward)):
+    """``1 / (1 + exp(-x))`` element-wise; any shape."""
 
 
-class Softmax(OpModule):
-    op_forward, op_backward = staticmethod(softmax_forward), staticmethod(softmax_backward)
+class Softmax(OpModule, ops=(softmax_forward, softmax_backward)):
+    """Softmax along ``axis`` (default: the last)."""
 
     def __init__(self, axis: int = -1):
         super().__init__()

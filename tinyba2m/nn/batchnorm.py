@@ -12,8 +12,7 @@ from .init import ones, zeros
 from .module import OpModule
 
 
-class _BatchNorm(OpModule):
-    op_forward, op_backward = staticmethod(batchnorm_forward), staticmethod(batchnorm_backward)
+class _BatchNorm(OpModule, ops=(batchnorm_forward, batchnorm_backward)):
     param_names = ("gamma", "beta")
 
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5):

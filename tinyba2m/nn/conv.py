@@ -7,7 +7,7 @@ from .init import he_normal, zeros
 from .module import OpModule
 
 
-class Conv2d(OpModule):
+class Conv2d(OpModule, ops=(conv2d_forward, conv2d_backward)):
     """(N, in_channels, H, W) -> (N, out_channels, H_out, W_out).
 
     Params: ``w`` (out_channels, in_channels, KH, KW), He-normal with fan_in = in_channels*KH*KW;
@@ -15,7 +15,6 @@ class Conv2d(OpModule):
     H_out = (H + 2*padding - dilation*(KH-1) - 1) // stride + 1.
     """
 
-    op_forward, op_backward = staticmethod(conv2d_forward), staticmethod(conv2d_backward)
     param_names = ("w", "b")
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1, bias: bool = True):

@@ -6,11 +6,8 @@ from ..ops.focal_loss import _check_gamma, focal_loss_backward, focal_loss_forwa
 from .loss import Loss
 
 
-class FocalLoss(Loss):
+class FocalLoss(Loss, ops=(focal_loss_forward, focal_loss_backward)):
     """Mean focal loss ``-(1 - p_t)**gamma * log p_t`` over the batch (gamma = 0: cross-entropy)."""
-
-    op_forward = staticmethod(focal_loss_forward)
-    op_backward = staticmethod(focal_loss_backward)
 
     def __init__(self, gamma: float = 2.0, label_smoothing: float = 0.0):
         super().__init__()

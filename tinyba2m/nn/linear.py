@@ -7,10 +7,9 @@ from .init import he_normal, uniform_fan_in
 from .module import OpModule
 
 
-class Linear(OpModule):
+class Linear(OpModule, ops=(linear_forward, linear_backward)):
     """``out = x @ w + b``: (N, in_features) -> (N, out_features)."""
 
-    op_forward, op_backward = staticmethod(linear_forward), staticmethod(linear_backward)
     param_names = ("w", "b")
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
@@ -33,7 +32,5 @@ class Linear(OpModule):
         return f"Linear({self.in_features}->{self.out_features})"
 
 
-class Flatten(OpModule):
+class Flatten(OpModule, ops=(flatten_forward, flatten_backward)):
     """(N, ...) -> (N, prod(...))."""
-
-    op_forward, op_backward = staticmethod(flatten_forward), staticmethod(flatten_backward)

@@ -2,20 +2,15 @@
 from __future__ import annotations
 
 from ..ops.losses import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from .module import OpPair
 
 
-class Loss:
+class Loss(OpPair):
     """A loss over the op pair ``op_forward(logits, y, *self.op_args()) -> (loss, cache)`` and
-    ``op_backward(dloss, cache) -> dlogits``; subclasses set the two with ``staticmethod``."""
-
-    op_forward = None
-    op_backward = None
+    ``op_backward(dloss, cache) -> dlogits``."""
 
     def __init__(self):
         self.cache = None
-
-    def op_args(self) -> tuple:
-        return ()
 
     def forward(self, logits, y):
         self.cache = None
@@ -30,11 +25,8 @@ class Loss:
         return self.op_backward(dloss, self.cache)
 
 
-class SoftmaxCrossEntropy(Loss):
+class SoftmaxCrossEntropy(Loss, ops=(softmax_cross_entropy_forward, softmax_cross_entropy_backward)):
     """Mean softmax cross-entropy over the batch, optional label smoothing."""
-
-    op_forward = staticmethod(softmax_cross_entropy_forward)
-    op_backward = staticmethod(softmax_cross_entropy_backward)
 
     def __init__(self, label_smoothing: float = 0.0):
         super().__init__()

@@ -215,20 +215,33 @@ class Module:
         return lines[0] + (")" if len(lines) == 1 else "\n" + "\n".join(lines[1:]) + "\n)")
 
 
-class OpModule(Module):
+class OpPair:
+    """Base of the classes over one op pair (:class:`OpModule`, :class:`~tinyba2m.nn.loss.Loss`):
+    a subclass names its two ops in the class line, ``class ReLU(OpModule, ops=(relu_forward,
+    relu_backward))``, which makes them the static methods ``op_forward`` and ``op_backward``;
+    ``op_args()`` gives the extra arguments of ``op_forward``."""
+
+    op_forward = None
+    op_backward = None
+
+    def __init_subclass__(cls, ops=None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if ops is not None:
+            cls.op_forward, cls.op_backward = map(staticmethod, ops)
+
+    def op_args(self) -> tuple:
+        return ()
+
+
+class OpModule(Module, OpPair):
     """A module over one op pair. ``forward`` calls ``check_input(x)`` and then
     ``op_forward(x, *params, *self.op_args())`` with the parameters named in ``param_names``
     (``None`` for an absent one, e.g. no bias) and keeps its cache; ``backward`` calls
     ``op_backward(dout, cache)``, which returns ``dx`` (no parameters) or ``(dx, *dparams)``
     in the order of ``param_names``, accumulates each ``dparam`` that is not ``None`` and
-    returns ``dx``. Subclasses set the two ops with ``staticmethod``."""
+    returns ``dx``."""
 
-    op_forward = None
-    op_backward = None
     param_names: tuple = ()
-
-    def op_args(self) -> tuple:
-        return ()
 
     def check_input(self, x) -> None:
         """Raise a ``ValueError`` naming this module if ``x`` does not fit it (beyond what the op checks)."""

@@ -24,19 +24,13 @@ class _Pool2d(OpModule):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-class MaxPool2d(_Pool2d):
+class MaxPool2d(_Pool2d, ops=(max_pool2d_forward, max_pool2d_backward)):
     """Max over each KH x KW window: (N, C, H, W) -> (N, C, H_out, W_out); stride defaults to the kernel."""
 
-    op_forward, op_backward = staticmethod(max_pool2d_forward), staticmethod(max_pool2d_backward)
 
-
-class AvgPool2d(_Pool2d):
+class AvgPool2d(_Pool2d, ops=(avg_pool2d_forward, avg_pool2d_backward)):
     """Mean over each KH x KW window (zero padding counted in the divisor KH*KW)."""
 
-    op_forward, op_backward = staticmethod(avg_pool2d_forward), staticmethod(avg_pool2d_backward)
 
-
-class GlobalAvgPool2d(OpModule):
+class GlobalAvgPool2d(OpModule, ops=(global_avg_pool_forward, global_avg_pool_backward)):
     """Mean over H and W: (N, C, H, W) -> (N, C)."""
-
-    op_forward, op_backward = staticmethod(global_avg_pool_forward), staticmethod(global_avg_pool_backward)
