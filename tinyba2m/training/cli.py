@@ -31,6 +31,8 @@ from .loop import NonFiniteLossError
 from .trainer import CHECKPOINT, LOSSES, METRICS, RunFolderError, Trainer, TrainingInterrupted, evaluate_checkpoint
 
 D = TrainConfig()  # the defaults
+# what --eval-only may take from the command line instead of the checkpoint's config
+EVAL_OPTIONS = (*RUNTIME_OPTIONS, "dataset", "subset", "eval_batch_size", "model", "attention", "ba2m_placement")
 
 EPILOG = f"""\
 examples:
@@ -192,22 +194,20 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--eval-only", action="store_true", default=dflt(False),
                    help="only evaluate --checkpoint on the test split (every BA²M eval weighting) and exit")
     g.add_argument("--checkpoint", default=dflt(None), metavar="PATH", help="checkpoint for --eval-only")
-    g.add_argument("--no-progress", action="store_true", default=dflt(False),
+    g.add_argument("--no-progress", action="store_false", dest="progress", default=dflt(D.progress),
                    help="no progress bars (the per-epoch summary lines are still printed)")
     p.add_argument("--version", action="version", version=f"tinyba2m {__version__}")
     return p
 
 
 def _config_from_args(args) -> TrainConfig:
-    """Every option's value under its config name (``--no-progress`` is ``progress`` negated)."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "progress"}
-    return TrainConfig(**given, progress=not args.no_progress)
+    """Every option's value under its config name (``--no-progress`` sets ``progress``)."""
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
 
 
 def _explicit(argv) -> set:
     """Names (config fields) of the options given on the command line."""
-    given = set(vars(build_parser(suppress_defaults=True).parse_args(argv)))
-    return {"progress" if k == "no_progress" else k for k in given}
+    return set(vars(build_parser(suppress_defaults=True).parse_args(argv)))
 
 
 def _check(parser, args) -> None:
@@ -227,14 +227,25 @@ def _check(parser, args) -> None:
             parser.error(f"--backend cupy is not available here: {why}")
 
 
-def _resume_config(parser, args, explicit) -> TrainConfig:
-    path = pathlib.Path(args.out) / CHECKPOINT
+def _saved_config(parser, label: str, path, args, explicit, options) -> tuple:
+    """``(meta, config, given)``: the metadata and config of the checkpoint at ``path`` (an unreadable
+    one is a usage error naming ``label``), with those of ``options`` given on the command line put
+    in, and every option's value as given (a dict)."""
     try:
         meta, _, _ = load_checkpoint(path)
     except CheckpointError as exc:
-        parser.error(f"--resume: {exc}")
-    saved = TrainConfig.from_dict(meta["config"])
-    given = _config_from_args(args).to_dict()
+        parser.error(f"{label}: {exc}")
+    config, given = TrainConfig.from_dict(meta["config"]), _config_from_args(args).to_dict()
+    for k in options:
+        if k in explicit:
+            setattr(config, k, given[k])
+    return meta, config, given
+
+
+def _resume_config(parser, args, explicit) -> TrainConfig:
+    """The saved config of the run in --out; only RUNTIME_OPTIONS and a larger --epochs may be given anew."""
+    meta, saved, given = _saved_config(parser, "--resume", pathlib.Path(args.out) / CHECKPOINT, args, explicit,
+                                       RUNTIME_OPTIONS)
     if "epochs" in explicit and given["epochs"] < saved.epochs:
         parser.error(f"--resume: --epochs can only grow: {args.out} is a run of {saved.epochs} epochs "
                      f"({meta.get('epoch')} done), got --epochs {given['epochs']}")
@@ -245,9 +256,6 @@ def _resume_config(parser, args, explicit) -> TrainConfig:
         diff = "; ".join(f"--{k.replace('_', '-')} {given[k]} (saved: {getattr(saved, k)})" for k in fixed)
         parser.error(f"--resume continues {args.out} with its saved options, but these differ: {diff}. "
                      f"Drop them, or start a new run with another --out")
-    for k in RUNTIME_OPTIONS:
-        if k in explicit or k == "out":
-            setattr(saved, k, given[k])
     return saved
 
 
@@ -283,16 +291,7 @@ def _check_config(parser, config: TrainConfig, resume: bool) -> None:
 
 
 def _eval_only(parser, args, explicit, data=None) -> int:
-    try:
-        meta, _, _ = load_checkpoint(args.checkpoint)
-    except CheckpointError as exc:
-        parser.error(f"--checkpoint: {exc}")
-    cfg = TrainConfig.from_dict(meta["config"])
-    given = _config_from_args(args).to_dict()
-    for k in ("dataset", "data_dir", "data_url", "subset", "eval_batch_size", "backend", "progress", "model", "attention",
-              "ba2m_placement"):
-        if k in explicit:
-            setattr(cfg, k, given[k])
+    _, cfg, _ = _saved_config(parser, "--checkpoint", args.checkpoint, args, explicit, EVAL_OPTIONS)
     _fail_on(parser, folder_problem("--out", args.out) if args.out else None)
     _fail_on(parser, _data_dir_problem(cfg))
     try:

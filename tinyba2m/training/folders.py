@@ -78,7 +78,7 @@ def folder_problem(label: str, path) -> str | None:
     return None
 
 
-def run_folder_problem(out, resume: bool, run_files=("checkpoint.npz", "metrics.csv")) -> str | None:
+def run_folder_problem(out, resume: bool, run_files) -> str | None:
     """Why ``out`` cannot serve as the run folder, or None. ``resume``: it must hold
     ``checkpoint.npz``; otherwise it must hold no run (none of ``run_files``)."""
     out = pathlib.Path(out)
