@@ -15,7 +15,8 @@ from ...attention.sar import sar_backward, sar_forward
 from ...attention.weighting import (population_weighting_backward, population_weighting_forward,
                                     softmax_sum_weighting_backward, softmax_sum_weighting_forward)
 from ..checker import check_module, check_op, merge_results
-from ..registry import register
+from ..registry import register, register_with
+from . import module_case
 from .inputs import normal
 
 MODULE_SHAPE = (3, 8, 6, 6)
@@ -52,9 +53,7 @@ def _sar_subsets(name, forward, backward, **kwargs):
     return merge_results(name, results)
 
 
-@register("sar_fusion")
-def _sar_fusion():
-    return _sar_subsets("sar_fusion", sar_fusion_forward, sar_fusion_backward)
+register_with("sar_fusion", _sar_subsets, sar_fusion_forward, sar_fusion_backward)
 
 
 @register("sar")
@@ -71,29 +70,18 @@ def _weighting(name, forward, backward, variants=(("tau=1", {}), ("tau=0.5", {"t
                                                  names=["x", "a"], kwargs=kwargs)) for i, (label, kwargs) in enumerate(variants)])
 
 
-@register("batch_softmax_weighting")
-def _batch_softmax_weighting():
-    return _weighting("batch_softmax_weighting", batch_softmax_weighting_forward, batch_softmax_weighting_backward)
+register_with("batch_softmax_weighting", _weighting, batch_softmax_weighting_forward,
+              batch_softmax_weighting_backward)
+register_with("softmax_sum_weighting", _weighting, softmax_sum_weighting_forward, softmax_sum_weighting_backward)
+# The eval weighting w_i = scale exp(a_i / tau - m) with a fixed running log-mean-exp m.
+register_with("population_weighting", _weighting, population_weighting_forward, population_weighting_backward,
+              [("tau=1", {"log_norm": 0.3}),
+               ("tau=0.5,scale=1/8", {"log_norm": -0.7, "temperature": 0.5, "scale": 0.125})])
+register_with("sigmoid_weighting", _weighting, sigmoid_weighting_forward, sigmoid_weighting_backward,
+              [("", {"temperature": 0.5})])
 
 
-@register("softmax_sum_weighting")
-def _softmax_sum_weighting():
-    return _weighting("softmax_sum_weighting", softmax_sum_weighting_forward, softmax_sum_weighting_backward)
-
-
-@register("population_weighting")
-def _population_weighting():
-    """The eval weighting w_i = scale exp(a_i / tau - m) with a fixed running log-mean-exp m."""
-    return _weighting("population_weighting", population_weighting_forward, population_weighting_backward,
-                      [("tau=1", {"log_norm": 0.3}), ("tau=0.5,scale=1/8", {"log_norm": -0.7, "temperature": 0.5, "scale": 0.125})])
-
-
-@register("sigmoid_weighting")
-def _sigmoid_weighting():
-    return _weighting("sigmoid_weighting", sigmoid_weighting_forward, sigmoid_weighting_backward, [("", {"temperature": 0.5})])
-
-
-def _branch(make, name=None):
+def _branch(name, make):
     """A branch in train mode; its exactly-zero gradients are the ones it declares for a forward pass."""
     backend.seed(0)
     zero = known_zero(make(), MODULE_SHAPE)
@@ -101,27 +89,16 @@ def _branch(make, name=None):
     return check_module(make(), MODULE_SHAPE, name=name, known_zero=zero, max_full=256)
 
 
-@register("channel_branch")
-def _channel_branch():
-    return _branch(lambda: ChannelBranch(8), "channel_branch")
-
-
-@register("local_spatial_branch")
-def _local_spatial_branch():
-    return _branch(lambda: LocalSpatialBranch(8), "local_spatial_branch")
+register_with("channel_branch", _branch, lambda: ChannelBranch(8))
+register_with("local_spatial_branch", _branch, lambda: LocalSpatialBranch(8))
+register_with("se", module_case, lambda: SEBlock(8, reduction=2), MODULE_SHAPE, max_full=256)
 
 
 @register("global_spatial_branch")
 def _global_spatial_branch():
-    cheap = _branch(lambda: GlobalSpatialBranch(8))
-    plain = _branch(lambda: GlobalSpatialBranch(8, value_projection_first=False))
+    cheap = _branch(None, lambda: GlobalSpatialBranch(8))
+    plain = _branch(None, lambda: GlobalSpatialBranch(8, value_projection_first=False))
     return merge_results("global_spatial_branch", [("", cheap), ("plain", plain)])
-
-
-@register("se")
-def _se():
-    backend.seed(0)
-    return check_module(SEBlock(8, reduction=2), MODULE_SHAPE, name="se", max_full=256)
 
 
 def warmed_up(module, shape, seed=5, steps=3):
@@ -158,32 +135,18 @@ def _ba2m(name, train=True, h=1e-6, seed=0, **kwargs):
     return check_module(module, BA2M_SHAPE, name=name, known_zero=zero, max_full=64, train=train, h=h, seed=seed)
 
 
+register_with("ba2m", _ba2m)
+register_with("ba2m_raw_sar", _ba2m, sar_activation="none")
+register_with("ba2m_softmax_sum", _ba2m, normalisation="softmax_sum", temperature=0.5)
+register_with("ba2m_sigmoid", _ba2m, normalisation="sigmoid", temperature=0.5)
+
+
 # Eval mode: the branch parameters reach the output only through the small changes of the weights,
 # so their gradients are small next to the output and at h = 1e-6 the central differences are
 # rounding noise (relative error falls from ~1e-5 at h = 1e-6 to ~1e-8 at 1e-5). With the
 # sigmoid SAR, the check's input of seed 0 also puts a unit of the local branch within h of a
 # ReLU / max kink (errors 1e-5 that do not fall with h, while seeds 1 and 3 give 1e-8); seed 1.
 EVAL_H, EVAL_SEED = 1e-5, 1
-
-
-@register("ba2m")
-def _ba2m_default():
-    return _ba2m("ba2m")
-
-
-@register("ba2m_raw_sar")
-def _ba2m_raw_sar():
-    return _ba2m("ba2m_raw_sar", sar_activation="none")
-
-
-@register("ba2m_softmax_sum")
-def _ba2m_softmax_sum():
-    return _ba2m("ba2m_softmax_sum", normalisation="softmax_sum", temperature=0.5)
-
-
-@register("ba2m_sigmoid")
-def _ba2m_sigmoid():
-    return _ba2m("ba2m_sigmoid", normalisation="sigmoid", temperature=0.5)
 
 
 @register("ba2m_eval")
