@@ -209,12 +209,11 @@ def sar_forward(a_c=None, a_ls=None, a_gs=None, activation="sigmoid"):
     or "none" (the raw mean of the max). Returns (a, cache)."""
     if activation not in SAR_ACTIVATIONS:
         raise ValueError(f"sar: activation must be one of {SAR_ACTIVATIONS}, got {activation!r}")
-    if activation == "none":
-        a, cache = sar_fusion_forward(a_c, a_ls, a_gs)
-        return a, (cache, None)
-    _check(a_c, a_ls, a_gs)
-    squashed = tuple(None if m is None else stable_sigmoid(m) for m in (a_c, a_ls, a_gs))
-    a, cache = sar_fusion_forward(*squashed)
+    squashed = None                                # the maps the fusion gets, when not the raw ones
+    if activation == "sigmoid":
+        _check(a_c, a_ls, a_gs)                    # the raw maps, before the sigmoid makes them float
+        squashed = tuple(None if m is None else stable_sigmoid(m) for m in (a_c, a_ls, a_gs))
+    a, cache = sar_fusion_forward(*(squashed or (a_c, a_ls, a_gs)))
     return a, (cache, squashed)
 
 
