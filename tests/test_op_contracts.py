@@ -9,8 +9,7 @@ import pytest
 
 from tinyba2m import backend
 from tinyba2m.attention import nonlocal_attention, sar, weighting
-from tinyba2m.models import shortcut
-from tinyba2m.ops import activations, batchnorm, conv, focal_loss, linear, losses, pooling
+from tinyba2m.ops import activations, batchnorm, conv, focal_loss, linear, losses, pooling, shortcut
 
 OP_MODULES = [activations, batchnorm, conv, focal_loss, linear, losses, pooling, nonlocal_attention, shortcut, sar, weighting]
 

@@ -8,11 +8,12 @@ builds ``"smallcnn"`` or a CIFAR ResNet (``"resnet20"``, ``"resnet32"``, ``"resn
 """
 from __future__ import annotations
 
+from ..ops.shortcut import zero_pad_shortcut_backward, zero_pad_shortcut_forward
 from .init_schemes import INIT_SCHEMES, apply_init
 from .attention_slots import (ATTENTION_NAMES, EVAL_WEIGHTINGS, PLACEMENTS, attention_options, ba2m_modules, make_attention,
                               sample_weights, set_eval_weighting)
 from .resnet import RESNET_DEPTHS, BasicBlock, CifarResNet
-from .shortcut import ZeroPadShortcut, zero_pad_shortcut_backward, zero_pad_shortcut_forward
+from .shortcut import ZeroPadShortcut
 from .smallcnn import SmallCNN
 
 MODEL_NAMES = ("smallcnn",) + tuple(RESNET_DEPTHS)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from ..nn.module import OpModule
 from ..ops.shortcut import zero_pad_shortcut_backward, zero_pad_shortcut_forward
 
-__all__ = ["ZeroPadShortcut", "zero_pad_shortcut_forward", "zero_pad_shortcut_backward"]
-
 
 class ZeroPadShortcut(OpModule, ops=(zero_pad_shortcut_forward, zero_pad_shortcut_backward)):
     """Option-A shortcut module: (N, in_channels, H, W) -> (N, out_channels, H/stride, W/stride)."""
