@@ -35,7 +35,7 @@ from ..data import load_dataset, make_synthetic
 from ..models import INIT_SCHEMES, PLACEMENTS
 from ..training.config import SYNTHETIC_DATA_SEED, TrainConfig
 from ..training.loop import NonFiniteLossError
-from ..training.metrics import read_rows
+from ..training.metrics import append_row, read_rows
 from ..training.trainer import METRICS, Trainer
 
 READINGS = ("none",) + tuple(f"{s}+{n}" for s in SAR_ACTIVATIONS for n in NORMALISATIONS)
@@ -49,8 +49,7 @@ RECIPES = {"synthetic": {"train": 2000, "test": 500, "classes": 10, "image_size"
            "digits": {"epochs": 3}}
 QUICK = {"datasets": DATASETS, "models": ("smallcnn", "resnet20"), "placements": ("every", "last"), "inits": ("he",),
          "readings": ("none", "sigmoid+softmax", "none+softmax"), "seeds": (0, 1, 2),
-         "recipes": {"synthetic": {"train": 1000, "test": 500, "classes": 10, "image_size": 16, "epochs": 3},
-                     "digits": {"epochs": 3}}}
+         "recipes": {"synthetic": {**RECIPES["synthetic"], "train": 1000}, "digits": RECIPES["digits"]}}
 CELL_COLUMNS = ("dataset", "model", "placement", "init", "reading", "tau", "seed", "epochs", "train_images", "diverged",
                 "stop", "train_loss") + tuple(f"top1_{m}" for m in EVAL_WEIGHTINGS) + ("max_weight", "seconds")
 KEY = ("dataset", "model", "placement", "init", "reading", "tau", "seed")
@@ -117,15 +116,9 @@ def read_cells(path) -> list:
 
 
 def append_cell(path, row: dict) -> None:
-    path = pathlib.Path(path)
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CELL_COLUMNS, extrasaction="ignore")
-        if new:
-            w.writeheader()
-        w.writerow(row)
-        f.flush()
-        os.fsync(f.fileno())
+    if not pathlib.Path(path).exists():
+        append_row(path, CELL_COLUMNS)
+    append_row(path, [row.get(k, "") for k in CELL_COLUMNS])
 
 
 CHANCE = 10.0  # % top-1 of a guess: both data sets have 10 classes

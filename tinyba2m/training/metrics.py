@@ -51,8 +51,7 @@ class CsvLog:
         self.columns = tuple(columns)
         if not self.path.exists() or self.path.stat().st_size == 0:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "w", newline="") as f:
-                csv.writer(f).writerow(self.columns)
+            append_row(self.path, self.columns)
         else:
             header = read_rows(self.path, raw=True)[0]
             if tuple(header) != self.columns:
@@ -62,10 +61,15 @@ class CsvLog:
         missing = [c for c in self.columns if c not in row]
         if missing:
             raise ValueError(f"{self.path.name}: row lacks columns {missing}")
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([_fmt(row[c]) for c in self.columns])
-            f.flush()
-            os.fsync(f.fileno())
+        append_row(self.path, [_fmt(row[c]) for c in self.columns])
+
+
+def append_row(path, values) -> None:
+    """Append one CSV row to ``path`` (created if missing), flushed to disk."""
+    with open(path, "a", newline="") as f:
+        csv.writer(f).writerow(values)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def read_rows(path, raw: bool = False):
@@ -105,7 +109,5 @@ def weight_statistics(epoch: int, weights) -> dict:
     """Summary of one epoch's per-sample BA²M weights (a 1-D host array of finite values)."""
     np = backend.numpy_module  # host-side statistics of a host array
     w = backend.to_host(weights).astype(np.float64)
-    p = np.percentile(w, [5, 25, 50, 75, 95])
-    return {"epoch": int(epoch), "count": int(w.size), "mean": float(w.mean()), "std": float(w.std()),
-            "min": float(w.min()), "p05": float(p[0]), "p25": float(p[1]), "median": float(p[2]),
-            "p75": float(p[3]), "p95": float(p[4]), "max": float(w.max())}
+    values = (w.mean(), w.std(), w.min(), *np.percentile(w, [5, 25, 50, 75, 95]), w.max())
+    return {"epoch": int(epoch), "count": int(w.size), **{k: float(v) for k, v in zip(WEIGHT_COLUMNS[2:], values)}}
