@@ -18,8 +18,8 @@ Backward, with D = dout as an (F, N*H_out*W_out) matrix:
            slice of the padded input it was read from (KH*KW slice-adds), then crop the padding.
 1x1 convs with stride 1 and no padding skip im2col: out[n] = w(F, C) @ x[n](C, H*W).
 
-Speed (CPU). The column matrix is KH*KW times the input (75 MB for 16 channels at 32x32, batch
-128), so copying it out to memory and reading it back costs more than the product. Hence:
+Speed (CPU). The column matrix is KH*KW times the input, so copying it out to memory and
+reading it back costs more than the product. Hence:
 - the batch is cut into chunks whose columns take ~:func:`chunk_budget` (cache-sized); each chunk is
   im2col'd, multiplied and dropped while still in cache (on a GPU: one chunk, the whole batch);
 - the cache keeps x, not the columns; the backward rebuilds each chunk's columns (a cheap copy);
@@ -81,32 +81,34 @@ def check_conv_args(x, w, b, stride, padding, dilation, op=OP):
     return s, p, d
 
 
-def pad_input(x, p, extra_rows=0):
-    """Zero-pad the two spatial axes of an (N, C, H, W) array by p = (ph, pw) (plus
-    ``extra_rows`` more zero rows at the bottom, see :func:`im2col_flat`)."""
+def pad_input(x, p, extra_rows=0, value=0):
+    """Pad the two spatial axes of an (N, C, H, W) array by p = (ph, pw) with ``value`` (zeros;
+    max pooling pads with -inf), plus ``extra_rows`` more rows at the bottom (see :func:`im2col_flat`)."""
     if p == (0, 0) and not extra_rows:
         return x
     xp = backend.array_module(x)
     n, c, h, w = x.shape
-    out = xp.zeros((n, c, h + 2 * p[0] + extra_rows, w + 2 * p[1]), dtype=x.dtype)
+    shape = (n, c, h + 2 * p[0] + extra_rows, w + 2 * p[1])
+    out = xp.full(shape, value, dtype=x.dtype) if value else xp.zeros(shape, dtype=x.dtype)  # (zeros: faster)
     out[:, :, p[0]:p[0] + h, p[1]:p[1] + w] = x
     return out
 
 
-def im2col_view(xpad, kh, kw, s, d, ho, wo):
-    """Strided view (C, KH, KW, N, H_out, W_out) of the padded input: element (c, a, e, n, i, j)
-    is xpad[n, c, i*sh + a*dh, j*sw + e*dw]. No data is copied."""
-    sn, sc, sh, sw = xpad.strides
-    n, c = xpad.shape[:2]
-    return backend.as_strided(xpad, (c, kh, kw, n, ho, wo),
-                              (sc, sh * d[0], sw * d[1], sn, sh * s[0], sw * s[1]))
+def window_slice(a, e, s, ho, wo):
+    """Index of the cells of a padded (., ., Hp, Wp) array that kernel offset (a, e) reads for
+    every output pixel (i, j) at stride s: rows a + i*sh, columns e + j*sw."""
+    return (slice(None), slice(None), slice(a, a + s[0] * (ho - 1) + 1, s[0]), slice(e, e + s[1] * (wo - 1) + 1, s[1]))
 
 
 def im2col(xpad, kh, kw, s, d, ho, wo):
-    """The columns as a contiguous (C*KH*KW, N*H_out*W_out) matrix (one copy of the view)."""
+    """The columns as a contiguous (C*KH*KW, N*H_out*W_out) matrix: one copy of the strided view
+    (C, KH, KW, N, H_out, W_out) of the padded input whose element (c, a, e, n, i, j) is
+    xpad[n, c, i*sh + a*dh, j*sw + e*dw]."""
     xp = backend.array_module(xpad)
+    sn, sc, sh, sw = xpad.strides
     n, c = xpad.shape[:2]
-    return xp.ascontiguousarray(im2col_view(xpad, kh, kw, s, d, ho, wo)).reshape(c * kh * kw, n * ho * wo)
+    view = backend.as_strided(xpad, (c, kh, kw, n, ho, wo), (sc, sh * d[0], sw * d[1], sn, sh * s[0], sw * s[1]))
+    return xp.ascontiguousarray(view).reshape(c * kh * kw, n * ho * wo)
 
 
 def im2col_flat(xpad, kh, kw, d, ho):
@@ -128,12 +130,10 @@ CHUNK_BYTES = None  # the column budget of a chunk; None: chosen by chunk_budget
 
 
 def chunk_budget() -> int:
-    """Bytes of columns per batch chunk. 1 MiB (half the 2 MiB L2 of a core here) where each chunk's
-    product runs on one BLAS thread (the host pool, or a single-threaded BLAS): the columns are
-    read back from L2, and a ResNet-20 step ran 20-30% faster than with 16 MiB, with one thread and
-    with two. 16 MiB where one product starts several BLAS threads (no pool: threadpoolctl absent):
-    every call then waits for all its threads, and on a busy machine small calls stalled (a step
-    took 2-5x longer with 1 MiB chunks)."""
+    """Bytes of columns per batch chunk. 1 MiB where each chunk's product runs on one BLAS thread
+    (the host pool, or a single-threaded BLAS): columns sized to stay in a core's L2 until the
+    product reads them back. 16 MiB where one product starts several BLAS threads (no pool:
+    threadpoolctl absent): every call then waits for all its threads, so small calls stall."""
     if CHUNK_BYTES is not None:
         return CHUNK_BYTES
     return 2 ** 20 if backend.host_threads() >= backend.blas_threads() else 16 * 2 ** 20
@@ -142,10 +142,9 @@ def chunk_budget() -> int:
 def batch_chunks(x, bytes_per_sample):
     """Slices of the batch handled per step. On the host: groups of samples whose columns take
     about :func:`chunk_budget`, so the columns are still in cache when the matrix product reads
-    them (a whole-batch column matrix, 75 MB for 16 channels at 32x32 and batch 128, goes out to
-    memory and back, and memory, not arithmetic, sets the speed), in a multiple of
-    ``backend.host_threads()`` equal chunks (they run side by side, see ``backend.map_chunks``).
-    On a GPU: one step."""
+    them (a whole-batch column matrix goes out to memory and back, and memory, not arithmetic,
+    sets the speed), in a multiple of ``backend.host_threads()`` equal chunks (they run side by
+    side, see ``backend.map_chunks``). On a GPU: one step."""
     n = x.shape[0]
     if backend.is_device_array(x):
         return [slice(0, n)]
@@ -210,8 +209,7 @@ def col2im(dcols, x_shape, s, p, d):
     dxpad = xp.zeros((c, b, h + 2 * p[0], wd + 2 * p[1]), dtype=dcols.dtype)
     for a in range(kh):
         for e in range(kw):
-            r0, c0 = a * d[0], e * d[1]
-            dxpad[:, :, r0:r0 + s[0] * (ho - 1) + 1:s[0], c0:c0 + s[1] * (wo - 1) + 1:s[1]] += dcols[:, a, e]
+            dxpad[window_slice(a * d[0], e * d[1], s, ho, wo)] += dcols[:, a, e]
     return dxpad[:, :, p[0]:p[0] + h, p[1]:p[1] + wd]
 
 

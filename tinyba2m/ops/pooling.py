@@ -19,6 +19,7 @@ the whole batch.
 from __future__ import annotations
 
 from .. import backend
+from .conv import pad_input, window_slice
 from .validation import pair, require_dout, require_float, require_ndim
 
 
@@ -38,28 +39,13 @@ def _check_pool(op, x, kernel_size, stride, padding):
     return k, s, p, ho, wo
 
 
-def _pad(x, p, value):
-    if p == (0, 0):
-        return x
-    xp = backend.array_module(x)
-    n, c, h, w = x.shape
-    out = xp.full((n, c, h + 2 * p[0], w + 2 * p[1]), value, dtype=x.dtype)
-    out[:, :, p[0]:p[0] + h, p[1]:p[1] + w] = x
-    return out
-
-
-def _window_slice(a, e, s, ho, wo):
-    """Index of the cells that kernel offset (a, e) reads for every output pixel."""
-    return (slice(None), slice(None), slice(a, a + s[0] * (ho - 1) + 1, s[0]), slice(e, e + s[1] * (wo - 1) + 1, s[1]))
-
-
 def _scatter_windows(parts, xshape, k, s, p, ho, wo, dtype, xp):
     """Sum ``parts(a, e)`` (N, C, H_out, W_out) into the cells each kernel offset read; crop padding."""
     n, c, h, w = xshape
     dxpad = xp.zeros((n, c, h + 2 * p[0], w + 2 * p[1]), dtype=dtype)
     for a in range(k[0]):
         for e in range(k[1]):
-            dxpad[_window_slice(a, e, s, ho, wo)] += parts(a, e)
+            dxpad[window_slice(a, e, s, ho, wo)] += parts(a, e)
     if p == (0, 0):
         return dxpad
     return xp.ascontiguousarray(dxpad[:, :, p[0]:p[0] + h, p[1]:p[1] + w])
@@ -71,14 +57,14 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     ``stride`` defaults to ``kernel_size``; padding is -inf (padded cells never win)."""
     xp = backend.array_module(x)
     k, s, p, ho, wo = _check_pool("max_pool2d", x, kernel_size, stride, padding)
-    xpad = _pad(x, p, -xp.inf)
-    out = xpad[_window_slice(0, 0, s, ho, wo)].copy()
+    xpad = pad_input(x, p, value=-xp.inf)
+    out = xpad[window_slice(0, 0, s, ho, wo)].copy()
     arg = xp.zeros(out.shape, dtype=xp.int32)  # winning kernel offset a*KW + e per output pixel
     for a in range(k[0]):
         for e in range(k[1]):
             if a == 0 and e == 0:
                 continue
-            v = xpad[_window_slice(a, e, s, ho, wo)]
+            v = xpad[window_slice(a, e, s, ho, wo)]
             better = v > out  # strict: the first maximum keeps the win on ties
             out = xp.where(better, v, out)
             arg = xp.where(better, a * k[1] + e, arg).astype(xp.int32, copy=False)
@@ -102,11 +88,11 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
     by the kernel area KH*KW, padded cells included."""
     xp = backend.array_module(x)
     k, s, p, ho, wo = _check_pool("avg_pool2d", x, kernel_size, stride, padding)
-    xpad = _pad(x, p, 0)
+    xpad = pad_input(x, p)
     out = xp.zeros((x.shape[0], x.shape[1], ho, wo), dtype=x.dtype)
     for a in range(k[0]):
         for e in range(k[1]):
-            out += xpad[_window_slice(a, e, s, ho, wo)]
+            out += xpad[window_slice(a, e, s, ho, wo)]
     out *= 1.0 / (k[0] * k[1])
     return out, (x.shape, k, s, p)
 
