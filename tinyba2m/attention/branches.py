@@ -140,9 +140,6 @@ class GlobalSpatialBranch(ZeroGradients, Module):
         self.bias_before_bn = ("g.b", "w_z.b")   # the values (the attention rows sum to 1) and W_z feed the BN
         self.output_shift = "bn.beta"
 
-    def _embeddings(self):
-        return (self.theta, self.phi, self.g)
-
     def _attention_workspace(self, like, shape):
         """A C-contiguous array of ``shape`` and ``like``'s dtype and array module: a view of the
         flat buffer this module keeps, reallocated only when too small or of another kind."""
@@ -159,7 +156,7 @@ class GlobalSpatialBranch(ZeroGradients, Module):
         xp = backend.array_module(x)
         n, _, h, w = x.shape
         k = self.hidden
-        convs = self._embeddings()
+        convs = (self.theta, self.phi, self.g)
         emb, emb_cache = conv2d_forward(x, xp.concatenate([c.params["w"] for c in convs]),
                                         xp.concatenate([c.params["b"] for c in convs]))       # (N, 3h', H, W)
         pool = self.subsample > 1 and h >= self.subsample and w >= self.subsample
@@ -195,7 +192,7 @@ class GlobalSpatialBranch(ZeroGradients, Module):
             dkv = self.pool.backward(dkv)
         demb = xp.concatenate([dtheta.reshape(n, k, h, w), dkv], axis=1)
         dx, dw, db = conv2d_backward(demb, emb_cache)
-        for i, conv in enumerate(self._embeddings()):
+        for i, conv in enumerate((self.theta, self.phi, self.g)):
             conv.accumulate_grad("w", dw[i * k:(i + 1) * k])
             conv.accumulate_grad("b", db[i * k:(i + 1) * k])
         return dx
