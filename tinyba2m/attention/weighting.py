@@ -144,7 +144,6 @@ def sigmoid_weighting_backward(dy, cache):
 NORMALISATIONS = {"softmax": (batch_softmax_weighting_forward, batch_softmax_weighting_backward),
                   "softmax_sum": (softmax_sum_weighting_forward, softmax_sum_weighting_backward),
                   "sigmoid": (sigmoid_weighting_forward, sigmoid_weighting_backward)}
-POPULATION = (population_weighting_forward, population_weighting_backward)
 
 
 class SampleWeighting(Module):
@@ -167,7 +166,7 @@ class SampleWeighting(Module):
             forward, backward = NORMALISATIONS[self.normalisation]
             y, cache = forward(x, a, self.temperature)
         else:
-            forward, backward = POPULATION
+            forward, backward = population_weighting_forward, population_weighting_backward
             y, cache = forward(x, a, log_norm, self.temperature, scale)
         self.last_weights = cache[1]
         return self.keep(y, (backward, cache))
