@@ -71,11 +71,6 @@ def atomic_write_text(path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
-def _encode_meta(meta: dict):
-    np = backend.numpy_module
-    return np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8).copy()
-
-
 def architecture(meta_or_config: dict) -> dict:
     return {k: meta_or_config.get(k) for k in ARCH_KEYS}
 
@@ -93,7 +88,8 @@ def save_checkpoint(path, model_state: dict, optim_arrays: dict, meta: dict) -> 
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "package_version": __version__, **meta}
     arrays = {f"model/{k}": v for k, v in model_state.items()}
     arrays.update({f"optim/{k}": v for k, v in optim_arrays.items()})
-    arrays["meta"] = _encode_meta(meta)
+    np = backend.numpy_module
+    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8).copy()
     atomic_write(path, lambda f: backend.save_npz(f, arrays))
 
 
@@ -121,15 +117,13 @@ def load_checkpoint(path):
                               f"checkpoint). Give the checkpoint.npz or best.npz of a run folder")
     try:
         data = backend.load_npz(path)       # allow_pickle=False
-    except ValueError as exc:
-        if "pickle" not in str(exc):
-            raise CheckpointError(f"{path} is not a tinyba2m checkpoint: not a readable .npz checkpoint archive "
-                                  f"({exc})") from exc
-        raise CheckpointError(f"{path} is not a tinyba2m checkpoint (it holds pickled Python objects, "
-                              f"which are never loaded)") from None
-    except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError
+    except Exception as exc:  # ValueError, zipfile.BadZipFile, OSError, EOFError
+        if isinstance(exc, ValueError) and "pickle" in str(exc):
+            raise CheckpointError(f"{path} is not a tinyba2m checkpoint (it holds pickled Python objects, "
+                                  f"which are never loaded)") from None
+        detail = exc if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
         raise CheckpointError(f"{path} is not a tinyba2m checkpoint: not a readable .npz checkpoint archive "
-                              f"({type(exc).__name__}: {exc})") from exc
+                              f"({detail})") from exc
     if "meta" not in data:
         raise CheckpointError(f"{path} is an .npz file but not a tinyba2m checkpoint (no 'meta' entry)")
     try:
