@@ -22,14 +22,6 @@ STALE_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 PROBE_PREFIX = ".tinyba2m-write-test."
 
 
-def _first_existing(path: pathlib.Path) -> pathlib.Path:
-    """``path`` or its nearest ancestor that exists (lexists: a dangling link counts)."""
-    for p in (path, *path.parents):
-        if os.path.lexists(p):
-            return p
-    return pathlib.Path(path.anchor or ".")
-
-
 def missing_folders(path: pathlib.Path) -> list:
     """``path`` and those of its ancestors that do not exist (lexists), deepest first."""
     return [p for p in (path, *path.parents) if not os.path.lexists(p)]
@@ -68,7 +60,8 @@ def folder_problem(label: str, path) -> str | None:
         return f"{label} {str(path)!r} contains a NUL character, which no file name may hold"
     if os.path.lexists(path) and not os.path.isdir(path):
         return f"{label} {path} {'is a file' if os.path.isfile(path) else 'exists'}, not a folder"
-    base = _first_existing(path)
+    missing = missing_folders(path)
+    base = missing[-1].parent if missing else path  # the nearest that exists (lexists: a dangling link counts)
     if base != path and not os.path.isdir(base):
         return f"{label} {path} cannot be created: {base} is a file, not a folder"
     why = _probe(path)
