@@ -132,13 +132,11 @@ def check_target(spec: str, input_shape, shapes, tolerance) -> CheckResult:
     Raises UsageError for what the command line got wrong, TargetFailure when the code raised."""
     mod, obj = load_target(spec)
     code_file = getattr(mod, "__file__", None)
-    if inspect.isclass(obj) and issubclass(obj, Module):
+    if isinstance(obj, Module) or inspect.isclass(obj) and issubclass(obj, Module):
         if input_shape is None:
             raise UsageError("--target names a module: give its input with --input-shape, e.g. --input-shape 2,3,6,6")
-        obj = _guarded(obj, spec, "construction", code_file)()
-    if isinstance(obj, Module):
-        if input_shape is None:
-            raise UsageError("--target names a module: give its input with --input-shape, e.g. --input-shape 2,3,6,6")
+        if inspect.isclass(obj):
+            obj = _guarded(obj, spec, "construction", code_file)()
         obj.forward = _guarded(obj.forward, spec, "forward", code_file)
         obj.backward = _guarded(obj.backward, spec, "backward", code_file)
         return check_module(obj, input_shape, tolerance=tolerance, name=spec)
@@ -175,19 +173,18 @@ def raised_at(exc, code_file=None) -> str:
     return f" (raised at {frame.filename}:{frame.lineno})"
 
 
-def print_table(results, out=None) -> None:
+def print_table(results) -> None:
     """name, worst error, tolerance, PASS/FAIL; a FAIL row names every gradient above the tolerance."""
-    out = out or sys.stdout
     width = max([len(r.name) for r in results] + [4])
-    out.write(f"{'name':<{width}}  {'worst rel. error':>16}  {'tolerance':>9}  result\n")
-    out.write("-" * (width + 38) + "\n")
+    print(f"{'name':<{width}}  {'worst rel. error':>16}  {'tolerance':>9}  result")
+    print("-" * (width + 38))
     for r in results:
         line = f"{r.name:<{width}}  {r.worst:>16.2e}  {r.tolerance:>9.0e}  {'PASS' if r.passed else 'FAIL'}"
         if not r.passed:
             failed = r.failed() or r.errors
             line += "  " + (", ".join(k if v == float("inf") else f"{k}={v:.2e}" for k, v in failed.items())
                             if failed else "no gradient checked")
-        out.write(line + "\n")
+        print(line)
 
 
 def main(argv=None) -> int:
@@ -212,10 +209,8 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown check name(s): {', '.join(unknown)}. Known: {', '.join(sorted(cases))}")
     names = args.names or ([] if args.target else sorted(cases))
-    results = []
     start = time.perf_counter()
-    for n in names:
-        results.append(cases[n]())
+    results = [cases[n]() for n in names]
     raised = []
     for spec in args.target:
         try:
