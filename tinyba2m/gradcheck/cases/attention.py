@@ -59,9 +59,8 @@ register_with("sar_fusion", _sar_subsets, sar_fusion_forward, sar_fusion_backwar
 @register("sar")
 def _sar():
     """The SAR of BA²M under both activations (sigmoid: the default; none: the raw mean of the max)."""
-    squashed = _sar_subsets("sar", sar_forward, sar_backward, activation="sigmoid")
-    raw = _sar_subsets("sar", sar_forward, sar_backward, activation="none")
-    return merge_results("sar", [("sigmoid", squashed), ("none", raw)])
+    return merge_results("sar", [(activation, _sar_subsets("sar", sar_forward, sar_backward, activation=activation))
+                                 for activation in ("sigmoid", "none")])
 
 
 def _weighting(name, forward, backward, variants=(("tau=1", {}), ("tau=0.5", {"temperature": 0.5}))):

@@ -38,10 +38,8 @@ def _softmax():
 
 @register("softmax_cross_entropy")
 def _softmax_cross_entropy():
-    xp = backend.get_xp()
-    y = xp.asarray([0, 3, 1, 2])
-    plain = check_op(lambda z: softmax_cross_entropy_forward(z, y), softmax_cross_entropy_backward,
-                     [normal((4, 5))], names=["logits"])
-    smooth = check_op(lambda z: softmax_cross_entropy_forward(z, y, 0.1), softmax_cross_entropy_backward,
-                      [normal((4, 5), 7)], names=["logits"])
-    return merge_results("softmax_cross_entropy", [("", plain), ("smoothing=0.1", smooth)])
+    y = backend.get_xp().asarray([0, 3, 1, 2])
+    return merge_results("softmax_cross_entropy", [
+        (label, check_op(lambda z, eps=eps: softmax_cross_entropy_forward(z, y, eps),
+                         softmax_cross_entropy_backward, [normal((4, 5), seed)], names=["logits"]))
+        for label, eps, seed in (("", 0.0, 1), ("smoothing=0.1", 0.1, 7))])
