@@ -9,19 +9,22 @@ from dataclasses import dataclass
 
 from .. import backend
 from ..nn.conv import Conv2d
-from ..ops.conv import conv2d_backward, conv2d_forward
+from ..ops.conv import conv2d_backward, conv2d_forward, conv_output_size
 from .timing import median_time
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 5, dtype=None) -> float:
-    """GFLOP/s of an (n, n) @ (n, n) product on the active backend — the ceiling."""
+def matmul_call(n: int):
+    """A callable computing an (n, n) @ (n, n) float32 product of fixed random operands on the
+    active backend (2 n^3 FLOPs): the measure of the ceiling."""
     xp = backend.get_xp()
     rng = backend.new_host_rng(0)
-    dtype = dtype or backend.float32
-    a = backend.to_device(rng.standard_normal((n, n)), dtype)
-    b = backend.to_device(rng.standard_normal((n, n)), dtype)
-    seconds = median_time(lambda: xp.matmul(a, b), repeats=repeats)
-    return 2.0 * n ** 3 / seconds / 1e9
+    a, b = (backend.to_device(rng.standard_normal((n, n)), backend.float32) for _ in range(2))
+    return lambda: xp.matmul(a, b)
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of an (n, n) @ (n, n) product on the active backend — the ceiling."""
+    return 2.0 * n ** 3 / median_time(matmul_call(n), repeats=repeats) / 1e9
 
 
 @dataclass(frozen=True)
@@ -34,10 +37,8 @@ class ConvShape:
     dilation: tuple
 
     def out_hw(self):
-        (_, _, h, w), (_, _, kh, kw) = self.x_shape, self.w_shape
-        ho = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
-        wo = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
-        return ho, wo
+        return tuple(conv_output_size(self.x_shape[2 + i], self.w_shape[2 + i], self.stride[i], self.padding[i],
+                                      self.dilation[i]) for i in (0, 1))
 
     def forward_flops(self) -> float:
         n, c = self.x_shape[:2]
@@ -78,15 +79,22 @@ def conv_shapes_of(model, input_shape) -> list:
     return order
 
 
-def time_conv(shape: ConvShape, repeats: int = 3) -> dict:
-    """Forward and backward seconds and GFLOP/s of one conv shape, float32."""
+def conv_operands(shape: ConvShape):
+    """(x, w, dout, keywords) of one conv shape: fixed random float32 input, weight and output
+    gradient, and its stride, padding and dilation as keyword arguments of ``conv2d_forward``."""
     rng = backend.new_host_rng(1)
     x = backend.to_device(rng.standard_normal(shape.x_shape), backend.float32)
     w = backend.to_device(rng.standard_normal(shape.w_shape) * 0.1, backend.float32)
+    dout = backend.to_device(rng.standard_normal(shape.x_shape[:1] + shape.w_shape[:1] + shape.out_hw()),
+                             backend.float32)
+    return x, w, dout, dict(stride=shape.stride, padding=shape.padding, dilation=shape.dilation)
+
+
+def time_conv(shape: ConvShape, repeats: int = 3) -> dict:
+    """Forward and backward seconds and GFLOP/s of one conv shape, float32."""
+    x, w, dout, kw = conv_operands(shape)
     b = backend.get_xp().zeros(shape.w_shape[0], dtype=backend.float32)
-    kw = dict(stride=shape.stride, padding=shape.padding, dilation=shape.dilation)
-    out, cache = conv2d_forward(x, w, b, **kw)
-    dout = backend.to_device(rng.standard_normal(out.shape), backend.float32)
+    cache = conv2d_forward(x, w, b, **kw)[1]
     t_fwd = median_time(lambda: conv2d_forward(x, w, b, **kw), repeats=repeats)
     t_bwd = median_time(lambda: conv2d_backward(dout, cache), repeats=repeats)
     flops = shape.forward_flops()

@@ -6,14 +6,13 @@ module of each ``BA2M`` (the branches, ``sar`` and ``weighting``; removed after)
 """
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
 
 from .. import backend
 from ..models import ba2m_modules, build_model
 from ..nn.loss import SoftmaxCrossEntropy
 from ..optim import SGD
-from .timing import median_time, peak_call_memory
+from .timing import median_time, peak_call_memory, timed_call
 
 BA2M_PARTS = ("channel", "local", "global", "fusion", "weighting")
 CHILD_PARTS = {"channel_branch": "channel", "local_branch": "local", "global_branch": "global", "sar": "fusion"}
@@ -40,34 +39,27 @@ def make_training_step(model_name: str, attention: str, batch_size: int, num_cla
     return model, step
 
 
-class _PartTimer:
-    def __init__(self):
-        self.seconds = dict.fromkeys(BA2M_PARTS, 0.0)
+@contextmanager
+def _ba2m_part_timing(model):
+    """Wrap the children of every BA²M module of ``model``; yields part -> seconds spent in it."""
+    seconds = dict.fromkeys(BA2M_PARTS, 0.0)
 
-    def wrap(self, part, fn):
+    def wrap(part, fn):
         def timed(*args, **kwargs):
-            backend.synchronize()
-            start = time.perf_counter()
-            out = fn(*args, **kwargs)
-            backend.synchronize()
-            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
+            out, spent = timed_call(fn, *args, **kwargs)
+            seconds[part] = seconds.get(part, 0.0) + spent
             return out
         return timed
 
-
-@contextmanager
-def _ba2m_part_timing(model):
-    """Wrap the children of every BA²M module of ``model``; yields a ``_PartTimer``."""
-    timer = _PartTimer()
     wrapped = []
     for _, mod in ba2m_modules(model):
         for name, child in mod.children():
             part = CHILD_PARTS.get(name, name)
-            child.forward = timer.wrap(part, child.forward)
-            child.backward = timer.wrap(part, child.backward)
+            child.forward = wrap(part, child.forward)
+            child.backward = wrap(part, child.backward)
             wrapped.append(child)
     try:
-        yield timer
+        yield seconds
     finally:
         for child in wrapped:
             del child.forward, child.backward
@@ -78,14 +70,10 @@ def ba2m_time_shares(model, step, repeats: int = 3) -> dict:
     step()  # warm-up
     shares = {p: [] for p in BA2M_PARTS}
     for _ in range(repeats):
-        with _ba2m_part_timing(model) as timer:
-            backend.synchronize()
-            start = time.perf_counter()
-            step()
-            backend.synchronize()
-            total = time.perf_counter() - start
+        with _ba2m_part_timing(model) as seconds:
+            total = timed_call(step)[1]
         for p in BA2M_PARTS:
-            shares[p].append(timer.seconds[p] / total)
+            shares[p].append(seconds[p] / total)
     return {p: sorted(v)[len(v) // 2] for p, v in shares.items()}
 
 

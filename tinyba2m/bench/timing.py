@@ -1,7 +1,7 @@
 """Timing and memory measurement for the benchmark.
 
-Every figure is the median of ``repeats`` runs after ``warmup`` runs; GPU work is synchronised
-before each clock read. Host memory: peak resident set size (``ru_maxrss``) and the peak of
+Every figure comes from ``repeats`` runs after ``warmup`` runs (their median; ``--vs-torch`` also
+keeps the minimum); GPU work is synchronised before each clock read. Host memory: peak resident set size (``ru_maxrss``) and the peak of
 traced allocations during one call (``tracemalloc`` sees NumPy's buffers); device memory: the
 CuPy memory pool's high-water mark.
 """
@@ -16,18 +16,31 @@ import tracemalloc
 from .. import backend
 
 
+def timed_call(fn, *args, **kwargs):
+    """``(fn(*args, **kwargs), seconds)``, with queued GPU work finished before and after the call."""
+    backend.synchronize()
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    backend.synchronize()
+    return out, time.perf_counter() - start
+
+
+def interleaved_seconds(fns: dict, repeats: int, warmup: int = 1) -> dict:
+    """name -> {"min_s", "median_s", "runs_s"} for each callable of ``fns``, timed in turn (one run
+    of each per round, ``repeats`` rounds, after ``warmup`` rounds)."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    runs = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            runs[name].append(timed_call(fn)[1])
+    return {name: {"min_s": min(r), "median_s": statistics.median(r), "runs_s": r} for name, r in runs.items()}
+
+
 def median_time(fn, repeats: int = 5, warmup: int = 1) -> float:
     """Median wall-clock seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
-    for _ in range(warmup):
-        fn()
-    backend.synchronize()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        backend.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return interleaved_seconds({"fn": fn}, repeats, warmup)["fn"]["median_s"]
 
 
 def peak_rss_bytes() -> int:

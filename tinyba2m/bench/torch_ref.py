@@ -14,6 +14,10 @@ would write it (autograd, no fused custom kernels), float32, on the CPU or a CUD
 from __future__ import annotations
 
 from .. import backend
+from ..attention import BA2MOptions
+from ..attention.branches import hidden_width
+
+D = BA2MOptions()  # the widths, dilation and subsampling tinyba2m's SE and BA²M are built with
 
 
 def torch_available() -> tuple[bool, str]:
@@ -33,13 +37,11 @@ def _modules():
     from torch import nn
     import torch.nn.functional as F
 
-    def hidden(c, r):
-        return max(c // r, 4)
-
     class SE(nn.Module):
         def __init__(self, c):
             super().__init__()
-            self.fc1, self.fc2 = nn.Linear(c, hidden(c, 16)), nn.Linear(hidden(c, 16), c)
+            h = hidden_width(c, D.reduction)
+            self.fc1, self.fc2 = nn.Linear(c, h), nn.Linear(h, c)
 
         def forward(self, x):
             g = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3))))))
@@ -48,7 +50,7 @@ def _modules():
     class GlobalBranch(nn.Module):
         def __init__(self, c):
             super().__init__()
-            self.k = k = hidden(c, 8)
+            self.k = k = hidden_width(c, D.nonlocal_reduction)
             self.theta, self.phi, self.g = nn.Conv2d(c, k, 1), nn.Conv2d(c, k, 1), nn.Conv2d(c, k, 1)
             self.w_z, self.bn = nn.Conv2d(k, 1, 1), nn.BatchNorm2d(1)
 
@@ -57,7 +59,7 @@ def _modules():
             k = self.k
             emb = F.conv2d(x, torch.cat([self.theta.weight, self.phi.weight, self.g.weight]),
                            torch.cat([self.theta.bias, self.phi.bias, self.g.bias]))
-            kv = F.max_pool2d(emb[:, k:], 2) if min(h, w) >= 2 else emb[:, k:]
+            kv = F.max_pool2d(emb[:, k:], D.subsample) if min(h, w) >= D.subsample else emb[:, k:]
             theta = emb[:, :k].reshape(n, k, h * w)
             phi = kv[:, :k].reshape(n, k, -1)
             v = self.w_z(kv[:, k:]).reshape(n, 1, -1)                           # (N, 1, M)
@@ -67,12 +69,12 @@ def _modules():
     class BA2M(nn.Module):
         def __init__(self, c):
             super().__init__()
-            h = hidden(c, 16)
+            h = hidden_width(c, D.reduction)
             self.channel = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, h), nn.ReLU(),
                                          nn.Linear(h, c), nn.BatchNorm1d(c))
             self.local = nn.Sequential(nn.Conv2d(c, h, 1), nn.BatchNorm2d(h), nn.ReLU(),
-                                       nn.Conv2d(h, h, 3, padding=4, dilation=4), nn.BatchNorm2d(h), nn.ReLU(),
-                                       nn.Conv2d(h, 1, 1), nn.BatchNorm2d(1))
+                                       nn.Conv2d(h, h, 3, padding=D.dilation, dilation=D.dilation),
+                                       nn.BatchNorm2d(h), nn.ReLU(), nn.Conv2d(h, 1, 1), nn.BatchNorm2d(1))
             self.glob = GlobalBranch(c)
 
         def forward(self, x):
@@ -122,20 +124,27 @@ def _modules():
         def forward(self, x):
             return self.fc(self.blocks(self.stem(x)).mean(dim=(2, 3)))
 
-    return torch, ResNet20
+    return ResNet20
 
 
 def torch_resnet20(attention: str = "none", num_classes: int = 100):
     """The PyTorch twin of ``build_model("resnet20", attention)`` (attention none / se / ba2m)."""
     if attention not in ("none", "se", "ba2m"):
         raise ValueError(f"torch_resnet20: attention must be none, se or ba2m, got {attention!r}")
-    _, resnet = _modules()
-    return resnet(attention, num_classes)
+    return _modules()(attention, num_classes)
 
 
 def torch_device():
     """"cuda" when the tinyba2m backend is CuPy (the comparison runs on the same GPU), else "cpu"."""
     return "cuda" if backend.name == "cupy" else "cpu"
+
+
+def _torch(threads: int, seed: int):
+    """(torch, device), with ``threads`` intra-op threads and the random seed ``seed`` set."""
+    import torch
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    return torch, torch_device()
 
 
 def _synced(fn, torch, device):
@@ -150,13 +159,10 @@ def _synced(fn, torch, device):
 
 
 def torch_training_step(attention: str, batch_size: int, threads: int, num_classes: int = 100, seed: int = 0):
-    """(model, step): ``step()`` runs one PyTorch ResNet-20 SGD step (forward, cross-entropy,
-    backward, update; momentum 0.9, weight decay 5e-4, as ``bench.step``) on a fixed random
-    float32 batch, with ``threads`` intra-op threads, and waits for the GPU."""
-    torch, _ = _modules()
-    torch.set_num_threads(threads)
-    device = torch_device()
-    torch.manual_seed(seed)
+    """A callable running one PyTorch ResNet-20 SGD step (forward, cross-entropy, backward,
+    update; momentum 0.9, weight decay 5e-4, as ``bench.step``) on a fixed random float32 batch,
+    with ``threads`` intra-op threads, and waiting for the GPU."""
+    torch, device = _torch(threads, seed)
     model = torch_resnet20(attention, num_classes).to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     x = torch.randn(batch_size, 3, 32, 32, device=device)
@@ -167,30 +173,23 @@ def torch_training_step(attention: str, batch_size: int, threads: int, num_class
         torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
 
-    return model, _synced(step, torch, device)
+    return _synced(step, torch, device)
 
 
 def torch_conv(shape, threads: int):
-    """(forward, forward_backward) callables for one conv shape (a ``bench.kernels.ConvShape``)
-    in PyTorch, float32: the convolution alone, and the convolution with its dx and dw."""
-    torch, _ = _modules()
-    torch.set_num_threads(threads)
-    device = torch_device()
-    torch.manual_seed(1)
+    """A callable running one conv shape (a ``bench.kernels.ConvShape``) in PyTorch, float32:
+    the convolution with its dx and dw, waiting for the GPU."""
+    torch, device = _torch(threads, 1)
     x = torch.randn(*shape.x_shape, device=device, requires_grad=True)
     w = (0.1 * torch.randn(*shape.w_shape, device=device)).requires_grad_()
     kw = dict(stride=shape.stride, padding=shape.padding, dilation=shape.dilation)
     dout = torch.randn_like(torch.nn.functional.conv2d(x, w, **kw))
 
-    def forward():
-        with torch.no_grad():
-            torch.nn.functional.conv2d(x, w, **kw)
-
     def forward_backward():
         x.grad = w.grad = None
         torch.nn.functional.conv2d(x, w, **kw).backward(dout)
 
-    return _synced(forward, torch, device), _synced(forward_backward, torch, device)
+    return _synced(forward_backward, torch, device)
 
 
 def parameter_count(model) -> int:

@@ -9,38 +9,16 @@ the BLAS threads tinyba2m uses), and on CuPy the same GPU.
 """
 from __future__ import annotations
 
-import statistics
-import time
-
 from .. import backend
 from ..ops.conv import conv2d_backward, conv2d_forward
+from .kernels import conv_operands, matmul_call
 from .step import make_training_step
+from .timing import interleaved_seconds
 from .torch_ref import torch_conv, torch_training_step
 
 TORCH_HINT = ('PyTorch is not installed, so there is no side-by-side comparison. For it: '
               'pip install -e ".[bench]" (the CPU wheel: pip install torch --index-url '
               'https://download.pytorch.org/whl/cpu), then python -m tinyba2m.bench --vs-torch')
-
-
-def interleaved_seconds(fns: dict, repeats: int, warmup: int = 1) -> dict:
-    """name -> {"min_s", "median_s", "runs_s"} for each callable of ``fns``, timed in turn."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    runs = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            runs[name].append(time.perf_counter() - start)
-    return {name: {"min_s": min(r), "median_s": statistics.median(r), "runs_s": r} for name, r in runs.items()}
-
-
-def _ours_synced(fn):
-    def run():
-        fn()
-        backend.synchronize()
-    return run
 
 
 def _pair(ours: dict, theirs: dict) -> dict:
@@ -54,8 +32,8 @@ def compare_steps(attentions, batch_size: int, repeats: int, threads: int) -> di
     results = {}
     for attention in attentions:
         _, ours = make_training_step("resnet20", attention, batch_size)
-        _, theirs = torch_training_step(attention, batch_size, threads)
-        t = interleaved_seconds({"tinyba2m": _ours_synced(ours), "torch": theirs}, repeats)
+        theirs = torch_training_step(attention, batch_size, threads)
+        t = interleaved_seconds({"tinyba2m": ours, "torch": theirs}, repeats)
         entry = _pair(t["tinyba2m"], t["torch"])
         entry["images_per_s"] = {k: batch_size / t[k]["min_s"] for k in t}
         results[attention] = entry
@@ -68,28 +46,15 @@ def compare_convs(shapes, repeats: int, threads: int, matmul_size: int = 1024) -
     """For each conv shape: forward + backward (dx, dw) seconds of both sides, the speed ratio and
     their fraction of the matmul ceiling — an (n, n) @ (n, n) float32 product timed in the same
     rounds (a ceiling read minutes earlier on a shared machine says little about this moment)."""
-    xp = backend.get_xp()
-    rng = backend.new_host_rng(0)
-    a, b = (backend.to_device(rng.standard_normal((matmul_size, matmul_size)), backend.float32) for _ in range(2))
-
-    def matmul():
-        xp.matmul(a, b)
-
+    matmul = matmul_call(matmul_size)
     results = []
     for shape in shapes:
-        rng = backend.new_host_rng(1)
-        x = backend.to_device(rng.standard_normal(shape.x_shape), backend.float32)
-        w = backend.to_device(0.1 * rng.standard_normal(shape.w_shape), backend.float32)
-        kw = dict(stride=shape.stride, padding=shape.padding, dilation=shape.dilation)
-        out, _ = conv2d_forward(x, w, None, **kw)
-        dout = backend.to_device(rng.standard_normal(out.shape), backend.float32)
+        x, w, dout, kw = conv_operands(shape)
 
         def ours():
             conv2d_backward(dout, conv2d_forward(x, w, None, **kw)[1])
 
-        _, theirs = torch_conv(shape, threads)
-        t = interleaved_seconds({"tinyba2m": _ours_synced(ours), "torch": theirs, "matmul": _ours_synced(matmul)},
-                                repeats)
+        t = interleaved_seconds({"tinyba2m": ours, "torch": torch_conv(shape, threads), "matmul": matmul}, repeats)
         entry = _pair(t["tinyba2m"], t["torch"])
         flops = 3 * shape.forward_flops()
         ceiling = 2.0 * matmul_size ** 3 / t["matmul"]["min_s"] / 1e9
