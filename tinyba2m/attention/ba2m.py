@@ -120,10 +120,8 @@ class BA2M(Module):
 
     def _constant_weight(self, n: int, mode: str, n_train: int):
         """The weight every sample gets when it does not depend on the branches, else None."""
-        if mode == "uniform":
-            if self.normalisation != "softmax_sum":
-                return 1.0
-            return 1.0 / (n_train if n_train > 0 else n)
+        if mode == "uniform":                    # "softmax_sum": 1 / N_train (1 / N before training)
+            return 1.0 / (n_train or n) if self.normalisation == "softmax_sum" else 1.0
         if n == 1 and self.normalisation != "sigmoid" and mode in ("train", "batch"):
             return 1.0                           # N softmax and softmax of a single value are both 1
         return None
