@@ -1,21 +1,15 @@
 """Pooling modules over :mod:`tinyba2m.ops.pooling` (no parameters)."""
 from __future__ import annotations
 
-from ..ops.validation import pair
 from ..ops.pooling import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
-                           max_pool2d_backward, max_pool2d_forward)
+                           max_pool2d_backward, max_pool2d_forward, pool_window)
 from .module import OpModule
 
 
 class _Pool2d(OpModule):
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        name = type(self).__name__
-        self.kernel_size = pair(name, "kernel_size", kernel_size)
-        self.stride = self.kernel_size if stride is None else pair(name, "stride", stride)
-        self.padding = pair(name, "padding", padding, 0)
-        if self.padding[0] > self.kernel_size[0] // 2 or self.padding[1] > self.kernel_size[1] // 2:
-            raise ValueError(f"{name}: padding {self.padding} must be at most half the kernel {self.kernel_size}")
+        self.kernel_size, self.stride, self.padding = pool_window(type(self).__name__, kernel_size, stride, padding)
 
     def op_args(self) -> tuple:
         return self.kernel_size, self.stride, self.padding

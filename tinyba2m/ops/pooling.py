@@ -23,14 +23,21 @@ from .conv import pad_input, window_slice
 from .validation import pair, require_dout, require_float, require_ndim
 
 
-def _check_pool(op, x, kernel_size, stride, padding):
-    require_ndim(op, "x", x, 4, "(N, C, H, W)")
-    require_float(op, "x", x)
+def pool_window(op, kernel_size, stride=None, padding=0):
+    """(kernel, stride, padding) of a windowed pool as checked pairs; the stride defaults to the
+    kernel and the padding is at most half the kernel."""
     k = pair(op, "kernel_size", kernel_size)
     s = k if stride is None else pair(op, "stride", stride)
     p = pair(op, "padding", padding, 0)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding {p} must be at most half the kernel {k} (so no window is all padding)")
+    return k, s, p
+
+
+def _check_pool(op, x, kernel_size, stride, padding):
+    require_ndim(op, "x", x, 4, "(N, C, H, W)")
+    require_float(op, "x", x)
+    k, s, p = pool_window(op, kernel_size, stride, padding)
     h, w = x.shape[2:]
     if k[0] > h + 2 * p[0] or k[1] > w + 2 * p[1]:
         raise ValueError(f"{op}: kernel {k[0]}x{k[1]} is larger than the padded input {h + 2 * p[0]}x{w + 2 * p[1]} "
