@@ -7,7 +7,7 @@ statistics and updates the buffers; eval mode normalises with the buffers.
 from __future__ import annotations
 
 from ..ops.batchnorm import batchnorm_backward, batchnorm_forward
-from ..ops.validation import require_batch, require_positive_int
+from ..ops.validation import require_batch, require_channels, require_positive_int
 from .init import ones, zeros
 from .module import OpModule
 
@@ -33,14 +33,9 @@ class _BatchNorm(OpModule, ops=(batchnorm_forward, batchnorm_backward)):
         return self.buffers["running_mean"], self.buffers["running_var"], self.training, self.momentum, self.eps
 
     def check_input(self, x) -> None:
-        label = self.label()
-        shape = tuple(getattr(x, "shape", ()))
-        if len(shape) != self.ndim:
-            raise ValueError(f"{label}: expected a {self.ndim}-D input {self.layout}, got shape {shape}")
-        if shape[1] != self.num_features:
-            raise ValueError(f"{label}: expected input with {self.num_features} channels, got {shape[1]} (input shape {shape})")
+        require_channels(self.label(), x, self.ndim, self.layout, self.num_features)
         if self.training:
-            require_batch(f"{label} in training mode (batch statistics)", x)
+            require_batch(f"{self.label()} in training mode (batch statistics)", x)
 
     def forward(self, x):
         """The op pair's forward; in training mode the running statistics it returns replace the buffers."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..ops.conv import conv2d_backward, conv2d_forward
-from ..ops.validation import pair, require_batch, require_positive_int
+from ..ops.validation import pair, require_batch, require_channels, require_positive_int
 from .init import he_normal, zeros
 from .module import OpModule
 
@@ -40,12 +40,7 @@ class Conv2d(OpModule, ops=(conv2d_forward, conv2d_backward)):
         return self.stride, self.padding, self.dilation
 
     def check_input(self, x) -> None:
-        shape = tuple(getattr(x, "shape", ()))
-        if len(shape) != 4:
-            raise ValueError(f"{self.label()}: expected a 4-D input (N, C, H, W), got shape {shape}")
-        if shape[1] != self.in_channels:
-            raise ValueError(f"{self.label()}: expected input with {self.in_channels} channels, got {shape[1]} "
-                             f"(input shape {shape})")
+        require_channels(self.label(), x, 4, "(N, C, H, W)", self.in_channels)
         require_batch(self.label(), x)
 
     def extra_repr(self) -> str:

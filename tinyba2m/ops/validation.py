@@ -92,6 +92,15 @@ def require_finite(op: str, **arrays) -> None:
         raise NonFiniteValueError(f"{op}: {bad} contains non-finite values (NaN or inf)")
 
 
+def require_channels(op: str, x, ndim: int, layout: str, channels: int) -> None:
+    """``x`` must be an ``ndim``-D array (``layout``) with ``channels`` channels on axis 1."""
+    shape = tuple(getattr(x, "shape", ()))
+    if len(shape) != ndim:
+        raise ValueError(f"{op}: expected a {ndim}-D input {layout}, got shape {shape}")
+    if shape[1] != channels:
+        raise ValueError(f"{op}: expected input with {channels} channels, got {shape[1]} (input shape {shape})")
+
+
 def require_dout(op: str, dout, expected_shape) -> None:
     """The upstream gradient ``dout`` must have the shape of the forward output,
     ``expected_shape`` (a Python number counts as shape (), for the losses' ``dloss``).
