@@ -25,8 +25,8 @@ product with ``log p`` (which is ~ ``-(1 - p)``) is still exact in the limit.
 from __future__ import annotations
 
 from .. import backend
-from .losses import check_labels, log_softmax, target_distribution
-from .validation import require_batch, require_dout, require_float, require_ndim
+from .losses import check_logits_and_labels, log_softmax, target_distribution
+from .validation import require_dout
 
 
 def _check_gamma(gamma) -> float:
@@ -42,10 +42,7 @@ def focal_loss_forward(logits, y, gamma=2.0, label_smoothing=0.0):
     logits (N, K) float, y (N,) int in [0, K), gamma >= 0, label_smoothing in [0, 1).
     Returns (loss scalar array of the logits' dtype, cache).
     """
-    require_ndim("focal_loss", "logits", logits, 2, "(N, K)")
-    require_float("focal_loss", "logits", logits)
-    check_labels("focal_loss", logits, y)
-    require_batch("focal_loss", logits)
+    check_logits_and_labels("focal_loss", logits, y)
     gamma = _check_gamma(gamma)
     if not 0.0 <= float(label_smoothing) < 1.0:
         raise ValueError(f"focal_loss: label_smoothing must be in [0, 1), got {label_smoothing}")

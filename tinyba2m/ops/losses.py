@@ -18,8 +18,11 @@ def log_softmax(x):
     return z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
 
 
-def check_labels(op: str, logits, y):
-    """``y`` must be integer class indices of shape (N,) within [0, K)."""
+def check_logits_and_labels(op: str, logits, y):
+    """``logits`` must be a float (N, K) array with N >= 1, ``y`` integer class indices of shape
+    (N,) within [0, K)."""
+    require_ndim(op, "logits", logits, 2, "(N, K)")
+    require_float(op, "logits", logits)
     n, k = logits.shape
     if getattr(y, "ndim", None) != 1 or y.shape[0] != n:
         raise ValueError(f"{op}: expected labels of shape ({n},), got {tuple(getattr(y, 'shape', ()))}")
@@ -27,6 +30,7 @@ def check_labels(op: str, logits, y):
         raise ValueError(f"{op}: labels must be an integer array, got dtype {getattr(y, 'dtype', None)}")
     if n and bool(((y < 0) | (y >= k)).any()):  # one device-to-host read; the range only for the message
         raise ValueError(f"{op}: labels must lie in [0, {k}), got range [{int(y.min())}, {int(y.max())}]")
+    require_batch(op, logits)
 
 
 def target_distribution(logits, y, label_smoothing=0.0):
@@ -43,10 +47,7 @@ def softmax_cross_entropy_forward(logits, y, label_smoothing=0.0):
 
     logits (N, K) float, y (N,) int in [0, K). Returns (loss scalar array, cache).
     """
-    require_ndim("softmax_cross_entropy", "logits", logits, 2, "(N, K)")
-    require_float("softmax_cross_entropy", "logits", logits)
-    check_labels("softmax_cross_entropy", logits, y)
-    require_batch("softmax_cross_entropy", logits)
+    check_logits_and_labels("softmax_cross_entropy", logits, y)
     if not 0.0 <= float(label_smoothing) < 1.0:
         raise ValueError(f"softmax_cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing}")
     n = logits.shape[0]
