@@ -6,6 +6,8 @@ flatten: (N, d1, d2, ...) -> (N, d1*d2*...), backward reshapes back.
 """
 from __future__ import annotations
 
+import math
+
 from .validation import require_dout, require_float, require_ndim
 
 
@@ -38,16 +40,10 @@ def flatten_forward(x):
     """(N, ...) -> (N, prod(...)). Returns (out, cache)."""
     require_ndim("flatten", "x", x, tuple(range(1, 9)))
     require_float("flatten", "x", x, check_finite=False)
-    size = 1
-    for d in x.shape[1:]:
-        size *= d
-    return x.reshape(x.shape[0], size), x.shape
+    return x.reshape(x.shape[0], math.prod(x.shape[1:])), x.shape
 
 
 def flatten_backward(dout, cache):
     """Returns dx shaped like x: dout (N, prod(...)) reshaped back."""
-    size = 1
-    for d in cache[1:]:
-        size *= d
-    require_dout("flatten", dout, (cache[0], size))
+    require_dout("flatten", dout, (cache[0], math.prod(cache[1:])))
     return dout.reshape(cache)
