@@ -137,17 +137,15 @@ class BatchIterator:
     def __iter__(self):
         n = self.images.shape[0]
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
-        img_mod = backend.array_module(self.images)
-        lab_mod = backend.array_module(self.labels)
+        img_index = backend.array_module(self.images).asarray      # the indices on the images' device
+        lab_index = backend.array_module(self.labels).asarray
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size].astype(np.int64)
-            u = self.images[img_mod.asarray(idx)] if img_mod is not np else self.images[idx]
-            u = backend.to_device(u)                      # uint8 over the bus, converted on the device
+            u = backend.to_device(self.images[img_index(idx)])  # uint8 over the bus, converted on the device
             if self.augment:
                 u = random_crop_flip(u, self.rng, self.padding)
             x = normalize(u, self.mean, self.std)
-            y_src = self.labels[lab_mod.asarray(idx)] if lab_mod is not np else self.labels[idx]
-            y = backend.to_device(y_src).astype(backend.get_xp().int64)
+            y = backend.to_device(self.labels[lab_index(idx)]).astype(backend.get_xp().int64)
             yield x, y, idx
 
 
