@@ -72,40 +72,29 @@ def plot_weight_distribution(stats_rows, path, title: str = "") -> None:
     _save(fig, path)
 
 
-def _montage(images, cols: int, pad: int, top: int):
-    """(k, 3, H, W) uint8 -> one uint8 HWC image: ``cols`` per row, ``pad`` white pixels between
-    images and ``top`` white pixels above each row (room for labels)."""
-    np = backend.numpy_module  # host images
-    k, c, h, w = images.shape
-    rows = -(-k // cols)
-    canvas = np.full((rows * (h + top), cols * (w + pad) + pad, c), 255, dtype=np.uint8)
-    for i in range(k):  # at most 2 x 8 images
-        r, q = divmod(i, cols)
-        y, x = r * (h + top) + top, pad + q * (w + pad)
-        canvas[y:y + h, x:x + w] = images[i].transpose(1, 2, 0)
-    return canvas
-
-
 def plot_weighted_samples(images, labels, weights, class_names, path, title: str = "") -> None:
     """Two rows of images: the highest weights (top) and the lowest (bottom), each with its class
-    name and weight.
+    name and weight, on one white canvas (``pad`` pixels between images, ``top`` above each row
+    for its labels).
 
     images (2k, 3, H, W) uint8 host array (un-normalised, NCHW) of the chosen samples, the k
     highest first, then the k lowest; labels (2k,), weights (2k,) host arrays.
     """
-    n = len(images)
+    np = backend.numpy_module  # host images
+    n, c, h, w = images.shape
     k = max(n // 2, 1)
-    h, w = images.shape[2], images.shape[3]
+    rows = -(-n // k)
     pad, top = max(2, w // 8), max(8, int(0.6 * h))
-    canvas = _montage(images, k, pad, top)
+    canvas = np.full((rows * (h + top), k * (w + pad) + pad, c), 255, dtype=np.uint8)
     fig = Figure(figsize=(1.3 * k + 0.9, 1.3 * canvas.shape[0] / (w + pad) + 0.5))
     ax = fig.add_axes([0.08, 0.0, 0.91, 0.9])
-    ax.imshow(canvas, interpolation="nearest")
-    for i in range(n):
+    for i in range(n):  # at most 2 x 8 images
         r, q = divmod(i, k)
-        ax.text(pad + q * (w + pad) + w / 2, r * (h + top) + top - 1,
-                f"{class_names[int(labels[i])]}\nw={float(weights[i]):.3f}", ha="center", va="bottom", fontsize=7)
-    rows = -(-n // k)
+        y, x = r * (h + top) + top, pad + q * (w + pad)
+        canvas[y:y + h, x:x + w] = images[i].transpose(1, 2, 0)
+        ax.text(x + w / 2, y - 1, f"{class_names[int(labels[i])]}\nw={float(weights[i]):.3f}", ha="center",
+                va="bottom", fontsize=7)
+    ax.imshow(canvas, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([r * (h + top) + top + h / 2 for r in range(rows)])
     ax.set_yticklabels(["highest w", "lowest w"][:rows], fontsize=8)
