@@ -48,7 +48,6 @@ from .weighting import NORMALISATIONS, SampleWeighting, batch_log_mean_exp
 __all__ = ["BA2M", "BA2MOptions", "BRANCHES", "EVAL_WEIGHTINGS", "NORMALISATIONS"]
 
 POPULATION_MOMENTUM = 0.1
-POPULATION_BUFFERS = ("population_log_norm", "population_batch_size")
 
 
 class BA2M(Module):
@@ -59,7 +58,7 @@ class BA2M(Module):
     ``sar`` (:class:`~.sar.SAR`) and ``weighting`` (:class:`~.weighting.SampleWeighting`); the
     population buffers are the module's own."""
 
-    optional_buffers = POPULATION_BUFFERS  # absent from checkpoints written before the population mode
+    optional_buffers = ("population_log_norm", "population_batch_size")  # absent from older checkpoints
 
     def __init__(self, channels: int, options: BA2MOptions | None = None, **changes):
         super().__init__()
