@@ -125,22 +125,21 @@ def fetch(urls, dest, *, size: int | None = None, policy: RetryPolicy = RetryPol
                     return url
                 except _Permanent as exc:
                     tried.append(f"{url}: {exc}")
-                    if i + 1 < len(urls):
-                        say(f"{url}: {exc}; trying the next address, {urls[i + 1]}")
+                    why = str(exc)
                     break
                 except _Transient as exc:
                     have = _size(part)
                     failures = 0 if have > before else failures + 1
                     if failures >= policy.attempts:
                         tried.append(f"{url}: {exc} ({policy.attempts} tries in a row without progress)")
-                        if i + 1 < len(urls):
-                            say(f"{url}: giving up after {policy.attempts} tries; trying the next address, "
-                                f"{urls[i + 1]}")
+                        why = f"giving up after {policy.attempts} tries"
                         break
                     wait = policy.delay(failures)
                     say(f"{url}: {exc}; {have:,} bytes kept; retrying in {wait:g}s "
                         f"({policy.attempts - failures} tries left without progress)")
                     time.sleep(wait)
+            if i + 1 < len(urls):
+                say(f"{url}: {why}; trying the next address, {urls[i + 1]}")
     except KeyboardInterrupt:
         say(f"interrupted: {_size(part):,} bytes kept in {part}; run again to resume from there")
         raise
