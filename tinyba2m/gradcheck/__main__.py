@@ -48,9 +48,8 @@ class TargetFailure(Exception):
     """A --target's own code raised: reported as a FAIL row, with where and in which phase."""
 
     def __init__(self, spec: str, phase: str, exc: BaseException, code_file=None):
-        self.spec, self.phase, self.exc = spec, phase, exc
-        self.where = raised_at(exc, code_file)
-        super().__init__(f"{spec}: {phase} raised {type(exc).__name__}: {exc}{self.where}")
+        self.phase = phase
+        super().__init__(f"{spec}: {phase} raised {type(exc).__name__}: {exc}{raised_at(exc, code_file)}")
 
 
 def parse_shape(text: str) -> tuple:

@@ -1,6 +1,8 @@
 """The seeded float64 inputs of the gradient-check cases (on the active backend)."""
 from __future__ import annotations
 
+import math
+
 from ... import backend
 
 
@@ -21,8 +23,6 @@ def away_from_zero(rng, shape, margin=0.1):
 
 def distinct(rng, shape, gap=0.05):
     """Shuffled, evenly spaced values: no two equal (no max-pool ties, far wider apart than h)."""
-    size = 1
-    for d in shape:
-        size *= d
+    size = math.prod(shape)
     ladder = backend.numpy_module.arange(size, dtype=backend.float64) * gap - size * gap / 2
     return backend.get_xp().asarray(rng.permutation(ladder).reshape(shape))
