@@ -20,6 +20,8 @@ Every other file of the package asks this module for its arrays; only this file 
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 
 import numpy
@@ -47,12 +49,8 @@ float32 = numpy.float32
 _host_rng = numpy.random.default_rng(0)
 
 
-_cupy = []  # [the cupy module] once it has imported and found a GPU (array_module runs per op)
-
-
+@functools.cache  # the cupy module once it has imported and found a GPU (array_module runs per op)
 def _import_cupy():
-    if _cupy:
-        return _cupy[0]
     try:
         import cupy  # noqa: WPS433 (only this module may import cupy)
     except Exception as exc:  # ImportError, or a broken CUDA install raising at import
@@ -63,7 +61,6 @@ def _import_cupy():
         raise BackendUnavailableError(f"CuPy is installed but no CUDA GPU is usable ({exc}). {CUPY_INSTALL_HINT}") from exc
     if count < 1:
         raise BackendUnavailableError(f"CuPy is installed but no CUDA GPU is present. {CUPY_INSTALL_HINT}")
-    _cupy.append(cupy)
     return cupy
 
 
@@ -102,10 +99,8 @@ def get_xp():
 def array_module(*arrays):
     """The array module of the given arrays (``cupy`` if any is a CuPy array, else ``numpy``)."""
     for a in arrays:
-        if a is not None and not isinstance(a, (numpy.ndarray, numpy.generic, int, float)):
-            mod = type(a).__module__.split(".")[0]
-            if mod == "cupy":
-                return _import_cupy()
+        if is_device_array(a):
+            return _import_cupy()
     return numpy
 
 
@@ -194,19 +189,15 @@ _host_threads = None  # None: not decided yet (see host_threads)
 _host_pool = None
 
 
-_blas = []  # [controller or None], filled on first use
-
-
+@functools.cache
 def _blas_controller():
     """threadpoolctl's controller of the BLAS thread pool (found once), or None where
     threadpoolctl is absent."""
-    if not _blas:
-        try:
-            from threadpoolctl import ThreadpoolController
-            _blas.append(ThreadpoolController().select(user_api="blas"))
-        except ImportError:
-            _blas.append(None)
-    return _blas[0]
+    try:
+        from threadpoolctl import ThreadpoolController
+        return ThreadpoolController().select(user_api="blas")
+    except ImportError:
+        return None
 
 
 def blas_threads() -> int:
@@ -257,9 +248,7 @@ def map_chunks(fn, chunks, like=None) -> list:
         from concurrent.futures import ThreadPoolExecutor
         _host_pool = ThreadPoolExecutor(threads, thread_name_prefix="tinyba2m-host")
     ctl = _blas_controller()
-    if ctl is None:
-        return list(_host_pool.map(fn, chunks))
-    with ctl.limit(limits=1):
+    with contextlib.nullcontext() if ctl is None else ctl.limit(limits=1):
         return list(_host_pool.map(fn, chunks))
 
 
@@ -270,10 +259,6 @@ def dtype_of(x):
 
 def is_float_dtype(dtype) -> bool:
     return numpy.dtype(dtype).kind == "f"
-
-
-def finfo(dtype):
-    return numpy.finfo(dtype)
 
 
 def save_npz(path, arrays: dict) -> None:

@@ -64,7 +64,7 @@ def focal_loss_backward(dloss, cache):
     p = xp.exp(logp)
     g = modulator
     if gamma != 0.0:
-        tiny = backend.finfo(backend.dtype_of(logp)).tiny
+        tiny = backend.numpy_module.finfo(backend.dtype_of(logp)).tiny
         g = g - gamma * xp.maximum(one_minus_p, tiny) ** (gamma - 1.0) * p * logp
     g = q * g
     dx = -g + p * g.sum(axis=1, keepdims=True)
