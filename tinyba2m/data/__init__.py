@@ -30,18 +30,16 @@ def load_dataset(name: str, data_dir=None, subset: int | None = None, seed: int 
     directly (it is prefix-stable, so this equals cutting the full set)."""
     if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
         raise ValueError(f"load_dataset: subset must be an integer >= 1 or None, got {subset!r}")
-    if name == "cifar100":
-        data = load_cifar100(data_dir, download=download, progress=progress, url=url)
-        return data if subset is None else data.subset(subset)
+    if name not in DATASETS:
+        raise ValueError(f"load_dataset: unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     if name == "synthetic":
         n_train, n_test = SYNTHETIC_SIZES
         if subset is not None:
             n_train, n_test = min(n_train, subset), min(n_test, subset)
         return make_synthetic(n_train, n_test, seed=seed)
-    if name == "digits":
-        data = load_digits_dataset()
-        return data if subset is None else data.subset(subset)
-    raise ValueError(f"load_dataset: unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    data = (load_cifar100(data_dir, download=download, progress=progress, url=url) if name == "cifar100"
+            else load_digits_dataset())
+    return data if subset is None else data.subset(subset)
 
 
 __all__ = ["ARCHIVE_MD5", "ARCHIVE_NAME", "ARCHIVE_SIZE", "BatchIterator", "CIFAR100_MEAN", "CIFAR100_STD",
