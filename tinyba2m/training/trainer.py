@@ -132,7 +132,6 @@ class Trainer:
         self.epoch, self.global_step, self.best_top1, self.best_epoch = 0, 0, -1.0, 0
         self._last_good = None  # (model state, optimiser arrays, meta) of the last completed epoch
         self._last_weights = None  # BA²M weights of the last completed epoch (for the plots)
-        self._saved_epochs = None  # the epochs of the checkpoint resumed from
         self._last_plot = time.perf_counter()  # time of the last plot refresh (or of the start)
 
     # -- state -----------------------------------------------------------------------------------
@@ -145,7 +144,8 @@ class Trainer:
     def _snapshot(self):
         return self.model.state_dict(), self.optimizer.state_dict()["arrays"], self._meta()
 
-    def _restore(self, path) -> None:
+    def _restore(self, path) -> int:
+        """Load the checkpoint at ``path`` into this run; returns the epochs of the run that wrote it."""
         meta, model_state, optim_arrays = load_checkpoint(path)
         check_architecture(meta, self.config.architecture(self.num_classes), path)
         load_model_state(self.model, model_state, path)
@@ -153,7 +153,7 @@ class Trainer:
         backend.set_rng_state(meta["host_rng_state"])
         self.epoch, self.global_step = int(meta["epoch"]), int(meta["global_step"])
         self.best_top1, self.best_epoch = float(meta["best_top1"]), int(meta["best_epoch"])
-        self._saved_epochs = int(meta.get("config", {}).get("epochs", self.config.epochs))
+        return int(meta.get("config", {}).get("epochs", self.config.epochs))
 
     def _write_config(self, extended_from=()) -> None:
         info = {**self.config.to_dict(), "package_version": __version__, "backend": backend.name,
@@ -202,16 +202,16 @@ class Trainer:
         if not (self.out / CHECKPOINT).is_file():
             raise RunFolderError(f"nothing to resume: no {CHECKPOINT} in {self.out}")
         self._remove_stale_temp_files()
-        self._restore(self.out / CHECKPOINT)
-        if cfg.epochs < self._saved_epochs:
-            raise RunFolderError(f"{self.out} is a run of {self._saved_epochs} epochs; --epochs can only grow on "
+        saved_epochs = self._restore(self.out / CHECKPOINT)
+        if cfg.epochs < saved_epochs:
+            raise RunFolderError(f"{self.out} is a run of {saved_epochs} epochs; --epochs can only grow on "
                                  f"--resume, got {cfg.epochs}")
         truncate_after(self.out / METRICS, self.epoch)
         truncate_after(self.out / WEIGHTS_CSV, self.epoch)
-        if cfg.epochs > self._saved_epochs:
-            self._write_config(self._previous_extensions() + [self._saved_epochs])
+        if cfg.epochs > saved_epochs:
+            self._write_config(self._previous_extensions() + [saved_epochs])
             save_checkpoint(self.out / CHECKPOINT, *self._snapshot())  # the extension sticks, even after a kill
-            self.log(f"extending {self.out} from {self._saved_epochs} to {cfg.epochs} epochs: the remaining steps "
+            self.log(f"extending {self.out} from {saved_epochs} to {cfg.epochs} epochs: the remaining steps "
                      f"follow the {cfg.epochs}-epoch {cfg.schedule} schedule (lr at global step {self.global_step}: "
                      f"{self._lr_at(self.global_step):.4g})")
         elif not (self.out / CONFIG).exists():
