@@ -143,12 +143,11 @@ def train_epoch(model, loss_fn, optimizer, images, labels, *, epoch: int, epochs
                             img_s=f"{seen / max(elapsed, 1e-9):.0f}", lr=f"{lr:.3g}", refresh=False)
     finally:
         bar.close()
-    seconds = time.perf_counter() - start
+    seconds, mean_loss = time.perf_counter() - start, loss_sum / max(steps, 1)
     if guard is not None:
-        guard.epoch_end(loss_sum / max(steps, 1), epoch, steps, global_step)
-    return {"lr": first_lr, "train_loss": loss_sum / max(steps, 1), "train_acc": correct / max(seen, 1),
-            "images": seen, "train_seconds": seconds, "global_step": global_step, "weights": weights,
-            "max_weight": max_weight}
+        guard.epoch_end(mean_loss, epoch, steps, global_step)
+    return {"lr": first_lr, "train_loss": mean_loss, "train_acc": correct / max(seen, 1), "images": seen,
+            "train_seconds": seconds, "global_step": global_step, "weights": weights, "max_weight": max_weight}
 
 
 def _weight_extremes(modules) -> tuple:
