@@ -57,12 +57,10 @@ KEY = ("dataset", "model", "placement", "init", "reading", "tau", "seed")
 
 def cell_config(dataset, model, placement, init, reading, tau, seed, recipe, out) -> TrainConfig:
     """The training options of one cell (the trainer's defaults for everything not named)."""
-    cfg = TrainConfig(dataset=dataset, model=model, ba2m_placement=placement, init=init, seed=seed,
-                      ba2m_temperature=float(tau), epochs=recipe["epochs"], out=str(out), progress=False)
-    if reading == "none":
-        cfg.attention = "none"
-    else:
-        cfg.attention = "ba2m"
+    cfg = TrainConfig(dataset=dataset, model=model, attention="none" if reading == "none" else "ba2m",
+                      ba2m_placement=placement, init=init, seed=seed, ba2m_temperature=float(tau),
+                      epochs=recipe["epochs"], out=str(out), progress=False)
+    if reading != "none":
         cfg.ba2m_sar, cfg.ba2m_normalisation = reading.split("+")
     return cfg
 
