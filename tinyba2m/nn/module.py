@@ -71,11 +71,17 @@ class Module:
         for name, child in self._children.items():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
+    def _entries(self, *stores):
+        """(qualified name, owning module, store, key) for every entry of the given stores
+        (``"params"``, ``"grads"``, ``"buffers"``) of this module and its descendants, module by module."""
+        for qual, mod in self.named_modules():
+            for store in [getattr(mod, name) for name in stores]:
+                for key in list(store):
+                    yield (f"{qual}.{key}" if qual else key), mod, store, key
+
     def named_parameters(self):
         """(qualified name, owning module, local name) for every learnable parameter."""
-        for qual, mod in self.named_modules():
-            for key in mod.params:
-                yield (f"{qual}.{key}" if qual else key), mod, key
+        return ((name, mod, key) for name, mod, _, key in self._entries("params"))
 
     def parameters(self):
         return [mod.params[key] for _, mod, key in self.named_parameters()]
@@ -138,31 +144,24 @@ class Module:
     # -- dtype / device ----------------------------------------------------------------------
     def astype(self, dtype):
         """Cast every parameter, gradient and float buffer to ``dtype`` in place; returns self."""
-        for _, mod in self.named_modules():
-            for store in (mod.params, mod.grads, mod.buffers):
-                for key, v in list(store.items()):
-                    if v is not None and hasattr(v, "dtype") and backend.is_float_dtype(v.dtype):
-                        store[key] = v.astype(dtype)
+        for _, _, store, key in self._entries("params", "grads", "buffers"):
+            v = store[key]
+            if v is not None and hasattr(v, "dtype") and backend.is_float_dtype(v.dtype):
+                store[key] = v.astype(dtype)
         return self
 
     def to_backend(self):
         """Move every parameter, gradient and buffer to the active backend; returns self."""
-        for _, mod in self.named_modules():
-            for store in (mod.params, mod.grads, mod.buffers):
-                for key, v in list(store.items()):
-                    if v is not None:
-                        store[key] = backend.to_device(backend.to_host(v))
+        for _, _, store, key in self._entries("params", "grads", "buffers"):
+            if store[key] is not None:
+                store[key] = backend.to_device(backend.to_host(store[key]))
         return self
 
     # -- saving and loading ------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, object]":
         """Qualified name -> host (NumPy) copy of every parameter and buffer."""
-        out = OrderedDict()
-        for qual, mod in self.named_modules():
-            for store in (mod.params, mod.buffers):
-                for key, v in store.items():
-                    out[f"{qual}.{key}" if qual else key] = backend.to_host(v).copy()
-        return out
+        return OrderedDict((name, backend.to_host(store[key]).copy())
+                           for name, _, store, key in self._entries("params", "buffers"))
 
     def load_state_dict(self, state: dict, strict: bool = True) -> None:
         """Copy arrays from ``state`` into this module, checking names and shapes first.
@@ -173,12 +172,9 @@ class Module:
         buffer named in a module's ``optional_buffers`` may be absent (a state saved before it
         existed): it keeps its value.
         """
-        targets, optional = {}, set()
-        for qual, mod in self.named_modules():
-            for store in (mod.params, mod.buffers):
-                for key in store:
-                    targets[f"{qual}.{key}" if qual else key] = (store, key)
-            optional |= {f"{qual}.{key}" if qual else key for key in getattr(mod, "optional_buffers", ())}
+        targets = {name: (store, key) for name, _, store, key in self._entries("params", "buffers")}
+        optional = {f"{qual}.{key}" if qual else key
+                    for qual, mod in self.named_modules() for key in getattr(mod, "optional_buffers", ())}
         problems = []
         missing = [k for k in targets if k not in state and k not in optional]
         unexpected = [k for k in state if k not in targets]
