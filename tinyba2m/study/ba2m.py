@@ -53,6 +53,8 @@ QUICK = {"datasets": DATASETS, "models": ("smallcnn", "resnet20"), "placements":
 CELL_COLUMNS = ("dataset", "model", "placement", "init", "reading", "tau", "seed", "epochs", "train_images", "diverged",
                 "stop", "train_loss") + tuple(f"top1_{m}" for m in EVAL_WEIGHTINGS) + ("max_weight", "seconds")
 KEY = ("dataset", "model", "placement", "init", "reading", "tau", "seed")
+# the grid's list options and the values each may take
+CHOICES = {"datasets": DATASETS, "models": MODELS, "placements": PLACEMENTS, "inits": INIT_SCHEMES, "readings": READINGS}
 
 
 def cell_config(dataset, model, placement, init, reading, tau, seed, recipe, out) -> TrainConfig:
@@ -234,10 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{', '.join(QUICK['models'])}; placements every, last; init he; readings {', '.join(QUICK['readings'])}; "
                         f"seeds 0,1,2; synthetic 1,000 images x 3 epochs, digits 3 epochs")
     p.add_argument("--datasets", type=csv_list, default=DATASETS, help="comma-separated (default: all: %(default)s)")
-    p.add_argument("--models", type=csv_list, default=MODELS, help="comma-separated (default: %(default)s)")
-    p.add_argument("--placements", type=csv_list, default=PLACEMENTS, help="comma-separated (default: %(default)s)")
-    p.add_argument("--inits", type=csv_list, default=INIT_SCHEMES, help="comma-separated (default: %(default)s)")
-    p.add_argument("--readings", type=csv_list, default=READINGS, help="comma-separated (default: %(default)s)")
+    for name in ("models", "placements", "inits", "readings"):
+        p.add_argument(f"--{name}", type=csv_list, default=CHOICES[name], help="comma-separated (default: %(default)s)")
     p.add_argument("--temperatures", type=lambda s: tuple(str(float(x)) for x in s.split(",")), default=("1.0",),
                    help="comma-separated BA²M temperatures tau (default: 1.0, the spec's value)")
     p.add_argument("--seeds", type=lambda s: tuple(int(x) for x in s.split(",")), default=(0, 1, 2),
@@ -252,9 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check(parser, args) -> None:
-    allowed = {"datasets": DATASETS, "models": MODELS, "placements": PLACEMENTS, "inits": INIT_SCHEMES,
-               "readings": READINGS}
-    for name, ok in allowed.items():
+    for name, ok in CHOICES.items():
         bad = [v for v in getattr(args, name) if v not in ok]
         if bad:
             parser.error(f"--{name}: unknown {', '.join(bad)}; choose from {', '.join(ok)}")
@@ -265,11 +263,10 @@ def _check(parser, args) -> None:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    recipes = {k: dict(v) for k, v in RECIPES.items()}
     if args.quick:
-        for k in ("datasets", "models", "placements", "inits", "readings", "seeds"):
+        for k in (*CHOICES, "seeds"):
             setattr(args, k, QUICK[k])
-        recipes = {k: dict(v) for k, v in QUICK["recipes"].items()}
+    recipes = {k: dict(v) for k, v in (QUICK["recipes"] if args.quick else RECIPES).items()}
     _check(parser, args)
     for r in recipes.values():
         r.update({"epochs": args.epochs} if args.epochs else {})
