@@ -25,13 +25,6 @@ from .validation import require_dout, require_finite, require_float, require_ndi
 OP = "batchnorm"
 
 
-def _axes_and_shape(x):
-    """Reduction axes and the broadcast shape of a per-channel vector."""
-    if x.ndim == 2:
-        return (0,), (1, x.shape[1])
-    return (0, 2, 3), (1, x.shape[1], 1, 1)
-
-
 def _check(x, gamma, beta, running_mean, running_var, momentum, eps):
     require_ndim(OP, "x", x, (2, 4), "(N, C) or (N, C, H, W)")
     require_float(OP, "x", x, check_finite=False)
@@ -56,7 +49,8 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True, 
     """
     _check(x, gamma, beta, running_mean, running_var, momentum, eps)
     xp = backend.array_module(x)
-    axes, bshape = _axes_and_shape(x)
+    axes = (0,) if x.ndim == 2 else (0, 2, 3)        # the reduction axes
+    bshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)   # the broadcast shape of a per-channel vector
     m = x.size // x.shape[1]
     cache = {"training": bool(training), "axes": axes, "bshape": bshape, "m": m, "gamma": gamma}
     if training:
