@@ -57,7 +57,7 @@ def cached_output_shape(cache) -> tuple:
 
 
 def check_conv_args(x, w, b, stride, padding, dilation, op=OP):
-    """Validate the inputs of a conv; returns (stride, padding, dilation) as pairs."""
+    """Validate the inputs of a conv; returns (stride, padding, dilation) as pairs, H_out and W_out."""
     require_ndim(op, "x", x, 4, "(N, C, H, W)")
     require_float(op, "x", x, check_finite=False)
     require_ndim(op, "w", w, 4, "(F, C, KH, KW)")
@@ -78,7 +78,7 @@ def check_conv_args(x, w, b, stride, padding, dilation, op=OP):
     if ekh > h + 2 * p[0] or ekw > wd + 2 * p[1]:
         raise ValueError(f"{op}: kernel {kh}x{kw} with dilation {d} spans {ekh}x{ekw}, larger than the padded input "
                          f"{h + 2 * p[0]}x{wd + 2 * p[1]} (x shape {tuple(x.shape)}, padding {p})")
-    return s, p, d
+    return s, p, d, conv_output_size(h, kh, s[0], p[0], d[0]), conv_output_size(wd, kw, s[1], p[1], d[1])
 
 
 def pad_input(x, p, extra_rows=0, value=0):
@@ -175,10 +175,9 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     ``stride``, ``padding`` (zeros) and ``dilation`` are ints or (along H, along W) pairs.
     """
     xp = backend.array_module(x, w)
-    s, p, d = check_conv_args(x, w, b, stride, padding, dilation)
+    s, p, d, ho, wo = check_conv_args(x, w, b, stride, padding, dilation)
     n, c, h, wd = x.shape
     f, _, kh, kw = w.shape
-    ho, wo = conv_output_size(h, kh, s[0], p[0], d[0]), conv_output_size(wd, kw, s[1], p[1], d[1])
     if kh == 1 and kw == 1 and s == (1, 1) and p == (0, 0):
         # 1x1 fast path: a matmul over channels for every sample, no im2col.
         w2 = w.reshape(f, c)
@@ -314,10 +313,9 @@ def conv2d_input_backward(dout, w, x_shape, stride=1, padding=0, dilation=1):
 def conv2d_forward_naive(x, w, b=None, stride=1, padding=0, dilation=1):
     """The definition as loops over output pixels (reference only). Same API as conv2d_forward."""
     xp = backend.array_module(x, w)
-    s, p, d = check_conv_args(x, w, b, stride, padding, dilation, op="conv2d_naive")
+    s, p, d, ho, wo = check_conv_args(x, w, b, stride, padding, dilation, op="conv2d_naive")
     n, c, h, wd = x.shape
     f, _, kh, kw = w.shape
-    ho, wo = conv_output_size(h, kh, s[0], p[0], d[0]), conv_output_size(wd, kw, s[1], p[1], d[1])
     xpad = pad_input(x, p)
     out = xp.zeros((n, f, ho, wo), dtype=(x[:1, :1, :1, :1] * w[:1, :1, :1, :1]).dtype)
     for i in range(ho):
