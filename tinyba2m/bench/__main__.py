@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=128, help="batch size of the conv and step figures (default 128)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per figure (default 5, --quick 2)")
-    parser.add_argument("--backend", choices=("numpy", "cupy"), default=None,
+    parser.add_argument("--backend", choices=backend.BACKENDS, default=None,
                         help="array backend (default: $TINYBA2M_BACKEND or numpy)")
     args = parser.parse_args(argv)
     if args.batch_size < 1:

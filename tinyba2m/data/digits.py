@@ -36,8 +36,7 @@ def load_digits_dataset() -> CifarData:
     labels = bunch.target.astype(np.int64)
     order = np.random.default_rng(SPLIT_SEED).permutation(labels.shape[0])
     test, train = order[:TEST_SIZE], order[TEST_SIZE:]
-    zeros = np.zeros
     return CifarData(train_images=images[train], train_labels=labels[train], test_images=images[test],
-                     test_labels=labels[test], train_coarse=zeros(train.shape[0], np.int64),
-                     test_coarse=zeros(test.shape[0], np.int64), fine_names=list(NAMES), coarse_names=["digit"],
-                     name="digits", augment=False)
+                     test_labels=labels[test], train_coarse=np.zeros(len(train), np.int64),
+                     test_coarse=np.zeros(len(test), np.int64), fine_names=list(NAMES),
+                     coarse_names=["digit"], name="digits", augment=False)
