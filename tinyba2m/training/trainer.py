@@ -211,9 +211,10 @@ class Trainer:
         if cfg.epochs > saved_epochs:
             self._write_config(self._previous_extensions() + [saved_epochs])
             save_checkpoint(self.out / CHECKPOINT, *self._snapshot())  # the extension sticks, even after a kill
+            lr = learning_rate(self.global_step, self.total_steps, cfg.lr, cfg.schedule, self.warmup_steps)
             self.log(f"extending {self.out} from {saved_epochs} to {cfg.epochs} epochs: the remaining steps "
                      f"follow the {cfg.epochs}-epoch {cfg.schedule} schedule (lr at global step {self.global_step}: "
-                     f"{self._lr_at(self.global_step):.4g})")
+                     f"{lr:.4g})")
         elif not (self.out / CONFIG).exists():
             self._write_config()
         if self.epoch >= cfg.epochs:
@@ -227,9 +228,6 @@ class Trainer:
         if stale:
             self.log(f"removed {len(stale)} temporary file(s) left by an interrupted write: "
                      f"{', '.join(p.name for p in stale)}")
-
-    def _lr_at(self, step: int) -> float:
-        return learning_rate(step, self.total_steps, self.config.lr, self.config.schedule, self.warmup_steps)
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
@@ -297,8 +295,7 @@ class Trainer:
             save_checkpoint(self.out / BEST, *snap)  # best first: a crash in between redoes this epoch
         save_checkpoint(self.out / CHECKPOINT, *snap)
         self._last_good = snap
-        now = time.perf_counter()
-        if e == cfg.epochs or now - self._last_plot >= PLOT_INTERVAL_S:
+        if e == cfg.epochs or time.perf_counter() - self._last_plot >= PLOT_INTERVAL_S:
             self._plots(weights)
             self._last_plot = time.perf_counter()
         self.log(self._summary(row, improved))
