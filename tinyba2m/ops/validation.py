@@ -7,6 +7,7 @@ device-to-host read per op) run only with the debug switch on: ``TINYBA2M_CHECK_
 environment or :func:`set_check_finite` ``(True)``, to find which op first sees a NaN."""
 from __future__ import annotations
 
+import functools
 import operator
 import os
 
@@ -84,10 +85,7 @@ def require_finite(op: str, **arrays) -> None:
         return
     xp = backend.array_module(*(v for _, v in named))
     flags = [xp.isfinite(v).all() for _, v in named]
-    ok = flags[0]
-    for f in flags[1:]:
-        ok = ok & f
-    if not bool(ok):
+    if not bool(functools.reduce(operator.and_, flags)):
         bad = next(k for (k, _), f in zip(named, flags) if not bool(f))
         raise NonFiniteValueError(f"{op}: {bad} contains non-finite values (NaN or inf)")
 
