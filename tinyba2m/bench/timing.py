@@ -1,9 +1,9 @@
 """Timing and memory measurement for the benchmark.
 
 Every figure comes from ``repeats`` runs after ``warmup`` runs (their median; ``--vs-torch`` also
-keeps the minimum); GPU work is synchronised before each clock read. Host memory: peak resident set size (``ru_maxrss``) and the peak of
-traced allocations during one call (``tracemalloc`` sees NumPy's buffers); device memory: the
-CuPy memory pool's high-water mark.
+keeps the minimum); GPU work is synchronised before each clock read. Host memory: peak resident
+set size (``ru_maxrss``) and the peak of traced allocations during one call (``tracemalloc`` sees
+NumPy's buffers); device memory: the CuPy memory pool's high-water mark.
 """
 from __future__ import annotations
 
