@@ -331,8 +331,7 @@ def main(argv=None, data=None, on_epoch_end=None) -> int:
                 config.out = str(pathlib.Path("runs") / f"{stamp}_{config.model}_{config.attention}")
         _check_config(parser, config, args.resume)
         try:
-            trainer = Trainer(config, data=data, on_epoch_end=on_epoch_end)
-            summary = trainer.run(resume=args.resume)
+            summary = Trainer(config, data=data, on_epoch_end=on_epoch_end).run(resume=args.resume)
         except (RunFolderError, ArchitectureMismatchError, backend.BackendUnavailableError) as exc:
             parser.error(str(exc))
         print(f"done: {summary['epochs']} epochs, best test top-1 {100 * summary['best_top1']:.2f}% "

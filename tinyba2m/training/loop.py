@@ -45,16 +45,15 @@ RUNAWAY_MIN_BATCH = 4  # (only for batches of at least this many samples: with 2
 # ... for this many consecutive training steps, or the epoch's mean training loss above the
 # loss bound, stops the run as a non-finite loss does.
 RUNAWAY_STEPS = 10
-RUNAWAY_HINT = ("BA²M options that tame a run-away: --ba2m-sar sigmoid (the default; the raw SAR 'none' is known to "
-                "run away in deep networks), a larger --ba2m-temperature, --ba2m-normalisation sigmoid, "
-                "--ba2m-placement last; or a lower --lr / a --warmup-epochs.")
 
 
 class RunAwayError(NonFiniteLossError):
     """The loss stayed finite but exploded, or the BA²M weights collapsed on one sample."""
 
     outcome = "ran away"
-    hint = RUNAWAY_HINT
+    hint = ("BA²M options that tame a run-away: --ba2m-sar sigmoid (the default; the raw SAR 'none' is known to "
+            "run away in deep networks), a larger --ba2m-temperature, --ba2m-normalisation sigmoid, "
+            "--ba2m-placement last; or a lower --lr / a --warmup-epochs.")
 
 
 class RunAwayGuard:
