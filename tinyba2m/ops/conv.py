@@ -49,8 +49,6 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation
 
 def cached_output_shape(cache) -> tuple:
     """(N, F, H_out, W_out) of the forward pass that made ``cache`` (any of the three kinds)."""
-    if isinstance(cache[0], str) and cache[0] == "1x1":
-        return (cache[1].shape[0], cache[2].shape[0]) + tuple(cache[1].shape[2:])
     x, w, _, s, p, d = cache[-6:]
     return (x.shape[0], w.shape[0], conv_output_size(x.shape[2], w.shape[2], s[0], p[0], d[0]),
             conv_output_size(x.shape[3], w.shape[3], s[1], p[1], d[1]))
@@ -184,7 +182,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
         out = xp.matmul(w2, x.reshape(n, c, h * wd))  # (N, F, H*W)
         if b is not None:
             out += b.reshape(1, f, 1)
-        return out.reshape(n, f, ho, wo), ("1x1", x, w, b is not None)
+        return out.reshape(n, f, ho, wo), ("1x1", x, w, b is not None, s, p, d)
     w2 = w.reshape(f, c * kh * kw)
     out = xp.empty((n, f, ho, wo), dtype=xp.result_type(x.dtype, w.dtype))
 
@@ -248,19 +246,16 @@ def conv2d_backward(dout, cache):
     """
     require_dout(OP, dout, cached_output_shape(cache))
     xp = backend.array_module(dout)
-    if cache[0] == "1x1":
-        _, x, w, has_bias = cache
-        n, c, h, wd = x.shape
-        f = w.shape[0]
+    kind, x, w, has_bias, s, p, d = cache
+    n, c, h, wd = x.shape
+    f, _, kh, kw = w.shape
+    if kind == "1x1":
         d3 = dout.reshape(n, f, h * wd)
         x3 = x.reshape(n, c, h * wd)
         dx = xp.matmul(w.reshape(f, c).T, d3).reshape(x.shape)
         dw = xp.matmul(d3, x3.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
         db = d3.sum(axis=(0, 2)) if has_bias else None
         return dx, dw, db
-    _, x, w, has_bias, s, p, d = cache
-    n, c, h, wd = x.shape
-    f, _, kh, kw = w.shape
     ho, wo = dout.shape[2], dout.shape[3]
     k = c * kh * kw
     dtype = xp.result_type(dout.dtype, w.dtype)
