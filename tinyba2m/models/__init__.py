@@ -26,14 +26,10 @@ def build_model(name: str, attention: str = "none", num_classes: int = 100, ba2m
 
     ``zero_init_residual`` (ResNets only; SmallCNN has no residual branch and ignores it): start the
     last BN scale of every residual branch at 0, see :class:`CifarResNet`."""
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODEL_NAMES)}")
-    if attention not in ATTENTION_NAMES:
-        raise ValueError(f"unknown attention {attention!r}: expected one of {', '.join(ATTENTION_NAMES)}")
-    if ba2m_placement not in PLACEMENTS:
-        raise ValueError(f"unknown BA²M placement {ba2m_placement!r}: expected one of {', '.join(PLACEMENTS)}")
-    if init not in INIT_SCHEMES:
-        raise ValueError(f"unknown init scheme {init!r}: expected one of {', '.join(INIT_SCHEMES)}")
+    for kind, value, known in (("model", name, MODEL_NAMES), ("attention", attention, ATTENTION_NAMES),
+                               ("BA²M placement", ba2m_placement, PLACEMENTS), ("init scheme", init, INIT_SCHEMES)):
+        if value not in known:
+            raise ValueError(f"unknown {kind} {value!r}: expected one of {', '.join(known)}")
     options = attention_options(attention, ba2m, **changes)
     if name == "smallcnn":
         model = SmallCNN(num_classes, attention, ba2m_placement, ba2m=options)
