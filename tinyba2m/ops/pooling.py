@@ -101,14 +101,13 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
         for e in range(k[1]):
             out += xpad[window_slice(a, e, s, ho, wo)]
     out *= 1.0 / (k[0] * k[1])
-    return out, (x.shape, k, s, p)
+    return out, (x.shape, out.shape, k, s, p)
 
 
 def avg_pool2d_backward(dout, cache):
     """Returns dx (N, C, H, W): dout / (KH*KW) spread over every cell of its window."""
-    xshape, k, s, p = cache
-    n, c, h, w = xshape
-    require_dout("avg_pool2d", dout, (n, c, (h + 2 * p[0] - k[0]) // s[0] + 1, (w + 2 * p[1] - k[1]) // s[1] + 1))
+    xshape, out_shape, k, s, p = cache
+    require_dout("avg_pool2d", dout, out_shape)
     xp = backend.array_module(dout)
     share = dout * (1.0 / (k[0] * k[1]))
     return _scatter_windows(lambda a, e: share, xshape, k, s, p, dout.shape[2], dout.shape[3], dout.dtype, xp)
