@@ -12,19 +12,24 @@ SYNTHETIC_DATA_SEED = 0  # the synthetic images do not depend on --seed (like a 
 
 @dataclasses.dataclass
 class TrainConfig:
+    # data (the argument groups of train_cifar.py --help)
     dataset: str = "synthetic"
     data_dir: str | None = None
     data_url: str | None = None
+    subset: int | None = None
+    # model
     model: str = "smallcnn"
     attention: str = "ba2m"
     ba2m_placement: str = "last"  # chosen by the BA²M study (docs/BA2M.md section 9); the spec's reading is "every"
-    zero_init_residual: bool = False
     init: str = "he"
+    zero_init_residual: bool = False
     ba2m_sar: str = "sigmoid"
     ba2m_temperature: float = 1.0
     ba2m_normalisation: str = "softmax"
+    # optimisation
     epochs: int = 5
     batch_size: int = 64
+    eval_batch_size: int | None = None
     lr: float = 0.05
     momentum: float = 0.9
     nesterov: bool = False
@@ -35,9 +40,8 @@ class TrainConfig:
     focal_gamma: float = 2.0
     label_smoothing: float = 0.0
     seed: int = 0
+    # run
     backend: str = "numpy"
-    subset: int | None = None
-    eval_batch_size: int | None = None
     out: str | None = None
     progress: bool = True
 
