@@ -83,11 +83,8 @@ class Module:
         """(qualified name, owning module, local name) for every learnable parameter."""
         return ((name, mod, key) for name, mod, _, key in self._entries("params"))
 
-    def parameters(self):
-        return [mod.params[key] for _, mod, key in self.named_parameters()]
-
     def num_parameters(self) -> int:
-        return int(sum(p.size for p in self.parameters()))
+        return int(sum(store[key].size for _, _, store, key in self._entries("params")))
 
     # -- the two passes ----------------------------------------------------------------------
     def forward(self, x):  # pragma: no cover - interface
