@@ -61,9 +61,7 @@ def sample_weights(model):
     mods = ba2m_modules(model)
     if not mods:
         return None
-    total = None
     for _, m in mods:
         if getattr(m, "last_weights", None) is None:
             raise ValueError(f"sample_weights: module {type(m).__name__} has not run forward yet")
-        total = m.last_weights if total is None else total + m.last_weights
-    return total / len(mods)
+    return sum(m.last_weights for _, m in mods) / len(mods)
