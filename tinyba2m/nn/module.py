@@ -175,10 +175,9 @@ class Module:
         problems = []
         missing = [k for k in targets if k not in state and k not in optional]
         unexpected = [k for k in state if k not in targets]
-        if strict and missing:
-            problems.append(f"missing entries: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
-        if strict and unexpected:
-            problems.append(f"unexpected entries: {', '.join(unexpected[:10])}{' ...' if len(unexpected) > 10 else ''}")
+        for what, names in (("missing", missing), ("unexpected", unexpected)):
+            if strict and names:
+                problems.append(f"{what} entries: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}")
         for k, (store, key) in targets.items():
             if k in state and tuple(state[k].shape) != tuple(store[key].shape):
                 problems.append(f"{k}: expected shape {tuple(store[key].shape)}, got {tuple(state[k].shape)}")
