@@ -23,7 +23,7 @@ class Linear(OpModule, ops=(linear_forward, linear_backward)):
 
     def check_input(self, x) -> None:
         if getattr(x, "ndim", None) == 2 and x.shape[1] != self.in_features:
-            raise ValueError(f"Linear({self.in_features}->{self.out_features}): expected input (N, {self.in_features}), got {tuple(x.shape)}")
+            raise ValueError(f"{self.label()}: expected input (N, {self.in_features}), got {tuple(x.shape)}")
 
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}, bias={'b' in self.params}"

@@ -288,9 +288,7 @@ def conv2d_backward(dout, cache):
 
     per_sample = max(k * ho * wp, f * kh * kw * h * (wd + d[1] * (kw - 1)) if dx_by_conv else 0) * x.itemsize
     parts = backend.map_chunks(one_chunk, batch_chunks(x, per_sample), like=x)
-    dwt = parts[0]
-    for part in parts[1:]:
-        dwt += part
+    dwt = sum(parts[1:], parts[0])
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dwt.T.reshape(w.shape), db
 

@@ -31,7 +31,7 @@ from .validation import require_dout
 
 def _check_gamma(gamma) -> float:
     g = float(gamma)
-    if not g >= 0.0 or g != g or g == float("inf"):
+    if not 0.0 <= g < float("inf"):  # (NaN fails both comparisons)
         raise ValueError(f"focal_loss: gamma must be a finite number >= 0, got {gamma!r}")
     return g
 
