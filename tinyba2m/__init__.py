@@ -5,5 +5,6 @@ modules (``tinyba2m.nn``) and checked against finite differences (``tinyba2m.gra
 The array module (NumPy or CuPy) is chosen in one place: ``tinyba2m.backend``.
 """
 __version__ = "0.1.0"
+__all__ = ["backend"]
 
-from . import backend  # noqa: E402,F401
+from . import backend  # noqa: E402
