@@ -135,15 +135,18 @@ def sample_chunks(e):
 def nonlocal_attention_forward(theta, phi, g, workspace=None):
     """``out = softmax_m(theta^T phi) g^T``: theta (N, K, Q), phi (N, K, M), g (N, V, M) ->
     out (N, Q, V). Returns (out, cache); the cache holds E' (E without its row maxima, see the
-    module docstring), which is ``workspace`` when one is given (an (N, Q, M) array overwritten
-    here — the caller must not reuse it while it still needs this cache)."""
+    module docstring), which is ``workspace`` when one is given (a C-contiguous (N, Q, M) array of
+    theta's dtype, overwritten here — the caller must not reuse it while it still needs this cache)."""
     _check(theta, phi, g)
     xp = backend.array_module(theta, phi, g)
     n, v, m = g.shape
     q = theta.shape[2]
-    e = _checked_workspace(workspace, (n, q, m), theta)
+    e = workspace
     if e is None:
         e = xp.empty((n, q, m), dtype=xp.result_type(theta.dtype, phi.dtype))
+    elif tuple(e.shape) != (n, q, m) or e.dtype != theta.dtype or not e.flags.c_contiguous:
+        raise ValueError(f"{OP}: workspace must be a C-contiguous {(n, q, m)} array of dtype {theta.dtype}, "
+                         f"got shape {tuple(e.shape)} dtype {e.dtype}")
     top = xp.empty((n, q), dtype=xp.int64)
     values_and_ones = xp.concatenate([g.transpose(0, 2, 1), xp.ones((n, m, 1), dtype=e.dtype)], axis=2)  # (N, M, V+1)
     rest = xp.empty((n, q, v + 1), dtype=xp.result_type(e.dtype, values_and_ones.dtype))
@@ -157,16 +160,6 @@ def nonlocal_attention_forward(theta, phi, g, workspace=None):
     out = (g_top + rest[:, :, :v]) / z[:, :, None]
     gap = (g_top * rest[:, :, v:] - rest[:, :, :v]) / z[:, :, None]           # g[m*] - out, no cancellation
     return out, (theta, phi, g, e, z, out, top, gap)
-
-
-def _checked_workspace(workspace, e_shape, like):
-    """``workspace`` (None or a C-contiguous array of shape ``e_shape`` and ``like``'s dtype)."""
-    if workspace is None:
-        return None
-    if tuple(workspace.shape) != tuple(e_shape) or workspace.dtype != like.dtype or not workspace.flags.c_contiguous:
-        raise ValueError(f"{OP}: workspace must be a C-contiguous {tuple(e_shape)} array of dtype {like.dtype}, "
-                         f"got shape {tuple(workspace.shape)} dtype {workspace.dtype}")
-    return workspace
 
 
 def scatter_to_keys(rows, top, m):
