@@ -56,27 +56,24 @@ class ConvShape:
 
 def conv_shapes_of(model, input_shape) -> list:
     """The distinct conv shapes met in one forward pass of ``model`` (in order of first use)."""
-    seen, order, originals = set(), [], []
+    shapes, patched = {}, []          # shapes: a dict, as an ordered set
     for _, mod in model.named_modules():
         if isinstance(mod, Conv2d):
-            orig = mod.forward
 
-            def recording(x, mod=mod, orig=orig):
+            def recording(x, mod=mod, orig=mod.forward):
                 shape = ConvShape(tuple(x.shape), tuple(mod.params["w"].shape), mod.stride, mod.padding, mod.dilation)
-                if shape not in seen:
-                    seen.add(shape)
-                    order.append(shape)
+                shapes.setdefault(shape)
                 return orig(x)
 
-            originals.append((mod, orig))
+            patched.append(mod)
             mod.forward = recording
     try:
         x = backend.get_xp().zeros(input_shape, dtype=backend.float32)
         model.forward(x)
     finally:
-        for mod, _ in originals:
+        for mod in patched:
             del mod.forward  # back to the class method
-    return order
+    return list(shapes)
 
 
 def conv_operands(shape: ConvShape):
