@@ -183,12 +183,8 @@ def pivot(cells: list, mode: str = "population") -> str:
                 g = [c for c in mine if tuple(c[k] for k in KEY[1:4]) == row and c["reading"] == r]
                 if not g and r == "none":
                     g = no_attention(cells, data, row[0], row[2])
-                if not g:
-                    line.append("")
-                    continue
                 div = sum(int(c["diverged"]) for c in g)
-                acc = _stats([top1(c, mode) for c in g])
-                line.append(acc + (f" ({div} div)" if div else ""))
+                line.append((_stats([top1(c, mode) for c in g]) + (f" ({div} div)" if div else "")) if g else "")
             out.append("| " + " | ".join(line) + " |")
         out.append("")
     return "\n".join(out)
@@ -266,10 +262,9 @@ def main(argv=None) -> int:
     if args.quick:
         for k in (*CHOICES, "seeds"):
             setattr(args, k, QUICK[k])
-    recipes = {k: dict(v) for k, v in (QUICK["recipes"] if args.quick else RECIPES).items()}
     _check(parser, args)
-    for r in recipes.values():
-        r.update({"epochs": args.epochs} if args.epochs else {})
+    epochs = {"epochs": args.epochs} if args.epochs else {}
+    recipes = {k: {**v, **epochs} for k, v in (QUICK["recipes"] if args.quick else RECIPES).items()}
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cells_csv = out / "cells.csv"
