@@ -73,12 +73,6 @@ class _Permanent(Exception):
     """Move on to the next address."""
 
 
-class _RangeNotSatisfiable(Exception):
-    def __init__(self, total: int | None):
-        super().__init__(total)
-        self.total = total
-
-
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """Turn every redirect into an ``HTTPError`` so that :func:`_open` follows it (with Range kept)."""
 
@@ -149,14 +143,15 @@ def fetch(urls, dest, *, size: int | None = None, policy: RetryPolicy = RetryPol
 def _fetch_once(opener, url, part, size, policy, progress, say, desc) -> int | None:
     """One request; append to or restart ``part``. Returns the total size if the server told it."""
     have = _size(part)
-    try:
-        resp, chain = _open(opener, url, have, policy)
-    except _RangeNotSatisfiable as exc:  # asked beyond the end: complete if the sizes agree
-        if exc.total is not None and exc.total == have:
+    resp, chain = _open(opener, url, have, policy)
+    if resp.status == 416:  # asked beyond the end: complete if the size in Content-Range agrees
+        m = re.match(r"bytes\s+\*/(\d+)", (resp.headers.get("Content-Range") or "").strip())
+        total = int(m.group(1)) if m else None
+        if total == have:
             return have
         part.unlink()
-        raise _Transient(f"the server refused to resume from byte {have:,} (HTTP 416, size {exc.total}); "
-                         f"the partial file was discarded") from None
+        raise _Transient(f"the server refused to resume from byte {have:,} (HTTP 416, size {total}); "
+                         f"the partial file was discarded")
     with resp:
         if len(chain) > 1:
             say(f"{url} redirects to {chain[-1]}" + (f" (via {len(chain) - 2} more)" if len(chain) > 2 else ""))
@@ -201,7 +196,8 @@ def _fetch_once(opener, url, part, size, policy, progress, say, desc) -> int | N
 
 def _open(opener, url: str, have: int, policy: RetryPolicy):
     """GET ``url`` (with ``Range`` from byte ``have`` when > 0), following redirects by hand.
-    Returns ``(response, chain of addresses)``; raises _Transient / _Permanent / _RangeNotSatisfiable."""
+    Returns ``(response, chain of addresses)``, the response being the ``HTTPError`` for a 416 to a Range
+    request; raises _Transient / _Permanent."""
     chain = [url]
     for _ in range(policy.max_redirects + 1):
         headers = {"User-Agent": USER_AGENT}
@@ -210,7 +206,7 @@ def _open(opener, url: str, have: int, policy: RetryPolicy):
         try:
             return opener.open(urllib.request.Request(url, headers=headers), timeout=policy.timeout_s), chain
         except urllib.error.HTTPError as exc:
-            code, location, cr = exc.code, exc.headers.get("Location"), exc.headers.get("Content-Range") or ""
+            code, location = exc.code, exc.headers.get("Location")
             reason = f"HTTP {exc.code} {exc.reason}"
             exc.close()
             if code in REDIRECT_CODES and location:
@@ -220,8 +216,7 @@ def _open(opener, url: str, have: int, policy: RetryPolicy):
                 chain.append(url)
                 continue
             if code == 416 and have:
-                m = re.match(r"bytes\s+\*/(\d+)", cr.strip())
-                raise _RangeNotSatisfiable(int(m.group(1)) if m else None) from None
+                return exc, chain
             if code >= 500 or code in TRANSIENT_HTTP_CODES:
                 raise _Transient(reason) from None
             raise _Permanent(reason) from None
