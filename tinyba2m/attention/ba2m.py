@@ -96,26 +96,24 @@ class BA2M(Module):
     def label(self) -> str:
         return f"BA2M({self.channels})"
 
-    def _train_batch_size(self) -> int:
-        """The training batch size the population statistics were taken at (0: none yet; a host read)."""
-        return int(round(float(backend.to_host(self.buffers["population_batch_size"])[0])))
-
-    def _mode(self, n_train: int) -> str:
-        """What weights this forward uses: "train", "population", "batch" or "uniform".
-        ``n_train``: :meth:`_train_batch_size` (0: no population statistics)."""
+    def _mode(self) -> tuple:
+        """(what weights this forward uses: "train", "population", "batch" or "uniform", ``n_train``):
+        ``n_train`` is the training batch size the population statistics were taken at (0: none yet),
+        read from the host in eval mode only (0 in training)."""
         if self.training:
-            return "train"
+            return "train", 0
+        n_train = int(round(float(backend.to_host(self.buffers["population_batch_size"])[0])))
         mode = self.eval_weighting
         if mode == "population" and self.normalisation == "sigmoid":
-            return "batch"                       # per sample already: nothing to estimate
+            return "batch", n_train              # per sample already: nothing to estimate
         if mode == "population" and n_train == 0:
             if not self._warned_fallback:
                 warnings.warn(f"{self.label()}: eval_weighting 'population' has no training statistics (never "
                               f"trained, or loaded from a checkpoint written before the population mode); "
                               f"using 'batch' weighting instead", RuntimeWarning, stacklevel=3)
                 self._warned_fallback = True
-            return "batch"
-        return mode
+            return "batch", n_train
+        return mode, n_train
 
     def _constant_weight(self, n: int, mode: str, n_train: int):
         """The weight every sample gets when it does not depend on the branches, else None."""
@@ -130,8 +128,7 @@ class BA2M(Module):
         check_input(self.label(), x, self.channels)
         xp = backend.array_module(x)
         n = x.shape[0]
-        n_train = 0 if self.training else self._train_batch_size()  # one host read, in eval mode only
-        mode = self._mode(n_train)
+        mode, n_train = self._mode()
         constant = self._constant_weight(n, mode, n_train)
         if constant is not None:
             self.last_weights = xp.full(n, constant, dtype=x.dtype)
