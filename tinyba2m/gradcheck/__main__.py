@@ -62,14 +62,6 @@ def parse_shape(text: str) -> tuple:
     return shape
 
 
-def _root_holding(package: str):
-    """The nearest folder at or above the working directory that holds ``package`` (None if none)."""
-    for folder in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents]:
-        if (folder / package).is_dir() or (folder / f"{package}.py").is_file():
-            return folder
-    return None
-
-
 def import_target_module(mod_name: str):
     """Import ``mod_name``. When it (or a module it imports) is not found from the working
     directory but is in a folder above it — ``lessons/`` run from inside ``lessons/`` — that
@@ -78,13 +70,15 @@ def import_target_module(mod_name: str):
         return importlib.import_module(mod_name)
     except ModuleNotFoundError as exc:
         missing = (exc.name or mod_name).split(".")[0]
-        root = _root_holding(missing)
+        cwd = pathlib.Path.cwd()  # root: the nearest folder at or above it that holds ``missing``
+        root = next((folder for folder in (cwd, *cwd.parents)
+                     if (folder / missing).is_dir() or (folder / f"{missing}.py").is_file()), None)
         if root is None or str(root) in sys.path:
             hint = "" if missing != mod_name.split(".")[0] else (
                 f". Run from the folder that holds {missing}/ (for the course's exercises: the repository root, "
                 f"the folder with lessons/ and tinyba2m/), or put that folder on PYTHONPATH")
             raise UsageError(f"--target: cannot import module {mod_name!r} ({exc}){hint}") from None
-        print(f"note: {missing!r} is not importable from {os.getcwd()}; using {root} (run from there to skip this)",
+        print(f"note: {missing!r} is not importable from {cwd}; using {root} (run from there to skip this)",
               file=sys.stderr)
         sys.path.insert(0, str(root))
         return import_target_module(mod_name)
