@@ -55,10 +55,6 @@ def merge_results(name: str, parts) -> CheckResult:
     return out
 
 
-def _as_float64(a):
-    return backend.array_module(a).asarray(a).astype(backend.float64)
-
-
 def _random_like(rng, a):
     return backend.array_module(a).asarray(rng.standard_normal(a.shape))
 
@@ -87,7 +83,7 @@ def check_op(forward, backward, inputs, names=None, seed=0, tolerance=DEFAULT_TO
     """
     kwargs = kwargs or {}
     rng = backend.new_host_rng(seed)
-    xs = [_as_float64(a) for a in inputs]
+    xs = [backend.array_module(a).asarray(a).astype(backend.float64) for a in inputs]
     names = list(names) if names is not None else [f"input{i}" for i in range(len(xs))]
     out, cache = forward(*xs, **kwargs)
     dout = _random_like(rng, out)
