@@ -133,8 +133,7 @@ class CifarData:
         """The first ``n_train`` training and ``n_test`` test images (``None``: all;
         ``n_test`` defaults to ``n_train``)."""
         n_test = n_train if n_test is None else n_test
-        tr = slice(None) if n_train is None else slice(0, int(n_train))
-        te = slice(None) if n_test is None else slice(0, int(n_test))
+        tr, te = (slice(None if n is None else int(n)) for n in (n_train, n_test))
         return dataclasses.replace(
             self, train_images=self.train_images[tr], train_labels=self.train_labels[tr],
             train_coarse=self.train_coarse[tr], test_images=self.test_images[te],
@@ -183,8 +182,8 @@ def load_cifar100(data_dir=None, download: bool = True, progress: bool = True,
                                + ". The file(s) were left in place. To fix: remove the damaged file(s) and re-run "
                                "(the archive will be downloaded and extracted again), or place a good copy of "
                                f"{src.filename} at {archive}.")
-        _say(True, f"extracted CIFAR-100 files do not match their md5 ({'; '.join(bad)}); "
-                   f"replacing them with fresh copies extracted from {archive}")
+        _say(f"extracted CIFAR-100 files do not match their md5 ({'; '.join(bad)}); "
+             f"replacing them with fresh copies extracted from {archive}")
     origin = None
     if not archive.is_file():
         if not download:
@@ -266,7 +265,7 @@ def _check_members(root: pathlib.Path, src: CifarSource, members: dict) -> list:
     return bad
 
 
-def _verify_archive(src: CifarSource, archive: pathlib.Path, progress: bool, origin: str | None = None) -> None:
+def _verify_archive(src: CifarSource, archive: pathlib.Path, progress: bool, origin: str | None) -> None:
     """Size and md5 check; ``origin``: the address it was just downloaded from, if it was."""
     how = LEFT_IN_PLACE.format(archive=archive, url=src.url)
     if origin is not None:
@@ -277,7 +276,7 @@ def _verify_archive(src: CifarSource, archive: pathlib.Path, progress: bool, ori
         kind = ("truncated (an interrupted download?)" if size < src.size and origin is None
                 else "smaller than expected" if size < src.size else "larger than expected")
         raise DatasetError(f"CIFAR-100 archive {archive} is {kind}: {size} bytes, expected {src.size} bytes. {how}")
-    _say(progress, f"verifying md5 of {archive}")
+    _say(f"verifying md5 of {archive}", progress)
     actual = md5_file(archive)
     if actual != src.md5:
         raise DatasetError(f"CIFAR-100 archive {archive} failed the md5 check: md5 {actual}, expected {src.md5}; "
@@ -294,7 +293,7 @@ def _safe_name(name: str) -> bool:
 def _extract(src: CifarSource, archive: pathlib.Path, root: pathlib.Path, progress: bool) -> None:
     """Write the members listed in ``src`` under ``root``, checking paths and md5s."""
     damaged = LEFT_IN_PLACE.format(archive=archive, url=src.url)
-    _say(progress, f"extracting {archive} into {root}")
+    _say(f"extracting {archive} into {root}", progress)
     written, part = {}, None
     try:
         with tarfile.open(archive, "r:gz") as tar:
@@ -342,10 +341,10 @@ def _download(src: CifarSource, archive: pathlib.Path, progress: bool) -> str:
     note = (" The official server is slow: this can take up to an hour (30-60 minutes reported). If it is "
             f"interrupted, re-run: it resumes where it stopped. A faster mirror: ${URL_ENV_VAR} or --data-url."
             if official else " If it is interrupted, re-run: it resumes where it stopped.")
-    _say(True, f"downloading CIFAR-100{mb} from {src.url} to {archive}.{note}")
+    _say(f"downloading CIFAR-100{mb} from {src.url} to {archive}.{note}")
     try:
         return fetch(src.urls, archive, size=src.size, policy=DOWNLOAD_POLICY, progress=progress,
-                     say=lambda msg: _say(True, msg), desc="CIFAR-100")
+                     say=_say, desc="CIFAR-100")
     except DownloadError as exc:
         offline = "" if exc.have else " The machine may be offline or the site blocked."
         raise DatasetError(
@@ -358,7 +357,7 @@ def _download(src: CifarSource, archive: pathlib.Path, progress: bool) -> str:
                            f"permissions of {archive.parent}, or choose another --data-dir.") from exc
 
 
-def _say(progress: bool, msg: str) -> None:
+def _say(msg: str, progress: bool = True) -> None:
     if progress:
         print(f"[cifar100] {msg}", file=sys.stderr, flush=True)
 
