@@ -44,12 +44,11 @@ def normalize(images, mean=CIFAR100_MEAN, std=CIFAR100_STD, dtype=None):
     dtype = np.dtype(backend.float32 if dtype is None else dtype).type
     x = backend.to_device(images)
     kind = backend.dtype_of(x).kind
-    if kind == "u" or kind == "i":
-        x = x.astype(dtype) * dtype(1.0 / 255.0)
-    elif kind == "f":
-        x = x.astype(dtype)
-    else:
+    if kind not in ("u", "i", "f"):
         raise ValueError(f"normalize: expected uint8 or float images, got dtype {backend.dtype_of(x)}")
+    x = x.astype(dtype)
+    if kind != "f":  # integers in 0..255
+        x = x * dtype(1.0 / 255.0)
     m = xp.asarray(mean, dtype=dtype).reshape(1, -1, 1, 1)
     s = xp.asarray(std, dtype=dtype).reshape(1, -1, 1, 1)
     return (x - m) / s
@@ -77,8 +76,7 @@ def crop_flip(x, oy, ox, flips, padding: int = 4):
     if n and (min(oy.min(), ox.min()) < 0 or max(oy.max(), ox.max()) > 2 * padding):
         raise ValueError(f"crop_flip: offsets must lie in [0, {2 * padding}] for padding {padding}")
     xp = backend.array_module(x)
-    p = padding
-    padded = xp.pad(x, ((0, 0), (0, 0), (p, p), (p, p))) if p else x
+    padded = xp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding))) if padding else x
     rows = oy[:, None] + np.arange(h)[None, :]                       # (N, H) rows of the padded image
     cols = ox[:, None] + np.arange(w)[None, :]                       # (N, W)
     cols = np.where(flips[:, None], cols[:, ::-1], cols)             # flipping the crop = reading it backwards
