@@ -109,12 +109,11 @@ def fetch(urls, dest, *, size: int | None = None, policy: RetryPolicy = RetryPol
             failures = 0
             while True:
                 before = _size(part)
-                if size is not None and before == size:
-                    say(f"{part} already holds all {size:,} bytes")
-                    os.replace(part, dest)
-                    return url
                 try:
-                    total = _fetch_once(opener, url, part, size, policy, progress, say, desc) or total
+                    if size is not None and before == size:
+                        say(f"{part} already holds all {size:,} bytes")
+                    else:
+                        total = _fetch_once(opener, url, part, size, policy, progress, say, desc) or total
                     os.replace(part, dest)
                     return url
                 except _Permanent as exc:
