@@ -86,117 +86,117 @@ def _float_in(lo, hi=math.inf, lo_open=False, hi_open=True):
 
 
 def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
-    """The parser; ``suppress_defaults=True`` leaves out every option not given (to see which were)."""
-    def dflt(v):
-        return argparse.SUPPRESS if suppress_defaults else v
-
+    """The parser; its defaults are TrainConfig's (the backend's: $TINYBA2M_BACKEND, else numpy).
+    ``suppress_defaults=True`` leaves out every option not given (to see which were)."""
     p = argparse.ArgumentParser(
         prog="train_cifar.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        argument_default=argparse.SUPPRESS if suppress_defaults else None,
         description="Train a CIFAR-100 CNN with or without BA²M (or SE, or focal loss) with tinyba2m\n"
                     "(hand-derived backward passes on NumPy or CuPy). Without options: a short job on the\n"
                     "offline synthetic data set; every epoch prints one summary line.")
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=DATASETS, default=dflt(D.dataset),
+    g.add_argument("--dataset", choices=DATASETS,
                    help="cifar100: the real data set (downloaded and checksummed into --data-dir); synthetic: an "
                         "offline, seeded, learnable stand-in with the same shapes (10,000 train / 2,000 test "
                         "images unless --subset); digits: scikit-learn's 1,797 hand-written 8x8 digits, a small "
                         "real set, offline (1,437 train / 360 test, 10 classes, no augmentation; needs "
                         "scikit-learn: pip install -e \".[digits]\") (default: %(default)s)")
-    g.add_argument("--data-dir", default=dflt(None), metavar="DIR",
+    g.add_argument("--data-dir", metavar="DIR",
                    help="folder of the CIFAR-100 archive, or of torchvision's download (cifar-100-python.tar.gz "
                         "and/or cifar-100-python/{train,test,meta}), used as it is (default: $TINYBA2M_DATA_DIR, "
                         "else ~/.cache/tinyba2m/cifar100)")
-    g.add_argument("--data-url", default=dflt(None), metavar="URL",
+    g.add_argument("--data-url", metavar="URL",
                    help="download the CIFAR-100 archive from URL (a mirror: http://, https:// or file://) instead of "
                         "the official addresses (https://cave.cs.toronto.edu/kriz/cifar-100-python.tar.gz, then the "
                         "old https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz); it must still match the "
                         "official md5. The official server is slow (30-60 minutes for the 169 MB); an interrupted "
                         "download resumes on the next run (default: $TINYBA2M_CIFAR100_URL, else the official "
                         "addresses)")
-    g.add_argument("--subset", type=_int_at_least(1), default=dflt(None), metavar="N",
+    g.add_argument("--subset", type=_int_at_least(1), metavar="N",
                    help="use only the first N images of each split (train and test), for quick runs; for the "
                         "synthetic set this is the number of images generated per split. A split with fewer than "
                         "N images is used whole, with a printed note; config.json records the real counts "
                         "(n_train, n_test) (default: all)")
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=MODEL_NAMES, default=dflt(D.model),
+    g.add_argument("--model", choices=MODEL_NAMES,
                    help="smallcnn: 3-conv plain CNN (~30k params, fast on CPU); resnetN: CIFAR ResNet of depth N "
                         "(widths 16/32/64, ResNet-20 ~0.28M params) (default: %(default)s)")
-    g.add_argument("--attention", choices=ATTENTION_NAMES, default=dflt(D.attention),
+    g.add_argument("--attention", choices=ATTENTION_NAMES,
                    help="attention in each block: none, se (squeeze-and-excitation) or ba2m (batch aware attention; "
                         "at the end of the residual branch, before the skip addition) (default: %(default)s)")
-    g.add_argument("--ba2m-placement", choices=PLACEMENTS, default=dflt(D.ba2m_placement),
+    g.add_argument("--ba2m-placement", choices=PLACEMENTS,
                    help="every: attention in every block (the spec's reading); last: only in the last block of "
                         "each stage — the default, because in the BA²M study BA²M in every block of a ResNet-20 "
                         "trained worse than no attention on the synthetic set and 'last' did not (docs/BA2M.md "
                         "section 9). Applies to se too (default: %(default)s)")
-    g.add_argument("--init", choices=INIT_SCHEMES, default=dflt(D.init),
+    g.add_argument("--init", choices=INIT_SCHEMES,
                    help="weight initialisation of conv and linear layers: he (He-normal) or torch (PyTorch's "
                         "default, kaiming-uniform with a=sqrt(5), i.e. U(+-1/sqrt(fan_in))) (default: %(default)s)")
-    g.add_argument("--zero-init-residual", action="store_true", default=dflt(False),
+    g.add_argument("--zero-init-residual", action="store_true",
                    help="ResNets: start the scale of the last BN of every residual branch at 0, so each block "
                         "starts as the identity and BA²M starts with weight 1 for every sample (default: off)")
-    g.add_argument("--ba2m-sar", choices=SAR_ACTIVATIONS, default=dflt(D.ba2m_sar),
+    g.add_argument("--ba2m-sar", choices=SAR_ACTIVATIONS,
                    help="BA²M's sample-wise attention representation a_i: sigmoid: the mean of sigmoid(max of the "
                         "three branch maps), in (0, 1), so w_max/w_min < e^(1/tau) in every batch; none: the raw "
                         "mean of the max, unbounded, known to run away in deep networks (default: %(default)s)")
-    g.add_argument("--ba2m-temperature", type=_float_in(0.0, lo_open=True), default=dflt(D.ba2m_temperature),
-                   metavar="TAU", help="temperature tau of BA²M's weighting, w = N softmax(a / tau); larger is "
-                                       "gentler (default: %(default)s, the spec's value)")
-    g.add_argument("--ba2m-normalisation", choices=tuple(NORMALISATIONS), default=dflt(D.ba2m_normalisation),
+    g.add_argument("--ba2m-temperature", type=_float_in(0.0, lo_open=True), metavar="TAU",
+                   help="temperature tau of BA²M's weighting, w = N softmax(a / tau); larger is gentler "
+                        "(default: %(default)s, the spec's value)")
+    g.add_argument("--ba2m-normalisation", choices=tuple(NORMALISATIONS),
                    help="softmax: w = N softmax(a / tau) over the batch, mean 1 (BA²M); softmax_sum: the paper's "
                         "formula literally, w = softmax(a / tau), sums to 1; sigmoid: w_i = 2 sigmoid(a_i / tau) "
                         "per sample, the ablation without coupling between samples (default: %(default)s)")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=_int_at_least(1), default=dflt(D.epochs), help="epochs to train (default: %(default)s)")
-    g.add_argument("--batch-size", type=_int_at_least(1), default=dflt(D.batch_size),
+    g.add_argument("--epochs", type=_int_at_least(1), help="epochs to train (default: %(default)s)")
+    g.add_argument("--batch-size", type=_int_at_least(1),
                    help="training batch size; BA²M's softmax runs over this batch, so with --attention ba2m it must "
                         "be at least 2 (with one sample every BA²M weight is exactly 1 and its branches never "
                         "train); 1 works without BA²M (default: %(default)s)")
-    g.add_argument("--eval-batch-size", type=_int_at_least(1), default=dflt(None), metavar="N",
+    g.add_argument("--eval-batch-size", type=_int_at_least(1), metavar="N",
                    help="test batch size; matters for BA²M's eval weighting 'batch' (default: --batch-size)")
-    g.add_argument("--lr", type=_float_in(0.0, lo_open=True), default=dflt(D.lr),
+    g.add_argument("--lr", type=_float_in(0.0, lo_open=True),
                    help="peak learning rate, > 0 (default: %(default)s; CIFAR recipe: 0.1 at batch 128)")
-    g.add_argument("--momentum", type=_float_in(0.0, 1.0), default=dflt(D.momentum),
-                   help="SGD momentum in [0, 1) (default: %(default)s)")
-    g.add_argument("--nesterov", action="store_true", default=dflt(False), help="Nesterov momentum (default: off)")
-    g.add_argument("--weight-decay", type=_float_in(0.0), default=dflt(D.weight_decay),
+    g.add_argument("--momentum", type=_float_in(0.0, 1.0), help="SGD momentum in [0, 1) (default: %(default)s)")
+    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (default: off)")
+    g.add_argument("--weight-decay", type=_float_in(0.0),
                    help="L2 weight decay on conv and linear weights only (not on biases or BN scale/shift) "
                         "(default: %(default)s)")
-    g.add_argument("--schedule", choices=[s for s in SCHEDULES if s != "constant"], default=dflt(D.schedule),
+    g.add_argument("--schedule", choices=[s for s in SCHEDULES if s != "constant"],
                    help="learning-rate decay, set per iteration: cosine to 0, or step (x0.1 at 50%% and 75%% of "
                         "training) (default: %(default)s)")
-    g.add_argument("--warmup-epochs", type=_float_in(0.0), default=dflt(D.warmup_epochs),
+    g.add_argument("--warmup-epochs", type=_float_in(0.0),
                    help="linear warm-up from lr/steps to lr over this many epochs (may be fractional, must be "
                         "less than --epochs) (default: %(default)s)")
-    g.add_argument("--loss", choices=LOSSES, default=dflt(D.loss),
+    g.add_argument("--loss", choices=LOSSES,
                    help="ce: softmax cross-entropy; focal: focal loss -(1-p_t)^gamma log p_t, the loss-based "
                         "re-weighting baseline (default: %(default)s)")
-    g.add_argument("--focal-gamma", type=_float_in(0.0), default=dflt(D.focal_gamma),
+    g.add_argument("--focal-gamma", type=_float_in(0.0),
                    help="focusing parameter gamma >= 0 of the focal loss (default: %(default)s)")
-    g.add_argument("--label-smoothing", type=_float_in(0.0, 1.0), default=dflt(D.label_smoothing),
+    g.add_argument("--label-smoothing", type=_float_in(0.0, 1.0),
                    help="label smoothing eps in [0, 1), for either loss (default: %(default)s)")
-    g.add_argument("--seed", type=_int_at_least(0), default=dflt(D.seed),
+    g.add_argument("--seed", type=_int_at_least(0),
                    help="seed of the weights, the data order and the augmentation; the synthetic images "
                         "themselves are fixed (default: %(default)s)")
     g = p.add_argument_group("run")
-    g.add_argument("--backend", choices=backend.BACKENDS, default=dflt(None),
+    g.add_argument("--backend", choices=backend.BACKENDS,
                    help="array backend: numpy (CPU) or cupy (NVIDIA GPU) (default: $TINYBA2M_BACKEND, else numpy)")
-    g.add_argument("--out", default=dflt(None), metavar="DIR",
+    g.add_argument("--out", metavar="DIR",
                    help="run folder, created if missing; a new run needs one that holds no run yet (default: "
                         "runs/<timestamp>_<model>_<attention>)")
-    g.add_argument("--resume", action="store_true", default=dflt(False),
+    g.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint.npz, with its saved options; the result "
                         "equals an uninterrupted run. With --epochs N above the saved number it extends a finished "
                         "or interrupted run to N epochs: the epochs trained keep their learning rates, the remaining "
                         "steps follow the N-epoch schedule at their global step (so cosine / step decay go back up "
                         "to where an N-epoch run would be; no new warm-up); metrics.csv continues")
-    g.add_argument("--eval-only", action="store_true", default=dflt(False),
+    g.add_argument("--eval-only", action="store_true",
                    help="only evaluate --checkpoint on the test split (every BA²M eval weighting) and exit")
-    g.add_argument("--checkpoint", default=dflt(None), metavar="PATH", help="checkpoint for --eval-only")
-    g.add_argument("--no-progress", action="store_false", dest="progress", default=dflt(D.progress),
+    g.add_argument("--checkpoint", metavar="PATH", help="checkpoint for --eval-only")
+    g.add_argument("--no-progress", action="store_false", dest="progress",
                    help="no progress bars (the per-epoch summary lines are still printed)")
     p.add_argument("--version", action="version", version=f"tinyba2m {__version__}")
+    if not suppress_defaults:
+        p.set_defaults(**D.to_dict() | {"backend": backend.env_backend()})
     return p
 
 
@@ -314,8 +314,6 @@ def main(argv=None, data=None, on_epoch_end=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     explicit = _explicit(argv)
-    if args.backend is None:
-        args.backend = backend.env_backend()
     explicit.add("backend")  # this machine's choice (option, environment, else numpy), never the checkpoint's
     _check(parser, args)
     try:
