@@ -57,15 +57,6 @@ def _smooth_patterns(rng, c: int, s: int):
     return np.clip(proto, 0.0, 1.0).astype(np.float32)
 
 
-def make_prototypes(rng, num_classes: int, image_size: int, num_groups: int = NUM_COARSE):
-    """Class prototypes, float32 (num_classes, 3, S, S) in [0, 1]: class k mixes the pattern of its
-    group (k % num_groups, shared with the other classes of the group) with a pattern of its own."""
-    groups = _smooth_patterns(rng, num_groups, image_size)
-    own = _smooth_patterns(rng, num_classes, image_size)
-    k = np.arange(num_classes)
-    return GROUP_WEIGHT * groups[k % num_groups] + (1 - GROUP_WEIGHT) * own
-
-
 def _balanced_labels(rng, n: int, num_classes: int):
     """n labels: consecutive blocks that are each a random permutation of the classes."""
     blocks = -(-n // num_classes)
@@ -122,7 +113,10 @@ def make_synthetic(n_train: int, n_test: int, seed: int = 0, num_classes: int = 
     seed, num_classes = require_positive_int(op, "seed", seed, 0), require_positive_int(op, "num_classes", num_classes, 2)
     image_size = require_positive_int(op, "image_size", image_size, 2 * MAX_SHIFT + 2)
     n_coarse = min(NUM_COARSE, num_classes)
-    protos = make_prototypes(np.random.default_rng([seed, 0]), num_classes, image_size, n_coarse)
+    rng = np.random.default_rng([seed, 0])  # prototypes: class k mixes its group's pattern and its own
+    groups = _smooth_patterns(rng, n_coarse, image_size)
+    protos = (GROUP_WEIGHT * groups[np.arange(num_classes) % n_coarse]
+              + (1 - GROUP_WEIGHT) * _smooth_patterns(rng, num_classes, image_size))
     tr_x, tr_y = _split(seed, 1, n_train, protos, num_classes)
     te_x, te_y = _split(seed, 2, n_test, protos, num_classes)
     digits = max(2, len(str(num_classes - 1)))
