@@ -57,13 +57,6 @@ def _smooth_patterns(rng, c: int, s: int):
     return np.clip(proto, 0.0, 1.0).astype(np.float32)
 
 
-def _balanced_labels(rng, n: int, num_classes: int):
-    """n labels: consecutive blocks that are each a random permutation of the classes."""
-    blocks = -(-n // num_classes)
-    perms = rng.random((blocks, num_classes)).argsort(axis=1)
-    return perms.reshape(-1)[:n].astype(np.int64)
-
-
 STREAMS = ("shift", "flip", "distractor", "colour", "gain", "bias", "noise")
 
 
@@ -95,7 +88,9 @@ def _render(protos, labels, rngs):
 
 
 def _split(seed: int, split: int, n: int, protos, num_classes: int):
-    labels = _balanced_labels(np.random.default_rng([seed, split, 0]), n, num_classes)
+    blocks = -(-n // num_classes)  # labels: consecutive blocks, each a random permutation of the classes
+    perms = np.random.default_rng([seed, split, 0]).random((blocks, num_classes)).argsort(axis=1)
+    labels = perms.reshape(-1)[:n].astype(np.int64)
     rngs = {q: np.random.default_rng([seed, split, 1, k]) for k, q in enumerate(STREAMS)}
     images = np.empty((n, 3) + protos.shape[-2:], dtype=np.uint8)
     for start in range(0, n, CHUNK):  # chunks bound the float memory; the streams run on across them
