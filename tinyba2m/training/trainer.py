@@ -135,14 +135,13 @@ class Trainer:
         self._last_plot = time.perf_counter()  # time of the last plot refresh (or of the start)
 
     # -- state -----------------------------------------------------------------------------------
-    def _meta(self) -> dict:
-        return {**self.config.architecture(self.num_classes), "epoch": self.epoch, "global_step": self.global_step,
-                "best_top1": self.best_top1, "best_epoch": self.best_epoch, "config": self.config.to_dict(),
-                "host_rng_state": backend.get_rng_state(), "optimizer": self.optimizer.state_dict()["hparams"],
-                "backend": backend.name, "dataset_sizes": [self.n_train, self.n_test]}
-
     def _snapshot(self):
-        return self.model.state_dict(), self.optimizer.state_dict()["arrays"], self._meta()
+        optim = self.optimizer.state_dict()
+        return self.model.state_dict(), optim["arrays"], {
+            **self.config.architecture(self.num_classes), "epoch": self.epoch, "global_step": self.global_step,
+            "best_top1": self.best_top1, "best_epoch": self.best_epoch, "config": self.config.to_dict(),
+            "host_rng_state": backend.get_rng_state(), "optimizer": optim["hparams"], "backend": backend.name,
+            "dataset_sizes": [self.n_train, self.n_test]}
 
     def _restore(self, path) -> int:
         """Load the checkpoint at ``path`` into this run; returns the epochs of the run that wrote it."""
@@ -169,16 +168,6 @@ class Trainer:
             return list(json.loads((self.out / CONFIG).read_text()).get("epochs_extended_from", []))
         except (OSError, ValueError, AttributeError):
             return []
-
-    def _notes(self) -> None:
-        """Say where the data set is smaller than ``--subset`` asked (the real counts are in config.json)."""
-        n = self.config.subset
-        if n is None:
-            return
-        short = [f"{have} {split}" for split, have in (("training", self.n_train), ("test", self.n_test)) if have < n]
-        if short:
-            self.log(f"note: --subset {n} is more than {self.data.name} has; using all {' and '.join(short)} images "
-                     f"(config.json: n_train {self.n_train}, n_test {self.n_test})")
 
     def _start_fresh(self) -> None:
         """config.json and the epoch-0 checkpoint; on failure, remove what was made here."""
@@ -239,8 +228,7 @@ class Trainer:
         self._last_good = self._snapshot()  # what Ctrl-C writes back: the last completed epoch
         metrics = CsvLog(self.out / METRICS, METRIC_COLUMNS)
         wlog = CsvLog(self.out / WEIGHTS_CSV, WEIGHT_COLUMNS) if self.has_ba2m else None
-        self.log(self._header())
-        self._notes()
+        self._announce()
         try:
             while self.epoch < cfg.epochs:
                 self._one_epoch(metrics, wlog)
@@ -259,13 +247,20 @@ class Trainer:
         return {"out": str(self.out), "epochs": self.epoch, "best_top1": self.best_top1, "best_epoch": self.best_epoch,
                 "last": rows[-1] if rows else None}
 
-    def _header(self) -> str:
-        c = self.config
+    def _announce(self) -> None:
+        """The run's header line, then a note where the data set is smaller than ``--subset`` asked (the
+        real counts are in config.json)."""
+        c, n = self.config, self.config.subset
         att = c.attention + (f" ({c.ba2m_placement})" if c.attention != "none" else "")
-        return (f"tinyba2m {__version__} | backend {backend.name} | {c.model} + {att}, "
-                f"{self.model.num_parameters():,} parameters | {self.data.name}: {self.n_train} train / {self.n_test} "
-                f"test images, {self.num_classes} classes | {self.steps_per_epoch} steps/epoch of {c.batch_size} "
-                f"(last partial batch dropped) | loss {c.loss} | out {self.out}")
+        self.log(f"tinyba2m {__version__} | backend {backend.name} | {c.model} + {att}, "
+                 f"{self.model.num_parameters():,} parameters | {self.data.name}: {self.n_train} train / "
+                 f"{self.n_test} test images, {self.num_classes} classes | {self.steps_per_epoch} steps/epoch of "
+                 f"{c.batch_size} (last partial batch dropped) | loss {c.loss} | out {self.out}")
+        short = [f"{have} {split}" for split, have in (("training", self.n_train), ("test", self.n_test))
+                 if n is not None and have < n]
+        if short:
+            self.log(f"note: --subset {n} is more than {self.data.name} has; using all {' and '.join(short)} images "
+                     f"(config.json: n_train {self.n_train}, n_test {self.n_test})")
 
     def _one_epoch(self, metrics: CsvLog, wlog) -> None:
         cfg, e = self.config, self.epoch + 1
