@@ -90,22 +90,19 @@ def load_target(spec: str):
     if ":" not in spec:
         raise UsageError(f"--target must look like package.module:Name, got {spec!r}")
     mod_name, attr = spec.split(":", 1)
-    try:
-        mod = import_target_module(mod_name)
-    except UsageError:
-        raise
-    except Exception as exc:  # the module's own code raised while importing
-        raise TargetFailure(spec, "import", exc) from exc
+    mod = _guarded(import_target_module, spec, "import")(mod_name)  # the module's own code may raise
     if not hasattr(mod, attr):
         raise UsageError(f"--target: module {mod_name!r} has no attribute {attr!r}")
     return mod, getattr(mod, attr)
 
 
-def _guarded(fn, spec, phase, code_file):
-    """``fn`` whose exceptions become a TargetFailure naming ``spec`` and ``phase``."""
+def _guarded(fn, spec, phase, code_file=None):
+    """``fn`` whose exceptions become a TargetFailure naming ``spec`` and ``phase`` (a UsageError stays one)."""
     def call(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except UsageError:
+            raise
         except Exception as exc:
             raise TargetFailure(spec, phase, exc, code_file) from exc
     return call
