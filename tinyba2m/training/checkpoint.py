@@ -60,10 +60,7 @@ def atomic_write(path, write) -> None:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        pathlib.Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import re
@@ -30,10 +31,8 @@ def missing_folders(path: pathlib.Path) -> list:
 def remove_empty_folders(folders) -> None:
     """Remove each of ``folders`` (deepest first: those a ``mkdir(parents=True)`` made) that is empty."""
     for p in folders:
-        try:
+        with contextlib.suppress(OSError):
             p.rmdir()
-        except OSError:
-            pass
 
 
 def _probe(path: pathlib.Path) -> str | None:
@@ -113,9 +112,7 @@ def remove_stale_temp_files(folder) -> list:
         return removed
     for p in sorted(folder.iterdir()):
         if STALE_TEMP.match(p.name) and os.path.isfile(p) and not p.is_symlink():
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 p.unlink()
                 removed.append(p)
-            except FileNotFoundError:
-                pass
     return removed
