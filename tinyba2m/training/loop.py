@@ -130,10 +130,8 @@ def train_epoch(model, loss_fn, optimizer, images, labels, *, epoch: int, epochs
             seen += int(y.shape[0])
             if weights is not None:
                 weights[idx] = backend.to_host(sample_weights(model))
-            top_share = 0.0
-            if modules:
-                top, share = _weight_extremes(modules)
-                max_weight, top_share = max(max_weight, top), share
+            top, top_share = _weight_extremes(modules) if modules else (1.0, 0.0)
+            max_weight = max(max_weight, top)
             if guard is not None:
                 guard.step(value, top_share, int(y.shape[0]), epoch, step, global_step)
             elapsed = time.perf_counter() - start
