@@ -80,13 +80,9 @@ def read_rows(path, raw: bool = False):
         return rows
     if not rows:
         return []
-    header = rows[0]
-    out = []
-    for r in rows[1:]:
-        d = {k: float(v) for k, v in zip(header, r)}
-        d["epoch"] = int(d["epoch"])
-        out.append(d)
-    return out
+    header, *body = rows
+    floats = [{k: float(v) for k, v in zip(header, r)} for r in body]
+    return [{**d, "epoch": int(d["epoch"])} for d in floats]
 
 
 def truncate_after(path, epoch: int) -> int:
