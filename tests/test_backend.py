@@ -61,6 +61,24 @@ def test_env_variable_picks_backend(tmp_path):
     assert bad.returncode != 0 and "unknown backend" in bad.stderr
 
 
+def test_env_variable_naming_an_unusable_cupy_warns_and_the_cli_refuses_it():
+    import os
+    import pathlib
+    import subprocess
+    import sys
+    if backend.cupy_available()[0]:
+        pytest.skip("CuPy works here; the error path cannot be exercised")
+    env = {**os.environ, "TINYBA2M_BACKEND": "cupy"}
+    code = "from tinyba2m import backend; print(backend.name)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "numpy"
+    assert "RuntimeWarning: TINYBA2M_BACKEND=cupy: CuPy backend requested" in out.stderr
+    script = pathlib.Path(__file__).resolve().parents[1] / "train_cifar.py"
+    cli = subprocess.run([sys.executable, str(script), "--epochs", "1"], env=env, capture_output=True, text=True)
+    assert cli.returncode == 2 and "--backend cupy is not available here" in cli.stderr
+    assert "Traceback" not in cli.stderr
+
+
 def test_to_host_and_to_device_round_trip(xp):
     host = backend.numpy_module.arange(6, dtype="float32").reshape(2, 3)
     dev = backend.to_device(host)

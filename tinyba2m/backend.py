@@ -8,7 +8,8 @@ Every other file of the package asks this module for its arrays; only this file 
                           :class:`BackendUnavailableError` saying how to install it (never a silent
                           fallback). ``env_backend()`` reads the environment variable
                           ``TINYBA2M_BACKEND`` (the only place that does), which picks the backend
-                          at import time.
+                          at import time (an unusable CuPy there is a ``RuntimeWarning`` and NumPy
+                          stays active; ``train_cifar.py`` refuses it with exit status 2).
 - ``array_module(x)``     the module an existing array belongs to (ops use this, so an op works on
                           whatever arrays it is given).
 - ``to_host(x)`` / ``to_device(x)``  explicit moves between NumPy (host) and the active backend.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import warnings
 
 import numpy
 
@@ -271,4 +273,8 @@ def load_npz(path) -> dict:
         return {k: data[k] for k in data.files}
 
 
-use_backend(env_backend())
+
+try:
+    use_backend(env_backend())
+except BackendUnavailableError as exc:  # importing must not fail: the CLI turns this into a usage error
+    warnings.warn(f"{BACKEND_ENV_VAR}={env_backend()}: {exc} NumPy stays active.", RuntimeWarning, stacklevel=2)
