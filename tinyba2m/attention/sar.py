@@ -44,8 +44,6 @@ definition, used by the tests to check the fast version.
 """
 from __future__ import annotations
 
-import math
-
 from .. import backend
 from ..nn.module import Module
 from ..ops.activations import stable_sigmoid
@@ -105,12 +103,14 @@ def sar_fusion_forward(a_c=None, a_ls=None, a_gs=None):
         s = xp.where(cache["ls_wins"], a_ls, a_gs)
     else:
         s = a_ls if a_ls is not None else a_gs
-    if a_c is None or s is None:                   # one kind of map, (N, C) or (N, H, W): the SAR is its mean
-        only = s if a_c is None else a_c
-        cache["shape"] = only.shape
-        return only.reshape(only.shape[0], -1).mean(axis=1), cache
+    if s is None:                                  # channel map only: constant along H, W
+        cache["shape"] = a_c.shape
+        return a_c.mean(axis=1), cache
     n, h, w = s.shape
     flat = s.reshape(n, h * w)
+    if a_c is None:                                # spatial maps only
+        cache["shape"] = (n, 1, h, w)
+        return flat.mean(axis=1), cache
     c = a_c.shape[1]
     order = xp.argsort(a_c, axis=1)
     srt = xp.take_along_axis(a_c, order, axis=1)
@@ -145,11 +145,13 @@ def sar_fusion_backward(da, cache):
     require_dout(OP, da, (cache["shape"][0],))
     xp = backend.array_module(da)
     have_c, have_ls, have_gs = cache["present"]
-    if not (have_c and (have_ls or have_gs)):      # the mean of one map: da / size to each of its entries
-        size = math.prod(cache["shape"][1:])
-        each = xp.repeat((da / size)[:, None], size, axis=1).reshape(cache["shape"])
-        return (each, None, None) if have_c else (None,) + _route(each, cache)
+    if not (have_ls or have_gs):
+        n, c = cache["shape"]
+        return xp.broadcast_to((da / c)[:, None], (n, c)).copy(), None, None
     n, c, h, w = cache["shape"]
+    if not have_c:
+        ds = xp.broadcast_to((da / (h * w))[:, None, None], (n, h, w)).copy()
+        return (None,) + _route(ds, cache)
     k, order = cache["k"], cache["order"]
     scale = (da / (c * h * w))[:, None]                              # (N, 1)
     ds = (k * scale).reshape(n, h, w).astype(da.dtype, copy=False)
