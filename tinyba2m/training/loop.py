@@ -19,7 +19,7 @@ from tqdm import tqdm
 from .. import backend
 from ..data import iterate_batches
 from ..attention.ba2m import EVAL_WEIGHTINGS
-from ..models import ba2m_modules, sample_weights, set_eval_weighting
+from ..models import ba2m_modules, set_eval_weighting
 from ..optim import learning_rate
 from ..ops.losses import softmax_cross_entropy_forward
 from ..ops.validation import NonFiniteValueError
@@ -45,6 +45,9 @@ RUNAWAY_MIN_BATCH = 4  # (only for batches of at least this many samples: with 2
 # ... for this many consecutive training steps, or the epoch's mean training loss above the
 # loss bound, stops the run as a non-finite loss does.
 RUNAWAY_STEPS = 10
+
+# Training steps whose statistics are read from a GPU at once (see train_epoch).
+DEVICE_READ_EVERY = 10
 
 
 class RunAwayError(NonFiniteLossError):
@@ -79,65 +82,119 @@ class RunAwayGuard:
                                f"{self.loss_bound:.3g} (= {RUNAWAY_LOSS_FACTOR:g} ln K, chance is ln K)")
 
 
-def _forward(model, x, epoch, step, global_step, phase):
-    """``model.forward(x)``, turning NaN / inf in the logits into :class:`NonFiniteLossError`
-    (one device read per step). With the per-op debug checks on (``TINYBA2M_CHECK_FINITE=1``) the
-    first op that sees NaN or inf raises :class:`~tinyba2m.ops.validation.NonFiniteValueError`,
-    reported the same way, naming that op."""
+def _forward(model, loss_fn, x, y, epoch, step, global_step, phase):
+    """``(logits, loss)`` of ``model`` on ``x``; with the per-op debug checks on
+    (``TINYBA2M_CHECK_FINITE=1``) the first op that sees NaN or inf raises
+    :class:`~tinyba2m.ops.validation.NonFiniteValueError`, reported as a :class:`NonFiniteLossError`
+    naming that op. (Otherwise NaN / inf in the logits is found when the step's statistics are read.)"""
     try:
         logits = model.forward(x)
+        with backend.numpy_module.errstate(invalid="ignore"):  # inf logits: reported once the step is read
+            return logits, loss_fn(logits, y)
     except NonFiniteValueError as exc:
         raise NonFiniteLossError(epoch, step, global_step, f"non-finite activations ({exc})", phase) from exc
+
+
+def _read(pending: list) -> list:
+    """``pending``'s ``(where, device row)`` pairs as ``(where, host row)``, in order, with ONE read
+    from the device (each read waits for the queued GPU work; on the host it costs nothing);
+    empties ``pending``."""
+    if not pending:
+        return []
+    xp = backend.array_module(pending[0][1])
+    host = backend.to_host(xp.stack([row for _, row in pending]))
+    out = [(where, row) for (where, _), row in zip(pending, host)]
+    pending.clear()
+    return out
+
+
+def _step_values(logits, loss, y, modules):
+    """(finite, loss, correct[, top, top_share, w_1 .. w_B]) of one training step, float64, on the
+    device: ``top`` / ``top_share`` the largest ``max(w) / mean(w)`` and ``max(w) / sum(w)`` over the
+    BA²M modules' weights, relative to the batch's mean weight so that the readings compare (the
+    batch softmax's mean weight is 1; the sum-to-one softmax's is 1/N); ``w`` the per-sample weight
+    averaged over the modules."""
     xp = backend.array_module(logits)
-    if not bool(xp.isfinite(logits).all()):
-        raise NonFiniteLossError(epoch, step, global_step, "non-finite logits (NaN or inf)", phase)
-    return logits
+    f64 = backend.float64
+    head = [xp.isfinite(logits).all(), loss, (logits.argmax(axis=1) == y).sum()]
+    if modules:
+        w = [m.last_weights for m in modules]
+        head += [xp.stack([wi.max() / wi.mean() for wi in w]).max(), xp.stack([wi.max() / wi.sum() for wi in w]).max()]
+        return xp.concatenate([xp.stack([xp.asarray(v, dtype=f64) for v in head]),
+                               (sum(w) / len(w)).astype(f64)])
+    return xp.stack([xp.asarray(v, dtype=f64) for v in head])
 
 
 def train_epoch(model, loss_fn, optimizer, images, labels, *, epoch: int, epochs: int, batch_size: int, rng,
                 global_step: int, total_steps: int, base_lr: float, schedule: str, warmup_steps: int,
-                progress: bool = True, track_weights: bool = False, augment: bool = True, guard=None) -> dict:
+                progress: bool = True, track_weights: bool = False, augment: bool = True, guard=None,
+                read_every: int | None = None) -> dict:
     """Train one epoch (last partial batch dropped). Returns a dict with ``lr`` (first step),
     ``train_loss``, ``train_acc``, ``images``, ``train_seconds``, ``global_step`` (after the
     epoch), ``weights`` (host float64 (N,) or None) and ``max_weight`` (the largest BA²M weight
-    of any sample in any module, relative to its batch's mean weight; 1 without BA²M). ``guard`` (a :class:`RunAwayGuard`) raises
-    :class:`RunAwayError` when the run runs away."""
+    of any sample in any module, relative to its batch's mean weight; 1 without BA²M). ``guard`` (a
+    :class:`RunAwayGuard`) raises :class:`RunAwayError` when the run runs away.
+
+    ``read_every``: steps whose statistics (loss, accuracy, BA²M weights, NaN check) are read from
+    the device at once; default 1 for host arrays (each step is checked before its update) and
+    :data:`DEVICE_READ_EVERY` on a GPU, where a read per step would stall the queue. A NaN or a
+    run-away is reported at the step where it happened either way; with ``read_every`` > 1 the
+    steps up to the read have updated the model (the run stops all the same, and its checkpoint
+    is that of the last completed epoch)."""
     model.train()
     n = images.shape[0]
     steps = n // batch_size
+    if read_every is None:
+        read_every = DEVICE_READ_EVERY if backend.name == "cupy" else 1
     weights = backend.numpy_module.full(n, float("nan")) if track_weights else None
     modules = [m for _, m in ba2m_modules(model)] if (track_weights or guard is not None) else []
-    loss_sum, correct, seen, first_lr, max_weight = 0.0, 0, 0, None, 1.0
+    loss_sum, correct, seen, first_lr, max_weight, done = 0.0, 0, 0, None, 1.0, 0
+    pending = []  # (step, global step, lr, idx), the step's _step_values on the device
     bar = tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="batch", file=sys.stderr, disable=not progress,
                leave=False, dynamic_ncols=True)
     start = time.perf_counter()
+
+    def take(rows):
+        """Account for the steps read (in order), raising at the first bad one."""
+        nonlocal loss_sum, correct, seen, max_weight, done
+        for (step, gs, lr, idx), row in rows:
+            if not row[0]:
+                raise NonFiniteLossError(epoch, step, gs, "non-finite logits (NaN or inf)")
+            value = float(row[1])
+            if not math.isfinite(value):
+                raise NonFiniteLossError(epoch, step, gs, f"non-finite loss ({value})")
+            loss_sum, correct, seen, done = loss_sum + value, correct + int(row[2]), seen + len(idx), step
+            if modules:
+                max_weight = max(max_weight, float(row[3]))
+            if weights is not None and modules:
+                weights[idx] = row[5:]
+            if guard is not None:
+                guard.step(value, float(row[4]) if modules else 0.0, len(idx), epoch, step, gs)
+        if rows:
+            bar.update(len(rows))
+            bar.set_postfix(loss=f"{loss_sum / done:.3f}", acc=f"{100 * correct / seen:.1f}%",
+                            img_s=f"{seen / max(time.perf_counter() - start, 1e-9):.0f}", lr=f"{rows[-1][0][2]:.3g}",
+                            refresh=False)
+
     try:
         for step, (x, y, idx) in enumerate(iterate_batches(images, labels, batch_size, shuffle=True, rng=rng,
                                                            drop_last=True, augment=augment), start=1):
             lr = learning_rate(global_step, total_steps, base_lr, schedule, warmup_steps)
             first_lr = lr if first_lr is None else first_lr
             optimizer.lr = lr
-            logits = _forward(model, x, epoch, step, global_step + 1, "training")
-            value = float(loss_fn.forward(logits, y))
-            if not math.isfinite(value):
-                raise NonFiniteLossError(epoch, step, global_step + 1, f"non-finite loss ({value})")
+            try:
+                logits, loss = _forward(model, loss_fn.forward, x, y, epoch, step, global_step + 1, "training")
+            except NonFiniteLossError:
+                take(_read(pending))  # an earlier step's error comes first
+                raise
+            pending.append(((step, global_step + 1, lr, idx), _step_values(logits, loss, y, modules)))
+            if len(pending) >= read_every:
+                take(_read(pending))  # before this step's update
             model.zero_grad(set_to_none=True)
             model.backward(loss_fn.backward())
             optimizer.step()
             global_step += 1
-            loss_sum += value
-            correct += int((logits.argmax(axis=1) == y).sum())
-            seen += int(y.shape[0])
-            if weights is not None:
-                weights[idx] = backend.to_host(sample_weights(model))
-            top, top_share = _weight_extremes(modules) if modules else (1.0, 0.0)
-            max_weight = max(max_weight, top)
-            if guard is not None:
-                guard.step(value, top_share, int(y.shape[0]), epoch, step, global_step)
-            elapsed = time.perf_counter() - start
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / step:.3f}", acc=f"{100 * correct / seen:.1f}%",
-                            img_s=f"{seen / max(elapsed, 1e-9):.0f}", lr=f"{lr:.3g}", refresh=False)
+        take(_read(pending))
     finally:
         bar.close()
     seconds, mean_loss = time.perf_counter() - start, loss_sum / max(steps, 1)
@@ -147,38 +204,30 @@ def train_epoch(model, loss_fn, optimizer, images, labels, *, epoch: int, epochs
             "train_seconds": seconds, "global_step": global_step, "weights": weights, "max_weight": max_weight}
 
 
-def _weight_extremes(modules) -> tuple:
-    """(largest ``max(w) / mean(w)``, largest ``max(w) / sum(w)``) over the BA²M modules' last
-    forward, one host read. Relative to the batch's mean weight, so that the readings compare
-    (the batch softmax's mean weight is 1; the sum-to-one softmax's is 1/N)."""
-    xp = backend.array_module(modules[0].last_weights)
-    w = [m.last_weights for m in modules]
-    stats = xp.stack([xp.stack([wi.max() / wi.mean(), wi.max() / wi.sum()]) for wi in w])
-    host = backend.to_host(stats)
-    return float(host[:, 0].max()), float(host[:, 1].max())
-
-
 def evaluate(model, images, labels, batch_size: int, weighting: str = "population", epoch: int = 0) -> dict:
     """Cross-entropy, top-1 and top-5 (fractions) of ``model`` on (images, labels), eval mode,
-    BA²M eval weighting ``weighting``; every image once, in order."""
+    BA²M eval weighting ``weighting``; every image once, in order. The sums stay on the device and
+    are read once, at the end."""
     model.eval()
     set_eval_weighting(model, weighting)
-    loss_sum, top1, top5, n = 0.0, 0, 0, 0
+    phase = f"evaluation ({weighting})"
+    pending = []  # (batch number, batch size), (finite, mean loss, top-1 hits, top-5 hits) on the device
     try:
         for step, (x, y, _) in enumerate(iterate_batches(images, labels, batch_size, shuffle=False, drop_last=False), 1):
-            logits = _forward(model, x, epoch, step, 0, f"evaluation ({weighting})")
+            logits, (loss, _) = _forward(model, softmax_cross_entropy_forward, x, y, epoch, step, 0, phase)
             xp = backend.array_module(logits)
-            loss, _ = softmax_cross_entropy_forward(logits, y)
             k = min(5, logits.shape[1])
-            ranked = xp.argsort(-logits, axis=1)[:, :k]
-            hits = ranked == y[:, None]
-            loss_sum += float(loss) * int(y.shape[0])
-            top1 += int(hits[:, 0].sum())
-            top5 += int(hits.any(axis=1).sum())
-            n += int(y.shape[0])
+            hits = xp.argsort(-logits, axis=1)[:, :k] == y[:, None]
+            pending.append(((step, int(y.shape[0])), xp.stack([xp.asarray(v, dtype=backend.float64) for v in (
+                xp.isfinite(logits).all(), loss, hits[:, 0].sum(), hits.any(axis=1).sum())])))
     finally:
         set_eval_weighting(model, EVAL_WEIGHTINGS[0])  # back to the default
         model.train()
+    loss_sum, top1, top5, n = 0.0, 0, 0, sum(size for (_, size), _ in pending)
+    for (step, size), row in _read(pending):
+        if not row[0]:
+            raise NonFiniteLossError(epoch, step, 0, "non-finite logits (NaN or inf)", phase)
+        loss_sum, top1, top5 = loss_sum + float(row[1]) * size, top1 + int(row[2]), top5 + int(row[3])
     return {"loss": loss_sum / max(n, 1), "top1": top1 / max(n, 1), "top5": top5 / max(n, 1)}
 
 
