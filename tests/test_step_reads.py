@@ -22,7 +22,7 @@ def data():
 
 def fresh(data, tmp_path, attention="ba2m"):
     cfg = TrainConfig(model="smallcnn", attention=attention, epochs=1, batch_size=32, progress=False,
-                      out=str(tmp_path / "unused"))
+                      out=str(tmp_path / "unused"), backend=backend.name)
     backend.seed(0)
     return Trainer(cfg, data=data, log=lambda m: None)
 
@@ -48,7 +48,7 @@ def count_reads(monkeypatch):
 
 
 @pytest.mark.parametrize("attention", ["ba2m", "none"])
-def test_results_do_not_depend_on_how_often_the_steps_are_read(data, attention, monkeypatch, tmp_path):
+def test_results_do_not_depend_on_how_often_the_steps_are_read(xp, data, attention, monkeypatch, tmp_path):
     runs = {}
     for every in (1, 3, 8):
         trainer = fresh(data, tmp_path, attention)
@@ -65,6 +65,13 @@ def test_results_do_not_depend_on_how_often_the_steps_are_read(data, attention, 
             assert not np.isnan(st["weights"][:STEPS * 32]).any()
         assert all(np.array_equal(state[k], ref_state[k]) for k in ref_state)
     assert [runs[e][1] for e in (1, 3, 8)] == [STEPS, math.ceil(STEPS / 3), 1]  # the epoch's only reads
+
+
+def test_a_gpu_is_read_every_few_steps_the_host_every_step(xp, data, monkeypatch, tmp_path):
+    trainer = fresh(data, tmp_path)
+    calls = count_reads(monkeypatch)
+    one_epoch(trainer, data, None)
+    assert len(calls) == (STEPS if xp is np else math.ceil(STEPS / loop.DEVICE_READ_EVERY))
 
 
 class NaNFrom:
@@ -84,7 +91,7 @@ class NaNFrom:
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")
 @pytest.mark.parametrize("every", [1, 4])
-def test_a_nan_is_reported_at_the_step_where_it_happened(data, every, tmp_path):
+def test_a_nan_is_reported_at_the_step_where_it_happened(xp, data, every, tmp_path):
     trainer = fresh(data, tmp_path)
     steps_taken = []
     real_step = trainer.optimizer.step
