@@ -34,8 +34,8 @@ def test_modules_report_a_float_argument_by_name():
 NAN_INTO_LINEAR = """
 import numpy as np
 from tinyba2m.ops.linear import linear_forward
-from tinyba2m.training.loop import _forward
-from tinyba2m.nn import Linear
+from tinyba2m.training.loop import evaluate
+from tinyba2m.nn import Flatten, Linear, Sequential
 x = np.ones((2, 3)); x[0, 0] = np.nan
 try:
     linear_forward(x, np.ones((3, 2)))
@@ -43,7 +43,7 @@ try:
 except ValueError as exc:
     print("op:", exc)
 try:
-    _forward(Linear(3, 2), x, 1, 1, 1, "training")
+    evaluate(Sequential(Flatten(), Linear(3, 2)), x.reshape(2, 3, 1, 1), np.array([0, 1]), 2)
 except Exception as exc:
     print("loop:", type(exc).__name__, exc)
 """
