@@ -379,13 +379,15 @@ def test_results_do_not_depend_on_the_host_threads(monkeypatch):
 
 
 def test_chunk_budget_follows_the_blas_threading(monkeypatch):
-    """Cache-sized chunks when each product runs on one BLAS thread, large ones when a product
-    starts several BLAS threads (no pool); a set CHUNK_BYTES overrides both."""
+    """L2-sized chunks on one thread, 4 MiB ones side by side on the pool, large ones when a
+    product starts several BLAS threads (no pool); a set CHUNK_BYTES overrides all three."""
     monkeypatch.setattr(backend, "_host_threads", backend.host_threads())
     monkeypatch.setattr(backend, "blas_threads", lambda: 2)
     backend.set_host_threads(2)
-    assert conv_ops.chunk_budget() == 2 ** 20
+    assert conv_ops.chunk_budget() == 4 * 2 ** 20
     backend.set_host_threads(1)
     assert conv_ops.chunk_budget() == 16 * 2 ** 20
+    monkeypatch.setattr(backend, "blas_threads", lambda: 1)
+    assert conv_ops.chunk_budget() == 2 ** 20
     monkeypatch.setattr(conv_ops, "CHUNK_BYTES", 12345)
     assert conv_ops.chunk_budget() == 12345

@@ -128,13 +128,20 @@ CHUNK_BYTES = None  # the column budget of a chunk; None: chosen by chunk_budget
 
 
 def chunk_budget() -> int:
-    """Bytes of columns per batch chunk. 1 MiB where each chunk's product runs on one BLAS thread
-    (the host pool, or a single-threaded BLAS): columns sized to stay in a core's L2 until the
-    product reads them back. 16 MiB where one product starts several BLAS threads (no pool:
-    threadpoolctl absent): every call then waits for all its threads, so small calls stall."""
+    """Bytes of columns per batch chunk, by how the chunks' products run:
+    - one thread in all (a single-threaded BLAS, no pool): 1 MiB, columns sized to stay in a
+      core's L2 until the product reads them back;
+    - side by side on the host pool, one BLAS thread each: 4 MiB, since each chunk also costs a
+      fixed Python overhead that one-sample chunks of the wide layers cannot hide;
+    - no pool but a threaded BLAS (threadpoolctl absent): 16 MiB, since every product then waits
+      for all its threads, so small calls stall.
+    (The measurements behind these: README, Performance.)"""
     if CHUNK_BYTES is not None:
         return CHUNK_BYTES
-    return 2 ** 20 if backend.host_threads() >= backend.blas_threads() else 16 * 2 ** 20
+    threads, blas = backend.host_threads(), backend.blas_threads()
+    if threads < blas:
+        return 16 * 2 ** 20
+    return 4 * 2 ** 20 if threads > 1 else 2 ** 20
 
 
 def batch_chunks(x, bytes_per_sample):
