@@ -150,11 +150,13 @@ def nonlocal_attention_forward(theta, phi, g, workspace=None):
     top = xp.empty((n, q), dtype=xp.int64)
     values_and_ones = xp.concatenate([g.transpose(0, 2, 1), xp.ones((n, m, 1), dtype=e.dtype)], axis=2)  # (N, M, V+1)
     rest = xp.empty((n, q, v + 1), dtype=xp.result_type(e.dtype, values_and_ones.dtype))
-    for sl in sample_chunks(e):                 # each chunk of E stays in cache through its passes
+    def one_chunk(sl):                          # each chunk of E stays in cache through its passes
         es = e[sl]
         _, top[sl] = _unnormalised_attention_and_argmax(theta[sl], phi[sl], out=es)
         es[xp.arange(es.shape[0])[:, None], xp.arange(q)[None, :], top[sl]] = 0   # E' = E - 1[m = m*]
         xp.matmul(es, values_and_ones[sl], out=rest[sl])                      # (B, Q, V+1): E' g^T and z' = E' 1
+
+    backend.map_chunks(one_chunk, sample_chunks(e), like=e)  # side by side on the host's cores
     g_top = xp.take_along_axis(g, top[:, None, :], axis=2).transpose(0, 2, 1)  # (N, Q, V): g at m*
     z = 1 + rest[:, :, v]
     out = (g_top + rest[:, :, :v]) / z[:, :, None]
@@ -193,9 +195,11 @@ def nonlocal_attention_backward(dout, cache):
     right = xp.concatenate([(g[:, :, None, :] * phi[:, None, :, :]).reshape(n, v * k, m), phi], axis=1)
     h = xp.empty((n, left.shape[1], m), dtype=xp.result_type(left.dtype, e.dtype))
     t = xp.empty((n, q, right.shape[1]), dtype=xp.result_type(right.dtype, e.dtype))
-    for sl in sample_chunks(e):                 # both products read a chunk of E' while in cache
+    def one_chunk(sl):                          # both products read a chunk of E' while in cache
         xp.matmul(left[sl], e[sl], out=h[sl])                                 # (B, V*K + K + V, M)
         xp.matmul(e[sl], right[sl].transpose(0, 2, 1), out=t[sl])             # (B, Q, V*K + K)
+
+    backend.map_chunks(one_chunk, sample_chunks(e), like=e)  # side by side on the host's cores
     # the maxima: theta * w (K rows) and dz^T (V rows) added into key m*_q
     peaks = scatter_to_keys(xp.concatenate([theta * w[:, None, :], dzt], axis=1), top, m)   # (N, K + V, M)
     dphi = (g[:, :, None, :] * h[:, :v * k].reshape(n, v, k, m)).sum(axis=1) - h[:, v * k:v * k + k] + peaks[:, :k]
