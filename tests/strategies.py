@@ -66,13 +66,18 @@ CONV_EXAMPLES = (
 )
 
 
-def conv_examples(**others):
-    """``@example(cfg=...)`` for each of ``CONV_EXAMPLES``; ``others`` gives the test's other arguments."""
+def cfg_examples(cases, **others):
+    """``@example(cfg=...)`` for each config of ``cases``; ``others`` gives the test's other arguments."""
     def decorate(test):
-        for cfg in CONV_EXAMPLES:
+        for cfg in cases:
             test = example(cfg=cfg, **others)(test)
         return test
     return decorate
+
+
+def conv_examples(**others):
+    """:func:`cfg_examples` of ``CONV_EXAMPLES``."""
+    return cfg_examples(CONV_EXAMPLES, **others)
 
 
 @st.composite
@@ -102,12 +107,8 @@ POOL_EXAMPLES = (
 
 
 def pool_examples(**others):
-    """``@example(cfg=...)`` for each of ``POOL_EXAMPLES``; ``others`` gives the test's other arguments."""
-    def decorate(test):
-        for cfg in POOL_EXAMPLES:
-            test = example(cfg=cfg, **others)(test)
-        return test
-    return decorate
+    """:func:`cfg_examples` of ``POOL_EXAMPLES``."""
+    return cfg_examples(POOL_EXAMPLES, **others)
 
 
 def distinct_values(rng, shape, gap=0.01):
