@@ -119,7 +119,9 @@ def _step_values(logits, loss, y, modules):
     head = [xp.isfinite(logits).all(), loss, (logits.argmax(axis=1) == y).sum()]
     if modules:
         w = [m.last_weights for m in modules]
-        head += [xp.stack([wi.max() / wi.mean() for wi in w]).max(), xp.stack([wi.max() / wi.sum() for wi in w]).max()]
+        top = [wi.max() for wi in w]
+        head += [xp.stack([t / wi.mean() for t, wi in zip(top, w)]).max(),
+                 xp.stack([t / wi.sum() for t, wi in zip(top, w)]).max()]
         return xp.concatenate([xp.stack([xp.asarray(v, dtype=f64) for v in head]),
                                (sum(w) / len(w)).astype(f64)])
     return xp.stack([xp.asarray(v, dtype=f64) for v in head])
