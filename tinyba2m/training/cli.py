@@ -23,6 +23,7 @@ from ..attention.sar import SAR_ACTIVATIONS
 from ..data import ARCHIVE_NAME, DATASETS, LAST_BATCH_POLICY, MEMBER_MD5, DatasetError, default_data_dir
 from ..data.cifar100 import DATA_DIR_ENV_VAR
 from ..models import ATTENTION_NAMES, INIT_SCHEMES, MODEL_NAMES, PLACEMENTS
+from ..ops.validation import env_check_finite
 from ..optim import SCHEDULES
 from .checkpoint import ArchitectureMismatchError, CheckpointError, atomic_write_text, load_checkpoint
 from .config import RUNTIME_OPTIONS, TrainConfig
@@ -56,6 +57,11 @@ or whose BA²M weights collapse on one sample (over 50% of a batch's weight) for
 with exit 1, keeping the checkpoint of the last good epoch. Either stop draws the plots of the completed
 epochs. Temporary files a killed run left behind (.checkpoint.npz.XXXXXXXX.tmp and the like) are removed
 on the next start or resume.
+options that do nothing in a run are refused (exit status 2), never recorded as if they applied: a BA²M
+option (--ba2m-sar, --ba2m-temperature, --ba2m-normalisation) without --attention ba2m, --ba2m-placement
+with --attention none, --focal-gamma without --loss focal, --data-dir / --data-url with a data set other
+than cifar100, --zero-init-residual with smallcnn, and training options with --eval-only. Their defaults
+are never refused; config.json writes an inactive option as null and lists it under inactive_options.
 exit status: 0 done, 1 run failed (non-finite or run-away loss, data), 2 bad options, 130 interrupted."""
 
 
@@ -196,8 +202,17 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
                    help="no progress bars (the per-epoch summary lines are still printed)")
     p.add_argument("--version", action="version", version=f"tinyba2m {__version__}")
     if not suppress_defaults:
-        p.set_defaults(**D.to_dict() | {"backend": backend.env_backend()})
+        p.set_defaults(**D.to_dict() | {"backend": _env_backend_or_none()})
     return p
+
+
+def _env_backend_or_none():
+    """``$TINYBA2M_BACKEND`` (else numpy); None for an unknown name (refused in :func:`_check` unless
+    --backend is given)."""
+    try:
+        return backend.env_backend()
+    except ValueError:
+        return None
 
 
 def _config_from_args(args) -> TrainConfig:
@@ -210,7 +225,17 @@ def _explicit(argv) -> set:
     return set(vars(build_parser(suppress_defaults=True).parse_args(argv)))
 
 
+def _check_environment(parser, args) -> None:
+    """The environment's switches: an unknown value is one line and exit status 2."""
+    for read in ((backend.env_backend,) if args.backend is None else ()) + (env_check_finite,):
+        try:
+            read()
+        except ValueError as exc:
+            _fail_on(parser, str(exc))
+
+
 def _check(parser, args) -> None:
+    _check_environment(parser, args)
     if args.eval_only and not args.checkpoint:
         parser.error("--eval-only needs --checkpoint PATH (e.g. runs/<run>/best.npz)")
     if args.eval_only and args.resume:
@@ -276,8 +301,24 @@ def _data_dir_problem(config: TrainConfig):
     return data_dir_problem(path, label, ARCHIVE_NAME, tuple(MEMBER_MD5))
 
 
-def _check_config(parser, config: TrainConfig, resume: bool) -> None:
+def _flag(field: str) -> str:
+    return "--no-progress" if field == "progress" else "--" + field.replace("_", "-")
+
+
+def _inactive_problem(config: TrainConfig, explicit, also=()) -> str | None:
+    """One line naming the options given on the command line that have no effect with ``config``
+    (:meth:`TrainConfig.inactive_options`, plus ``also``: ``{field: why}``), or None."""
+    why = {**config.inactive_options(), **dict(also)}
+    given = [k for k in (f.name for f in dataclasses.fields(TrainConfig)) if k in explicit and k in why]
+    if not given:
+        return None
+    return ("; ".join(f"{_flag(k)} has no effect in this run: {why[k]}" for k in given)
+            + f". Drop {'it' if len(given) == 1 else 'them'} (options that do nothing are refused, never recorded)")
+
+
+def _check_config(parser, config: TrainConfig, resume: bool, explicit=()) -> None:
     """What only the run's final options tell (new or resumed), then the folders; all before any work."""
+    _fail_on(parser, _inactive_problem(config, explicit))
     if config.attention == "ba2m" and config.batch_size < 2:
         parser.error(f"--batch-size {config.batch_size} with --attention ba2m: BA²M weighs the samples of a batch "
                      f"against each other, so with one sample every weight is exactly 1 and its branches never train; "
@@ -292,6 +333,9 @@ def _check_config(parser, config: TrainConfig, resume: bool) -> None:
 
 def _eval_only(parser, args, explicit, data=None) -> int:
     _, cfg, _ = _saved_config(parser, "--checkpoint", args.checkpoint, args, explicit, EVAL_OPTIONS)
+    training_only = {f.name: "--eval-only evaluates the checkpoint as it was trained"
+                     for f in dataclasses.fields(TrainConfig) if f.name not in EVAL_OPTIONS}
+    _fail_on(parser, _inactive_problem(cfg, explicit, training_only))
     _fail_on(parser, folder_problem("--out", args.out) if args.out else None)
     _fail_on(parser, _data_dir_problem(cfg))
     try:
@@ -327,7 +371,7 @@ def main(argv=None, data=None, on_epoch_end=None) -> int:
             if config.out is None:
                 stamp = time.strftime("%Y%m%d-%H%M%S")
                 config.out = str(pathlib.Path("runs") / f"{stamp}_{config.model}_{config.attention}")
-        _check_config(parser, config, args.resume)
+        _check_config(parser, config, args.resume, explicit)
         try:
             summary = Trainer(config, data=data, on_epoch_end=on_epoch_end).run(resume=args.resume)
         except (RunFolderError, ArchitectureMismatchError, backend.BackendUnavailableError) as exc:

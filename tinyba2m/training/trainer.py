@@ -2,7 +2,8 @@
 
 Run folder (``config.out``):
 
-- ``config.json``          every option, package version, backend, data sizes, parameter count
+- ``config.json``          every option (null for those that do not apply: ``inactive_options``), package
+                           version, backend, data sizes, parameter count
 - ``metrics.csv``          one row per epoch (columns: :data:`.metrics.METRIC_COLUMNS`)
 - ``checkpoint.npz``       the latest completed epoch (epoch 0 = the initial weights), atomic
 - ``best.npz``             the epoch with the best test top-1 under the default eval weighting ``population``
@@ -155,7 +156,9 @@ class Trainer:
         return int(meta.get("config", {}).get("epochs", self.config.epochs))
 
     def _write_config(self, extended_from=()) -> None:
-        info = {**self.config.to_dict(), "package_version": __version__, "backend": backend.name,
+        inactive = sorted(self.config.inactive_options())  # recorded as null: they do not apply
+        info = {**self.config.to_dict(), **dict.fromkeys(inactive), "inactive_options": inactive,
+                "package_version": __version__, "backend": backend.name,
                 "num_parameters": self.model.num_parameters(), "n_train": self.n_train, "n_test": self.n_test,
                 "num_classes": self.num_classes, "steps_per_epoch": self.steps_per_epoch,
                 "last_batch_policy": LAST_BATCH_POLICY, "command": " ".join(sys.argv)}
