@@ -1,20 +1,24 @@
 """Command line of ``train_cifar.py``: parse and check the options, then train, resume or evaluate.
 
-Exit status: 0 done; 1 the run failed (non-finite loss, data set or checkpoint problem); 2 bad
-options (argparse's usage error, also for an architecture mismatch; an unusable --out or
---data-dir: one line, before any data is loaded, leaving no folder behind); 130 interrupted by
-Ctrl-C (after saving the checkpoint of the last completed epoch).
+Exit status: 0 done; 1 the run failed (non-finite loss, data set or checkpoint problem, a file
+that cannot be written); 2 bad options (argparse's usage error, also for an architecture mismatch;
+an unusable --out or --data-dir, a run folder in use by another run, an option that does nothing:
+one line, before any data is loaded, leaving no folder behind); 130 interrupted by Ctrl-C, 143
+terminated by SIGTERM (both after saving the checkpoint of the last completed epoch).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import pathlib
+import signal
 import sys
 import textwrap
+import threading
 import time
 
 from .. import __version__, backend
@@ -25,11 +29,12 @@ from ..data.cifar100 import DATA_DIR_ENV_VAR
 from ..models import ATTENTION_NAMES, INIT_SCHEMES, MODEL_NAMES, PLACEMENTS
 from ..ops.validation import env_check_finite
 from ..optim import SCHEDULES
-from .checkpoint import ArchitectureMismatchError, CheckpointError, atomic_write_text, load_checkpoint
+from .checkpoint import ArchitectureMismatchError, CheckpointError, WriteError, atomic_write_text, load_checkpoint
 from .config import RUNTIME_OPTIONS, TrainConfig
-from .folders import data_dir_problem, folder_problem, run_folder_problem
+from .folders import RunFolderLocked, data_dir_problem, folder_problem, run_folder_lock, run_folder_problem
 from .loop import NonFiniteLossError
-from .trainer import CHECKPOINT, LOSSES, METRICS, RunFolderError, Trainer, TrainingInterrupted, evaluate_checkpoint
+from .trainer import (BEST, CHECKPOINT, LOSSES, METRICS, RunFolderError, RunSaveError, Terminated, Trainer,
+                      TrainingInterrupted, evaluate_checkpoint)
 
 D = TrainConfig()  # the defaults
 # what --eval-only may take from the command line instead of the checkpoint's config
@@ -51,8 +56,9 @@ examples:
 run folder (--out): config.json, metrics.csv (per epoch: lr, train loss/acc, test loss/top-1/top-5 under
 each BA²M eval weighting "population" (default), "batch" and "uniform", the largest BA²M weight, seconds,
 images/s), checkpoint.npz (latest) and best.npz (best test top-1, weighting "population"), curves.png; with
-BA²M also ba2m_weights.csv, weights.png and weighted_samples.png. Ctrl-C saves the checkpoint of the last
-completed epoch and prints how to resume. A run whose loss turns non-finite, or stays above 10 ln(classes),
+BA²M also ba2m_weights.csv, weights.png and weighted_samples.png; run.lock while a run holds the folder
+(a second run on it is refused, naming the holder; a killed run's lock is taken over). Ctrl-C or SIGTERM
+saves the checkpoint of the last completed epoch and prints how to resume. A run whose loss turns non-finite, or stays above 10 ln(classes),
 or whose BA²M weights collapse on one sample (over 50% of a batch's weight) for 10 steps in a row, stops
 with exit 1, keeping the checkpoint of the last good epoch. Either stop draws the plots of the completed
 epochs. Temporary files a killed run left behind (.checkpoint.npz.XXXXXXXX.tmp and the like) are removed
@@ -62,7 +68,13 @@ option (--ba2m-sar, --ba2m-temperature, --ba2m-normalisation) without --attentio
 with --attention none, --focal-gamma without --loss focal, --data-dir / --data-url with a data set other
 than cifar100, --zero-init-residual with smallcnn, and training options with --eval-only. Their defaults
 are never refused; config.json writes an inactive option as null and lists it under inactive_options.
-exit status: 0 done, 1 run failed (non-finite or run-away loss, data), 2 bad options, 130 interrupted."""
+A file that cannot be written (a full disk, a file-size limit) stops the run with one line naming it,
+keeping the last good checkpoint. On --resume, a damaged checkpoint.npz is refused naming the intact
+best.npz and how to continue from it; a damaged best.npz is re-saved; a checkpoint of another model
+than config.json's is refused; a lost metrics.csv is rebuilt from the history the checkpoint keeps
+(a malformed one with --rebuild-metrics).
+exit status: 0 done, 1 run failed (non-finite or run-away loss, data, a file not written), 2 bad options,
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
 
 
 def _int_at_least(lo):
@@ -195,6 +207,10 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
                         "or interrupted run to N epochs: the epochs trained keep their learning rates, the remaining "
                         "steps follow the N-epoch schedule at their global step (so cosine / step decay go back up "
                         "to where an N-epoch run would be; no new warm-up); metrics.csv continues")
+    g.add_argument("--rebuild-metrics", action="store_true",
+                   help="with --resume: rewrite a malformed metrics.csv (and ba2m_weights.csv) from the per-epoch "
+                        "history kept in checkpoint.npz; the old file is kept as metrics.csv.damaged (a missing "
+                        "file is rebuilt without asking)")
     g.add_argument("--eval-only", action="store_true",
                    help="only evaluate --checkpoint on the test split (every BA²M eval weighting) and exit")
     g.add_argument("--checkpoint", metavar="PATH", help="checkpoint for --eval-only")
@@ -244,6 +260,8 @@ def _check(parser, args) -> None:
         parser.error("--checkpoint is for --eval-only; to continue a run use --resume --out DIR")
     if args.resume and not args.out:
         parser.error("--resume needs --out DIR, the run folder to continue")
+    if args.rebuild_metrics and not args.resume:
+        parser.error("--rebuild-metrics is for --resume (it rewrites the run's metrics.csv from its checkpoint)")
     if args.nesterov and args.momentum == 0.0:
         parser.error("--nesterov needs --momentum > 0")
     if args.backend == "cupy":
@@ -267,10 +285,28 @@ def _saved_config(parser, label: str, path, args, explicit, options) -> tuple:
     return meta, config, given
 
 
+def _best_instead(out: pathlib.Path) -> str:
+    """What to do when the checkpoint.npz of the run folder ``out`` is damaged: continue from its
+    intact best.npz (named, with its epoch), or start again."""
+    try:
+        meta, _, _ = load_checkpoint(out / BEST)
+    except CheckpointError as exc:
+        return f"Its {BEST} is no help ({exc}); start a new run"
+    e = meta.get("epoch")
+    return (f"The intact {out / BEST} holds epoch {e}: to continue from it, run "
+            f"cp {out / BEST} {out / CHECKPOINT} and then --resume again (metrics.csv is cut back to epoch {e} and "
+            f"the later epochs are trained again)")
+
+
 def _resume_config(parser, args, explicit) -> TrainConfig:
-    """The saved config of the run in --out; only RUNTIME_OPTIONS and a larger --epochs may be given anew."""
-    meta, saved, given = _saved_config(parser, "--resume", pathlib.Path(args.out) / CHECKPOINT, args, explicit,
-                                       RUNTIME_OPTIONS)
+    """The saved config of the run in --out; only RUNTIME_OPTIONS and a larger --epochs may be given anew.
+    A damaged checkpoint.npz is one line naming the intact best.npz and how to continue from it."""
+    path = pathlib.Path(args.out) / CHECKPOINT
+    try:
+        load_checkpoint(path)
+    except CheckpointError as exc:
+        _fail_on(parser, f"--resume: {exc}. {_best_instead(pathlib.Path(args.out))}")
+    meta, saved, given = _saved_config(parser, "--resume", path, args, explicit, RUNTIME_OPTIONS)
     if "epochs" in explicit and given["epochs"] < saved.epochs:
         parser.error(f"--resume: --epochs can only grow: {args.out} is a run of {saved.epochs} epochs "
                      f"({meta.get('epoch')} done), got --epochs {given['epochs']}")
@@ -331,13 +367,45 @@ def _check_config(parser, config: TrainConfig, resume: bool, explicit=()) -> Non
     _fail_on(parser, _data_dir_problem(config))
 
 
-def _eval_only(parser, args, explicit, data=None) -> int:
+def _hold(parser, held: contextlib.ExitStack, out) -> None:
+    """Take the lock of the run folder ``out`` for the rest of ``held``; another live run's is one line."""
+    try:
+        held.enter_context(run_folder_lock(out))
+    except RunFolderLocked as exc:
+        _fail_on(parser, str(exc))
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """While the block runs, SIGTERM raises :class:`.trainer.Terminated` (a KeyboardInterrupt: the
+    run saves and stops as on Ctrl-C) in the main thread; only the first one raises, so a second
+    SIGTERM cannot cut the save short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = []
+
+    def handler(signum, frame):
+        if not fired:
+            fired.append(signum)
+            raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _eval_only(parser, args, explicit, held, data=None) -> int:
     _, cfg, _ = _saved_config(parser, "--checkpoint", args.checkpoint, args, explicit, EVAL_OPTIONS)
     training_only = {f.name: "--eval-only evaluates the checkpoint as it was trained"
                      for f in dataclasses.fields(TrainConfig) if f.name not in EVAL_OPTIONS}
     _fail_on(parser, _inactive_problem(cfg, explicit, training_only))
     _fail_on(parser, folder_problem("--out", args.out) if args.out else None)
     _fail_on(parser, _data_dir_problem(cfg))
+    if args.out:
+        _hold(parser, held, args.out)
     try:
         result = evaluate_checkpoint(args.checkpoint, cfg, data=data)
     except (ArchitectureMismatchError, backend.BackendUnavailableError) as exc:
@@ -360,11 +428,18 @@ def main(argv=None, data=None, on_epoch_end=None) -> int:
     explicit = _explicit(argv)
     explicit.add("backend")  # this machine's choice (option, environment, else numpy), never the checkpoint's
     _check(parser, args)
+    with _sigterm_raises(), contextlib.ExitStack() as held:
+        return _run(parser, args, explicit, held, data, on_epoch_end)
+
+
+def _run(parser, args, explicit, held, data, on_epoch_end) -> int:
+    """The run, the resume or the evaluation of ``args``, the run folder's lock kept in ``held``."""
     try:
         if args.eval_only:
-            return _eval_only(parser, args, explicit, data)
+            return _eval_only(parser, args, explicit, held, data)
         if args.resume:
             _fail_on(parser, run_folder_problem(args.out, True, (CHECKPOINT, METRICS)))
+            _hold(parser, held, args.out)
             config = _resume_config(parser, args, explicit)
         else:
             config = _config_from_args(args)
@@ -372,9 +447,14 @@ def main(argv=None, data=None, on_epoch_end=None) -> int:
                 stamp = time.strftime("%Y%m%d-%H%M%S")
                 config.out = str(pathlib.Path("runs") / f"{stamp}_{config.model}_{config.attention}")
         _check_config(parser, config, args.resume, explicit)
+        if not args.resume:
+            _hold(parser, held, config.out)
         try:
-            summary = Trainer(config, data=data, on_epoch_end=on_epoch_end).run(resume=args.resume)
-        except (RunFolderError, ArchitectureMismatchError, backend.BackendUnavailableError) as exc:
+            summary = Trainer(config, data=data, on_epoch_end=on_epoch_end).run(resume=args.resume,
+                                                                                 rebuild_logs=args.rebuild_metrics)
+        except (RunFolderError, ArchitectureMismatchError) as exc:
+            _fail_on(parser, str(exc))
+        except backend.BackendUnavailableError as exc:
             parser.error(str(exc))
         print(f"done: {summary['epochs']} epochs, best test top-1 {100 * summary['best_top1']:.2f}% "
               f"(epoch {summary['best_epoch']}); run folder {summary['out']}", flush=True)
@@ -385,11 +465,15 @@ def main(argv=None, data=None, on_epoch_end=None) -> int:
         return 1
     except TrainingInterrupted as exc:
         print(f"\n{exc}", file=sys.stderr, flush=True)
-        return 130
-    except KeyboardInterrupt:
-        print("\ninterrupted before training started; nothing was saved (a partial CIFAR-100 download is kept and "
+        return exc.exit_status
+    except KeyboardInterrupt as exc:
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"\n{how} before training started; nothing was saved (a partial CIFAR-100 download is kept and "
               "resumes on the next run)", file=sys.stderr, flush=True)
-        return 130
-    except (DatasetError, CheckpointError) as exc:
+        return getattr(exc, "exit_status", 130)
+    except (DatasetError, CheckpointError, RunSaveError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except WriteError as exc:  # eval.json of --eval-only --out
+        print(f"error: could not write {exc.filename}: {exc.strerror}", file=sys.stderr, flush=True)
         return 1
