@@ -270,13 +270,15 @@ def _check(parser, args) -> None:
             parser.error(f"--backend cupy is not available here: {why}")
 
 
-def _saved_config(parser, label: str, path, args, explicit, options) -> tuple:
+def _saved_config(parser, label: str, path, args, explicit, options, advice=None) -> tuple:
     """``(meta, config, given)``: the metadata and config of the checkpoint at ``path`` (an unreadable
-    one is a usage error naming ``label``), with those of ``options`` given on the command line put
-    in, and every option's value as given (a dict)."""
+    one is a usage error naming ``label``; with ``advice``, one line ending with ``advice()``), with
+    those of ``options`` given on the command line put in, and every option's value as given (a dict)."""
     try:
         meta, _, _ = load_checkpoint(path)
     except CheckpointError as exc:
+        if advice is not None:
+            _fail_on(parser, f"{label}: {exc}. {advice()}")
         parser.error(f"{label}: {exc}")
     config, given = TrainConfig.from_dict(meta["config"]), _config_from_args(args).to_dict()
     for k in options:
@@ -301,12 +303,9 @@ def _best_instead(out: pathlib.Path) -> str:
 def _resume_config(parser, args, explicit) -> TrainConfig:
     """The saved config of the run in --out; only RUNTIME_OPTIONS and a larger --epochs may be given anew.
     A damaged checkpoint.npz is one line naming the intact best.npz and how to continue from it."""
-    path = pathlib.Path(args.out) / CHECKPOINT
-    try:
-        load_checkpoint(path)
-    except CheckpointError as exc:
-        _fail_on(parser, f"--resume: {exc}. {_best_instead(pathlib.Path(args.out))}")
-    meta, saved, given = _saved_config(parser, "--resume", path, args, explicit, RUNTIME_OPTIONS)
+    out = pathlib.Path(args.out)
+    meta, saved, given = _saved_config(parser, "--resume", out / CHECKPOINT, args, explicit, RUNTIME_OPTIONS,
+                                       advice=lambda: _best_instead(out))
     if "epochs" in explicit and given["epochs"] < saved.epochs:
         parser.error(f"--resume: --epochs can only grow: {args.out} is a run of {saved.epochs} epochs "
                      f"({meta.get('epoch')} done), got --epochs {given['epochs']}")
@@ -352,8 +351,10 @@ def _inactive_problem(config: TrainConfig, explicit, also=()) -> str | None:
             + f". Drop {'it' if len(given) == 1 else 'them'} (options that do nothing are refused, never recorded)")
 
 
-def _check_config(parser, config: TrainConfig, resume: bool, explicit=()) -> None:
-    """What only the run's final options tell (new or resumed), then the folders; all before any work."""
+def _check_config(parser, config: TrainConfig, resume: bool, explicit, held: contextlib.ExitStack) -> None:
+    """What only the run's final options tell (new or resumed), then the folders; all before any work.
+    A new run then takes the lock of its folder (in ``held``) and checks, holding it, that the folder
+    holds no run (so a live run in it is named as such, not as a run to resume)."""
     _fail_on(parser, _inactive_problem(config, explicit))
     if config.attention == "ba2m" and config.batch_size < 2:
         parser.error(f"--batch-size {config.batch_size} with --attention ba2m: BA²M weighs the samples of a batch "
@@ -362,9 +363,12 @@ def _check_config(parser, config: TrainConfig, resume: bool, explicit=()) -> Non
     if not resume and config.warmup_epochs >= config.epochs:
         parser.error(f"--warmup-epochs {config.warmup_epochs:g} must be less than --epochs {config.epochs} (the "
                      f"warm-up would take the whole run)")
-    if not resume:  # (a resumed folder was checked before its checkpoint was read)
-        _fail_on(parser, run_folder_problem(config.out, False, (CHECKPOINT, METRICS)))
+    if not resume:  # (a resumed folder was checked, and locked, before its checkpoint was read)
+        _fail_on(parser, folder_problem("--out", config.out))
     _fail_on(parser, _data_dir_problem(config))
+    if not resume:
+        _hold(parser, held, config.out)
+        _fail_on(parser, run_folder_problem(config.out, False, (CHECKPOINT, METRICS)))
 
 
 def _hold(parser, held: contextlib.ExitStack, out) -> None:
@@ -446,9 +450,7 @@ def _run(parser, args, explicit, held, data, on_epoch_end) -> int:
             if config.out is None:
                 stamp = time.strftime("%Y%m%d-%H%M%S")
                 config.out = str(pathlib.Path("runs") / f"{stamp}_{config.model}_{config.attention}")
-        _check_config(parser, config, args.resume, explicit)
-        if not args.resume:
-            _hold(parser, held, config.out)
+        _check_config(parser, config, args.resume, explicit, held)
         try:
             summary = Trainer(config, data=data, on_epoch_end=on_epoch_end).run(resume=args.resume,
                                                                                  rebuild_logs=args.rebuild_metrics)
