@@ -24,6 +24,7 @@ import re
 import socket
 import sys
 import tempfile
+import time
 
 try:
     import fcntl
@@ -185,8 +186,14 @@ def _lock_file(path: pathlib.Path, log) -> int | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _holder(fd) or "it is just starting"
+            holder = _holder(fd)
+            for _ in range(40):  # a holder that has just taken the lock writes its record at once
+                if holder:
+                    break
+                time.sleep(0.025)
+                holder = _holder(fd)
             os.close(fd)
+            holder = holder or "it is just starting"
             raise RunFolderLocked(f"--out {path.parent} is in use by another run ({holder}; lock file {path}). "
                                   f"Wait for it to end, or choose another --out") from None
         except OSError as exc:  # e.g. ENOLCK on a network file system without locks
