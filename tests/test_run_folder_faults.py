@@ -116,8 +116,8 @@ def test_help_says_options_that_do_nothing_are_refused(capsys):
 ])
 def test_an_unknown_environment_value_is_one_line(name, value, message, tmp_path):
     env = {name: value}
-    imported = subprocess.run([sys.executable, "-c", "import tinyba2m.training; print('imported')"],
-                              capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+    imported = subprocess.run([sys.executable, "-c", "import tinyba2m.training; print('imported')"], capture_output=True,
+                              text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
     assert imported.returncode == 0 and imported.stdout == "imported\n"
     assert len(imported.stderr.splitlines()) == 1 and message in imported.stderr, imported.stderr
     code, out, err = script("--epochs", "1", "--out", str(tmp_path / "r"), env=env)

@@ -101,7 +101,8 @@ def log_problem(path, columns, epochs: int) -> str | None:
     if not rows:
         return "it is empty" if epochs else None
     if tuple(rows[0]) != tuple(columns):
-        return f"its header is {','.join(rows[0])[:60]!r}, not the {len(columns)} columns {columns[0]},...,{columns[-1]}"
+        head = ",".join(rows[0])[:60]
+        return f"its header is {head!r}, not the {len(columns)} columns {columns[0]},...,{columns[-1]}"
     body = rows[1:]
     if len(body) < epochs:
         return f"it holds {len(body)} rows, but the checkpoint is at epoch {epochs}"

@@ -341,7 +341,8 @@ class Trainer:
         self._check_logs(rebuild_logs)
         if self.history is None:  # an older checkpoint: keep a history from now on, from the file if it is whole
             self.history = {}
-            for key, name, columns in (("metrics", METRICS, METRIC_COLUMNS), ("ba2m_weights", WEIGHTS_CSV, WEIGHT_COLUMNS)):
+            logs = (("metrics", METRICS, METRIC_COLUMNS), ("ba2m_weights", WEIGHTS_CSV, WEIGHT_COLUMNS))
+            for key, name, columns in logs:
                 path = self.out / name
                 whole = path.exists() and log_problem(path, columns, self.epoch) is None
                 self.history[key] = read_rows(path) if whole else []
