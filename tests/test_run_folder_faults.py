@@ -111,7 +111,8 @@ def test_help_says_options_that_do_nothing_are_refused(capsys):
 # -- item 10: the environment's switches -----------------------------------------------------------
 
 @pytest.mark.parametrize("name, value, message", [
-    ("TINYBA2M_BACKEND", "bogus", "TINYBA2M_BACKEND='bogus' is not a backend: choose one of numpy, cupy"),
+    ("TINYBA2M_BACKEND", "bogus", f"TINYBA2M_BACKEND='bogus' is not a backend: choose one of "
+                                  f"{', '.join(backend.BACKENDS)}"),
     ("TINYBA2M_CHECK_FINITE", "maybe", "TINYBA2M_CHECK_FINITE='maybe' is not understood: use 1, true, yes, on"),
 ])
 def test_an_unknown_environment_value_is_one_line(name, value, message, tmp_path):
