@@ -55,14 +55,15 @@ examples:
 
 run folder (--out): config.json, metrics.csv (per epoch: lr, train loss/acc, test loss/top-1/top-5 under
 each BA²M eval weighting "population" (default), "batch" and "uniform", the largest BA²M weight, seconds,
-images/s), checkpoint.npz (latest) and best.npz (best test top-1, weighting "population"), curves.png; with
-BA²M also ba2m_weights.csv, weights.png and weighted_samples.png; run.lock while a run holds the folder
-(a second run on it is refused, naming the holder; a killed run's lock is taken over). Ctrl-C or SIGTERM
-saves the checkpoint of the last completed epoch and prints how to resume. A run whose loss turns non-finite, or stays above 10 ln(classes),
-or whose BA²M weights collapse on one sample (over 50% of a batch's weight) for 10 steps in a row, stops
-with exit 1, keeping the checkpoint of the last good epoch. Either stop draws the plots of the completed
-epochs. Temporary files a killed run left behind (.checkpoint.npz.XXXXXXXX.tmp and the like) are removed
-on the next start or resume.
+images/s), checkpoint.npz (latest) and best.npz (best test top-1, weighting "population"), curves.png;
+with BA²M also ba2m_weights.csv, weights.png and weighted_samples.png; run.lock while a run holds the
+folder (a second run on it is refused, naming the holder; a killed run's lock is taken over). Ctrl-C or
+SIGTERM saves the checkpoint of the last completed epoch and prints how to resume. A run whose loss turns
+non-finite, or stays above 10 ln(classes), or whose BA²M weights collapse on one sample (over 50% of a
+batch's weight) for 10 steps in a row, stops with exit 1, keeping the checkpoint of the last good epoch.
+Either stop draws the plots of the completed epochs. Temporary files a killed run left behind
+(.checkpoint.npz.<pid>.XXXXXXXX.tmp and the like, of processes that are gone) are removed on the next
+start or resume.
 options that do nothing in a run are refused (exit status 2), never recorded as if they applied: a BA²M
 option (--ba2m-sar, --ba2m-temperature, --ba2m-normalisation) without --attention ba2m, --ba2m-placement
 with --attention none, --focal-gamma without --loss focal, --data-dir / --data-url with a data set other
