@@ -487,3 +487,22 @@ def test_two_runs_started_at_once_on_one_folder(tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="flock")
 def test_two_runs_started_at_once_on_one_folder_ten_times(tmp_path):
     race(tmp_path, 10)
+
+
+def test_a_checkpoint_without_history_says_what_it_cannot_rebuild(tmp_path, small_data, capsys):
+    """A checkpoint written before checkpoints kept the history: a lost metrics.csv restarts (said so),
+    a malformed one is one line; the resumed run keeps a history from then on."""
+    out = tmp_path / "r"
+    interrupted_run(out, small_data, epochs=3)
+    meta, state, optim = load_checkpoint(out / "checkpoint.npz")
+    del meta["history"]
+    save_checkpoint(out / "checkpoint.npz", state, optim, meta)
+    (out / "metrics.csv").write_text("epoch,lr\nabc\n")
+    capsys.readouterr()
+    code, err = refused(["--resume", "--out", str(out), "--no-progress", "--rebuild-metrics"], capsys, data=small_data)
+    assert code == 2 and "holds no history to rebuild it from" in one_line_error(err)
+    (out / "metrics.csv").unlink()
+    assert main(["--resume", "--out", str(out), "--no-progress"], data=small_data) == 0
+    assert "cannot rebuild it: it restarts at epoch 2" in capsys.readouterr().out
+    assert [r["epoch"] for r in read_rows(out / "metrics.csv")] == [2, 3]
+    assert [r["epoch"] for r in load_checkpoint(out / "checkpoint.npz")[0]["history"]["metrics"]] == [2, 3]

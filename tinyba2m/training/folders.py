@@ -159,6 +159,11 @@ def remove_stale_temp_files(folder) -> list:
     return removed
 
 
+class RunFolderError(ValueError):
+    """The run folder cannot be used as asked (an existing run without --resume, nothing to resume, a
+    damaged metrics.csv)."""
+
+
 # -- the lock on a run folder ------------------------------------------------------------------------
 
 class RunFolderLocked(RuntimeError):

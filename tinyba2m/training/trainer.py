@@ -32,19 +32,20 @@ rewritten at once with the new ``epochs`` (``config.json`` lists the earlier val
 
 Faults: Ctrl-C (and SIGTERM, which ``train_cifar.py`` turns into :class:`Terminated`) writes the
 checkpoint of the last *completed* epoch (work of the interrupted epoch is discarded; no mid-epoch
-checkpoints) and raises :class:`TrainingInterrupted` with the command that resumes. A non-finite loss raises :class:`.loop.NonFiniteLossError` naming the epoch and step
-(a run-away, :class:`.loop.RunAwayError`, is one); the last good checkpoint is left as it was.
-Either way the plots are drawn from the completed epochs before the exception leaves. A start or
-resume removes the temporary files of atomic writes a killed process left behind
+checkpoints) and raises :class:`TrainingInterrupted` with the command that resumes. A non-finite
+loss raises :class:`.loop.NonFiniteLossError` naming the epoch and step (a run-away,
+:class:`.loop.RunAwayError`, is one); the last good checkpoint is left as it was. Either way the
+plots are drawn from the completed epochs before the exception leaves. A start or resume removes the
+temporary files of atomic writes a killed process left behind
 (``.checkpoint.npz.<pid>.XXXXXXXX.tmp`` and the like). A fresh run whose folder cannot be set up
-(config.json and the epoch-0 checkpoint) removes what it made. A file that cannot be written (a
-full disk, a file-size limit) stops the run with :class:`RunSaveError`, one line naming the file;
-the last good checkpoint stays as it was.
+(config.json and the epoch-0 checkpoint) removes what it made. A file that cannot be written (a full
+disk, a file-size limit) stops the run with :class:`RunSaveError`, one line naming the file; the
+last good checkpoint stays as it was.
 
 The run holds the folder's lock (:func:`.folders.run_folder_lock`, ``run.lock``) from start to end:
 a second run on the same folder is refused, naming the holder.
 
-Checked on resume: ``checkpoint.npz`` must fit ``config.json`` (the architecture and every
+Checked on resume (:mod:`.resume_checks`): ``checkpoint.npz`` must fit ``config.json`` (the architecture and every
 parameter's name and shape; a checkpoint copied from another run is refused); ``best.npz`` is
 verified (a damaged one is re-saved at once where the checkpoint holds the same epoch, else written
 again after the next epoch); ``metrics.csv`` and ``ba2m_weights.csv`` must hold epochs 1..k (a
@@ -56,7 +57,6 @@ from __future__ import annotations
 import errno
 import json
 import pathlib
-import shutil
 import sys
 import time
 
@@ -67,15 +67,14 @@ from ..nn import SoftmaxCrossEntropy
 from ..nn.focal import FocalLoss
 from ..optim import SGD, learning_rate
 from . import plots
-from .checkpoint import (ArchitectureMismatchError, CheckpointError, WriteError, architecture, atomic_write_text,
-                         check_architecture, describe_architecture, load_checkpoint, load_model_state, save_checkpoint)
+from .checkpoint import WriteError, atomic_write_text, check_architecture, load_checkpoint, load_model_state, save_checkpoint
 from .config import SYNTHETIC_DATA_SEED, TrainConfig
-from .folders import missing_folders, remove_empty_folders, remove_stale_temp_files, run_folder_lock
+from .folders import RunFolderError, missing_folders, remove_empty_folders, remove_stale_temp_files, run_folder_lock
+from .resume_checks import best_problem, check_fits_config_json, check_logs
 from ..attention import BA2MOptions
 from ..attention.ba2m import EVAL_WEIGHTINGS
 from .loop import NonFiniteLossError, RunAwayGuard, evaluate_all, train_epoch
-from .metrics import (METRIC_COLUMNS, WEIGHT_COLUMNS, CsvLog, log_problem, read_rows, truncate_after, weight_statistics,
-                      write_rows)
+from .metrics import METRIC_COLUMNS, WEIGHT_COLUMNS, CsvLog, log_problem, read_rows, weight_statistics
 
 CHECKPOINT, BEST, CONFIG, METRICS, WEIGHTS_CSV = "checkpoint.npz", "best.npz", "config.json", "metrics.csv", "ba2m_weights.csv"
 GRID_PER_ROW = 8
@@ -100,10 +99,6 @@ class Terminated(KeyboardInterrupt):
 
 class RunSaveError(RuntimeError):
     """A run file could not be written (ENOSPC, EFBIG, ...); the message names it and what was kept."""
-
-
-class RunFolderError(ValueError):
-    """The run folder cannot be used as asked (an existing run without --resume, nothing to resume)."""
 
 
 def load_data(config: TrainConfig):
@@ -196,51 +191,6 @@ class Trainer:
         self._saved_epoch = self.epoch
         return int(meta.get("config", {}).get("epochs", self.config.epochs))
 
-    def _check_fits_config_json(self, path, meta, model_state) -> None:
-        """The checkpoint at ``path`` must be of the model config.json describes (architecture, then
-        every parameter's name and shape); a checkpoint copied from another run is refused."""
-        try:
-            saved = json.loads((self.out / CONFIG).read_text())
-            want = {k: saved[k] for k in ("model", "attention", "ba2m_placement", "num_classes")}
-            config = TrainConfig.from_dict(saved)
-        except FileNotFoundError:
-            return  # rewritten from the checkpoint below
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            self.log(f"warning: {self.out / CONFIG} is unreadable ({type(exc).__name__}: {exc}); the checkpoint "
-                     f"is not checked against it")
-            return
-        got = architecture(meta)
-        differs = [k for k in want if want[k] is not None and want[k] != got[k]
-                   and not (k == "ba2m_placement" and want["attention"] == "none")]
-        detail = ", ".join(f"{k}: checkpoint {got[k]!r} vs config.json {want[k]!r}" for k in differs)
-        if not differs:
-            try:
-                load_model_state(make_model(config, int(want["num_classes"])), model_state, path)
-            except ArchitectureMismatchError as exc:
-                detail = str(exc).split(": ", 1)[-1]
-            else:
-                return
-        raise ArchitectureMismatchError(
-            f"--resume: {path} holds a {describe_architecture(got)}, but {self.out / CONFIG} describes a "
-            f"{describe_architecture(want)} ({detail}): the checkpoint belongs to another run. Put this run's own "
-            f"checkpoint back, or resume the other run in its own folder")
-
-    def _best_problem(self, meta) -> str | None:
-        """Why ``best.npz`` does not hold the best epoch the checkpoint ``meta`` names, or None."""
-        best_epoch = int(meta["best_epoch"])
-        if best_epoch < 1:
-            return None  # no epoch completed yet
-        path = self.out / BEST
-        try:
-            best, state, _ = load_checkpoint(path)
-            check_architecture(best, architecture(meta), path)
-            load_model_state(self.model, state, path)  # (the checkpoint's own state is loaded after this)
-        except CheckpointError as exc:
-            return str(exc)
-        if int(best.get("epoch", -1)) != best_epoch:
-            return f"{path} holds epoch {best.get('epoch')}, but the run's best is epoch {best_epoch}"
-        return None
-
     def _repair_best(self, problem: str) -> None:
         """best.npz is damaged, missing or another epoch: re-save it from the checkpoint when that holds
         the best epoch; else write it again after the next epoch (the best one's weights are lost)."""
@@ -258,38 +208,6 @@ class Trainer:
             self.log(f"warning: {problem}; {lost}. {BEST} is written again after the next epoch, then at every "
                      f"improvement")
         self.best_top1, self.best_epoch = -1.0, 0
-
-    def _check_logs(self, rebuild: bool) -> None:
-        """metrics.csv (and ba2m_weights.csv) must hold epochs 1..k of the checkpoint: rebuild a missing
-        one from the checkpoint's history; a malformed one is an error, or rebuilt with ``rebuild``."""
-        logs = [(METRICS, METRIC_COLUMNS, "metrics")] + ([(WEIGHTS_CSV, WEIGHT_COLUMNS, "ba2m_weights")]
-                                                         if self.has_ba2m else [])
-        for name, columns, key in logs:
-            path, rows = self.out / name, (self.history or {}).get(key)
-            problem = log_problem(path, columns, self.epoch) if path.exists() else "missing"
-            if problem is None:
-                truncate_after(path, self.epoch)
-                continue
-            if problem == "missing" and self.epoch == 0:
-                continue
-            if rows is None or len(rows) != self.epoch:
-                what = "is missing" if problem == "missing" else f"is malformed ({problem})"
-                if problem == "missing":
-                    self.log(f"warning: {path} {what} and {CHECKPOINT} (written before checkpoints kept the "
-                             f"history) cannot rebuild it: it restarts at epoch {self.epoch + 1}")
-                    continue
-                raise RunFolderError(f"--resume: {path} {what}, and {CHECKPOINT} holds no history to rebuild it "
-                                     f"from (an older version wrote it); repair the file by hand, or delete it "
-                                     f"to go on without epochs 1..{self.epoch}")
-            if problem != "missing" and not rebuild:
-                raise RunFolderError(f"--resume: {path} is malformed ({problem}); add --rebuild-metrics to rewrite "
-                                     f"it from the history in {CHECKPOINT} (epochs 1..{self.epoch}; the file is "
-                                     f"kept as {name}.damaged)")
-            if problem != "missing":
-                shutil.copyfile(path, self.out / f"{name}.damaged")
-            write_rows(path, columns, rows)
-            self.log(f"rebuilt {path} from the history in {CHECKPOINT} (epochs 1..{self.epoch})"
-                     + ("" if problem == "missing" else f"; the malformed file is kept as {name}.damaged"))
 
     def _write_config(self, extended_from=()) -> None:
         inactive = sorted(self.config.inactive_options())  # recorded as null: they do not apply
@@ -332,22 +250,23 @@ class Trainer:
             raise RunFolderError(f"nothing to resume: no {CHECKPOINT} in {self.out}")
         self._remove_stale_temp_files()
         meta, model_state, optim_arrays = load_checkpoint(path)
-        self._check_fits_config_json(path, meta, model_state)
-        best_problem = self._best_problem(meta)
+        check_fits_config_json(self.out / CONFIG, path, meta, model_state, make_model, self.log)
+        damaged_best = best_problem(self.out / BEST, meta, self.model)
         saved_epochs = self._restore(path, meta, model_state, optim_arrays)
         if cfg.epochs < saved_epochs:
             raise RunFolderError(f"{self.out} is a run of {saved_epochs} epochs; --epochs can only grow on "
                                  f"--resume, got {cfg.epochs}")
-        self._check_logs(rebuild_logs)
-        if self.history is None:  # an older checkpoint: keep a history from now on, from the file if it is whole
-            self.history = {}
-            logs = (("metrics", METRICS, METRIC_COLUMNS), ("ba2m_weights", WEIGHTS_CSV, WEIGHT_COLUMNS))
-            for key, name, columns in logs:
-                path = self.out / name
-                whole = path.exists() and log_problem(path, columns, self.epoch) is None
-                self.history[key] = read_rows(path) if whole else []
-        if best_problem:
-            self._repair_best(best_problem)
+        logs = [(self.out / METRICS, METRIC_COLUMNS, "metrics")]
+        if self.has_ba2m:
+            logs.append((self.out / WEIGHTS_CSV, WEIGHT_COLUMNS, "ba2m_weights"))
+        check_logs(logs, self.epoch, self.history, rebuild_logs, CHECKPOINT, self.log)
+        if self.history is None:  # an older checkpoint: keep a history from now on, from the files if whole
+            self.history = {"metrics": [], "ba2m_weights": []}
+            for log_path, columns, key in logs:
+                if log_path.exists() and log_problem(log_path, columns, self.epoch) is None:
+                    self.history[key] = read_rows(log_path)
+        if damaged_best:
+            self._repair_best(damaged_best)
         if cfg.epochs > saved_epochs:
             self._write_config(self._previous_extensions() + [saved_epochs])
             self._save(self._snapshot())  # the extension sticks, even after a kill
