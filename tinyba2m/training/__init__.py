@@ -13,7 +13,7 @@ from .loop import NonFiniteLossError, RunAwayError, evaluate, evaluate_all, trai
 from .metrics import METRIC_COLUMNS, read_rows
 from .trainer import RunFolderError, RunSaveError, Trainer, TrainingInterrupted, evaluate_checkpoint
 
-__all__ = ["RunAwayError", "Trainer", "TrainConfig", "TrainingInterrupted", "RunFolderError", "RunSaveError", "NonFiniteLossError",
-           "evaluate_checkpoint", "evaluate", "evaluate_all", "train_epoch", "save_checkpoint", "load_checkpoint",
-           "check_architecture", "load_model_state", "CheckpointError", "ArchitectureMismatchError",
+__all__ = ["RunAwayError", "Trainer", "TrainConfig", "TrainingInterrupted", "RunFolderError", "RunSaveError",
+           "NonFiniteLossError", "evaluate_checkpoint", "evaluate", "evaluate_all", "train_epoch", "save_checkpoint",
+           "load_checkpoint", "check_architecture", "load_model_state", "CheckpointError", "ArchitectureMismatchError",
            "METRIC_COLUMNS", "read_rows"]
