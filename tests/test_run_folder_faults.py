@@ -506,3 +506,31 @@ def test_a_checkpoint_without_history_says_what_it_cannot_rebuild(tmp_path, smal
     assert "cannot rebuild it: it restarts at epoch 2" in capsys.readouterr().out
     assert [r["epoch"] for r in read_rows(out / "metrics.csv")] == [2, 3]
     assert [r["epoch"] for r in load_checkpoint(out / "checkpoint.npz")[0]["history"]["metrics"]] == [2, 3]
+
+
+def test_a_folder_removed_under_the_probe_or_the_lock_is_made_again(tmp_path, monkeypatch):
+    """Two runs started at once on a new folder: one's probe (or clean-up) may remove the empty
+    folder the other has just made; the other makes it again instead of failing."""
+    from tinyba2m.training import folders
+    folder = tmp_path / "new"
+    real_mkstemp, real_lock = folders.tempfile.mkstemp, folders._lock_file
+    calls = []
+
+    def removed_once(*args, **kwargs):
+        if not calls:
+            calls.append("mkstemp")
+            folder.rmdir()                        # what the other run's clean-up does
+        return real_mkstemp(*args, **kwargs)
+
+    def lock_removed_once(path, log):
+        if len(calls) == 1:
+            calls.append("lock")
+            folder.rmdir()
+        return real_lock(path, log)
+
+    monkeypatch.setattr(folders.tempfile, "mkstemp", removed_once)
+    monkeypatch.setattr(folders, "_lock_file", lock_removed_once)
+    assert folders.folder_problem("--out", folder) is None and not folder.exists()
+    with folders.run_folder_lock(folder):
+        assert (folder / "run.lock").is_file()
+    assert calls == ["mkstemp", "lock"] and not folder.exists()

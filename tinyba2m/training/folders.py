@@ -51,20 +51,29 @@ def remove_empty_folders(folders) -> None:
             p.rmdir()
 
 
+RETRIES = 5  # a folder that another run's probe or clean-up removed between our mkdir and our file
+
+
 def _probe(path: pathlib.Path) -> str | None:
     """Make ``path`` (with its missing parents) and a file in it, then remove all that was made;
-    returns the operating system's complaint, or None when it worked."""
-    missing = missing_folders(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=path)
-        os.close(fd)
-        os.unlink(probe)
-        return None
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    finally:
-        remove_empty_folders(missing)
+    returns the operating system's complaint, or None when it worked. (A run started at the same
+    moment on the same folder may remove the empty folder between the two steps: tried again.)"""
+    for attempt in range(RETRIES):
+        missing = missing_folders(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=path)
+            os.close(fd)
+            os.unlink(probe)
+            return None
+        except FileNotFoundError as exc:
+            if attempt == RETRIES - 1:
+                return exc.strerror or str(exc)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        finally:
+            remove_empty_folders(missing)
+    return None  # (not reached)
 
 
 def folder_problem(label: str, path) -> str | None:
@@ -241,14 +250,20 @@ def run_folder_lock(folder, log=print):
             _held[key][1] -= 1
         return
     made = missing_folders(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     try:
-        if fcntl is None:
-            log(f"note: no file locks on this system; make sure no other run uses {folder}")
-            fd = None
-        else:
-            fd = _lock_file(path, log)
+        for attempt in range(RETRIES):
+            folder.mkdir(parents=True, exist_ok=True)
+            if fcntl is None:
+                log(f"note: no file locks on this system; make sure no other run uses {folder}")
+                fd = None
+                break
+            try:
+                fd = _lock_file(path, log)
+                break
+            except FileNotFoundError:  # another run's probe or clean-up removed the empty folder: again
+                if attempt == RETRIES - 1:
+                    raise
     except BaseException:
         remove_empty_folders(made)
         raise
