@@ -12,6 +12,7 @@ from __future__ import annotations
 import _thread
 import http.server
 import re
+import signal
 import threading
 import time
 
@@ -308,7 +309,16 @@ def test_a_url_that_is_not_an_address_is_refused_when_a_download_is_needed(arch,
     assert d.train_images.shape == (24, 3, 32, 32)
 
 
-def test_ctrl_c_keeps_the_part_and_the_next_run_resumes(server, arch, tmp_path, capsys):
+@pytest.fixture
+def default_sigint():
+    """Ctrl-C raises KeyboardInterrupt for the test, even when pytest started from a shell that ignores
+    SIGINT (a background or nohup job), where ``_thread.interrupt_main`` would do nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_keeps_the_part_and_the_next_run_resumes(server, arch, tmp_path, capsys, default_sigint):
     blob = arch.path.read_bytes()
     half = len(blob) // 2
     server.routes["/c.tgz"] = Route(blob, script=[("ctrl_c", half)])

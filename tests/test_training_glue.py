@@ -2,8 +2,10 @@
 against another run (a wiring mistake shared by two runs cancels out): the learning rate the
 optimiser really uses at every step and the ``lr`` column of metrics.csv, the host random state a
 resumed run restores, exact top-1 / top-5 / loss of ``evaluate`` on known logits, what each BA²M
-eval weighting (batch, uniform, population) does to the per-sample weights, and that each test
-column of metrics.csv holds the evaluation under its own weighting."""
+eval weighting (batch, uniform, population) does to the per-sample weights, that each test
+column of metrics.csv holds the evaluation under its own weighting, the step at which the run-away
+guard fires, best.npz chosen on the population weighting where batch ranks the epochs otherwise,
+and a training set that does not divide by the batch size (the last partial batch dropped)."""
 import math
 
 import pytest
@@ -11,10 +13,12 @@ import pytest
 from tinyba2m import backend
 from tinyba2m.attention.ba2m import EVAL_WEIGHTINGS
 from tinyba2m.data import make_synthetic
-from tinyba2m.models import sample_weights
+from tinyba2m.models import ba2m_modules, sample_weights
 from tinyba2m.nn.module import Module
 from tinyba2m.optim import learning_rate
 from tinyba2m.training import TrainConfig, Trainer, TrainingInterrupted, evaluate, load_checkpoint, read_rows
+from tinyba2m.training import trainer as trainer_module
+from tinyba2m.training.loop import RunAwayError, RunAwayGuard
 
 np = backend.numpy_module
 
@@ -214,3 +218,84 @@ def test_each_metrics_column_holds_its_own_weighting(data, reference):
             assert last[f"test_{key}_{mode}"] == pytest.approx(want[key], rel=1e-7, abs=1e-12), (mode, key)
     losses = [last[f"test_loss_{mode}"] for mode in EVAL_WEIGHTINGS]
     assert all(a != pytest.approx(b, rel=1e-6) for i, a in enumerate(losses) for b in losses[i + 1:])
+
+
+# -- the run-away guard: when it fires ------------------------------------------------------------------
+
+def test_run_away_guard_fires_on_the_tenth_bad_step_in_a_row_and_a_good_step_resets_it():
+    bound = 10 * math.log(10)
+    guard = RunAwayGuard(num_classes=10)
+    for step in range(1, 10):
+        guard.step(bound + 1, 0.1, 64, 1, step, step)            # 9 bad steps
+    guard.step(1.0, 0.1, 64, 1, 10, 10)                          # a good one
+    for step in range(11, 20):
+        guard.step(bound + 1, 0.1, 64, 1, step, step)            # 9 bad steps again: not 10 in a row
+    guard = RunAwayGuard(num_classes=10)
+    for step in range(1, 10):
+        guard.step(1.0, 0.6, 64, 1, step, step)                  # 9 collapsed steps
+    with pytest.raises(RunAwayError, match="for 10 consecutive steps"):
+        guard.step(1.0, 0.6, 64, 1, 10, 10)                      # the 10th in a row
+
+
+# -- best.npz follows the population weighting, not batch ---------------------------------------------
+
+# (population top-1, batch top-1) of each epoch: the two rank the epochs differently
+SCRIPTED_TOP1 = {1: (0.30, 0.90), 2: (0.60, 0.20), 3: (0.50, 0.95)}
+
+
+def test_best_checkpoint_follows_population_top1_where_batch_disagrees(tmp_path, data, monkeypatch):
+    def scripted(model, data, config, epoch):
+        pop, bat = SCRIPTED_TOP1[epoch]
+        top1 = {"population": pop, "batch": bat, "uniform": 0.1}
+        return {f"test_{k}_{mode}": (top1[mode] if k == "top1" else 1.0) for mode in EVAL_WEIGHTINGS
+                for k in ("loss", "top1", "top5")}
+    monkeypatch.setattr(trainer_module, "_test_columns", scripted)
+    cfg = config(tmp_path / "best")
+    cfg.epochs = 3
+    summary = trainer(cfg, data).run()
+    best, _, _ = load_checkpoint(tmp_path / "best" / "checkpoint.npz")
+    saved, _, _ = load_checkpoint(tmp_path / "best" / "best.npz")
+    assert (summary["best_epoch"], summary["best_top1"]) == (2, 0.60)
+    assert (best["best_epoch"], best["best_top1"]) == (2, 0.60)
+    assert saved["epoch"] == 2
+
+
+# -- the dropped last partial batch --------------------------------------------------------------------
+
+N_ODD = 100  # 3 batches of 32 and 4 images left over
+
+
+def test_the_last_partial_batch_is_dropped(tmp_path, monkeypatch):
+    """100 images in batches of 32: 3 steps an epoch, 96 images seen, a schedule over 3 * epochs
+    steps, and BA²M only ever weighs whole batches of 32 while training."""
+    odd = make_synthetic(N_ODD, 16, seed=0, num_classes=10, image_size=12)
+    cfg = TrainConfig(model="smallcnn", attention="ba2m", epochs=2, batch_size=32, lr=BASE_LR, schedule="cosine",
+                      out=str(tmp_path / "odd"), progress=False)
+    run = trainer(cfg, odd)
+    used = record_rates(run)
+    train_batches, seen_images = [], []
+    for _, module in ba2m_modules(run.model):
+        forward = module.forward
+
+        def spying(x, forward=forward, module=module):
+            if module.training:
+                train_batches.append(int(x.shape[0]))
+            return forward(x)
+        module.forward = spying
+    epoch_images = []
+    original = trainer_module.train_epoch
+
+    def counting_train_epoch(*args, **kwargs):
+        st = original(*args, **kwargs)
+        epoch_images.append(st["images"])
+        return st
+    monkeypatch.setattr(trainer_module, "train_epoch", counting_train_epoch)
+    summary = run.run()
+    steps = N_ODD // 32
+    assert run.steps_per_epoch == steps == 3 and run.total_steps == 2 * steps
+    assert summary["epochs"] == 2 and run.global_step == 2 * steps
+    assert len(used) == 2 * steps
+    assert used == [learning_rate(s, 2 * steps, BASE_LR, "cosine", 0) for s in range(2 * steps)]
+    assert epoch_images == [96, 96]
+    assert train_batches and set(train_batches) == {32}
+    assert load_checkpoint(tmp_path / "odd" / "checkpoint.npz")[0]["global_step"] == 2 * steps

@@ -8,8 +8,9 @@ Every other file of the package asks this module for its arrays; only this file 
                           :class:`BackendUnavailableError` saying how to install it (never a silent
                           fallback). ``env_backend()`` reads the environment variable
                           ``TINYBA2M_BACKEND`` (the only place that does), which picks the backend
-                          at import time (an unusable CuPy there is a ``RuntimeWarning`` and NumPy
-                          stays active; ``train_cifar.py`` refuses it with exit status 2).
+                          at import time (an unknown name or an unusable CuPy there is a one-line
+                          ``RuntimeWarning`` and NumPy stays active; ``train_cifar.py`` refuses either
+                          with exit status 2).
 - ``array_module(x)``     the module an existing array belongs to (ops use this, so an op works on
                           whatever arrays it is given).
 - ``to_host(x)`` / ``to_device(x)``  explicit moves between NumPy (host) and the active backend.
@@ -89,8 +90,13 @@ def use_backend(backend_name: str):
 
 
 def env_backend() -> str:
-    """The backend ``TINYBA2M_BACKEND`` names, lower case; ``"numpy"`` where it is unset or empty."""
-    return os.environ.get(BACKEND_ENV_VAR, "").strip().lower() or "numpy"
+    """The backend ``TINYBA2M_BACKEND`` names, lower case; ``"numpy"`` where it is unset or empty.
+    Any other value raises ``ValueError`` with one line listing the choices."""
+    text = os.environ.get(BACKEND_ENV_VAR, "")
+    key = text.strip().lower() or "numpy"
+    if key not in BACKENDS:
+        raise ValueError(f"{BACKEND_ENV_VAR}={text!r} is not a backend: choose one of {', '.join(BACKENDS)}")
+    return key
 
 
 def get_xp():
@@ -274,7 +280,14 @@ def load_npz(path) -> dict:
 
 
 
-try:
+def _warn_from_environment(message: str) -> None:
+    """A ``RuntimeWarning`` printed as one line, ``<environment>:0: RuntimeWarning: ...`` (no source line)."""
+    warnings.warn_explicit(message, RuntimeWarning, "<environment>", 0)
+
+
+try:  # importing must not fail: train_cifar.py turns either case into a usage error (exit status 2)
     use_backend(env_backend())
-except BackendUnavailableError as exc:  # importing must not fail: the CLI turns this into a usage error
-    warnings.warn(f"{BACKEND_ENV_VAR}={env_backend()}: {exc} NumPy stays active.", RuntimeWarning, stacklevel=2)
+except ValueError as exc:  # an unknown name
+    _warn_from_environment(f"{exc}; NumPy stays active.")
+except BackendUnavailableError as exc:
+    _warn_from_environment(f"{BACKEND_ENV_VAR}={env_backend()}: {exc} NumPy stays active.")

@@ -3,18 +3,37 @@ expected and what was given.
 
 Ops check shapes and dtypes, which costs no device read. NaN / inf is checked once per training
 step on the logits and the loss (``training/loop.py``); the per-op finiteness checks (one
-device-to-host read per op) run only with the debug switch on: ``TINYBA2M_CHECK_FINITE=1`` in the
-environment or :func:`set_check_finite` ``(True)``, to find which op first sees a NaN."""
+device-to-host read per op) run only with the debug switch on: ``TINYBA2M_CHECK_FINITE=1`` (or
+true / yes / on) in the environment or :func:`set_check_finite` ``(True)``, to find which op first sees a NaN."""
 from __future__ import annotations
 
 import functools
 import operator
 import os
+import warnings
 
 from .. import backend
 
 CHECK_FINITE_ENV_VAR = "TINYBA2M_CHECK_FINITE"
-_check_finite = os.environ.get(CHECK_FINITE_ENV_VAR, "").strip() == "1"
+SWITCH_VALUES = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+                 "off": False, "": False}
+
+
+def env_check_finite() -> bool:
+    """The debug switch ``TINYBA2M_CHECK_FINITE``: 1/true/yes/on or 0/false/no/off (any case; unset or
+    empty is off). Any other value raises ``ValueError`` with one line listing them."""
+    text = os.environ.get(CHECK_FINITE_ENV_VAR, "")
+    if text.strip().lower() not in SWITCH_VALUES:
+        raise ValueError(f"{CHECK_FINITE_ENV_VAR}={text!r} is not understood: use 1, true, yes, on (checks on) or "
+                         f"0, false, no, off (off)")
+    return SWITCH_VALUES[text.strip().lower()]
+
+
+try:  # importing must not fail: train_cifar.py refuses an unknown value with exit status 2
+    _check_finite = env_check_finite()
+except ValueError as exc:
+    _check_finite = False
+    warnings.warn_explicit(f"{exc}; the per-op checks stay off.", RuntimeWarning, "<environment>", 0)
 
 
 def set_check_finite(on: bool) -> bool:

@@ -11,9 +11,9 @@ from .checkpoint import (ArchitectureMismatchError, CheckpointError, check_archi
 from .config import TrainConfig
 from .loop import NonFiniteLossError, RunAwayError, evaluate, evaluate_all, train_epoch
 from .metrics import METRIC_COLUMNS, read_rows
-from .trainer import RunFolderError, Trainer, TrainingInterrupted, evaluate_checkpoint
+from .trainer import RunFolderError, RunSaveError, Trainer, TrainingInterrupted, evaluate_checkpoint
 
-__all__ = ["RunAwayError", "Trainer", "TrainConfig", "TrainingInterrupted", "RunFolderError", "NonFiniteLossError",
-           "evaluate_checkpoint", "evaluate", "evaluate_all", "train_epoch", "save_checkpoint", "load_checkpoint",
-           "check_architecture", "load_model_state", "CheckpointError", "ArchitectureMismatchError",
+__all__ = ["RunAwayError", "Trainer", "TrainConfig", "TrainingInterrupted", "RunFolderError", "RunSaveError",
+           "NonFiniteLossError", "evaluate_checkpoint", "evaluate", "evaluate_all", "train_epoch", "save_checkpoint",
+           "load_checkpoint", "check_architecture", "load_model_state", "CheckpointError", "ArchitectureMismatchError",
            "METRIC_COLUMNS", "read_rows"]

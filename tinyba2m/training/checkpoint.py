@@ -41,6 +41,15 @@ class ArchitectureMismatchError(CheckpointError):
     """A checkpoint was written for a different architecture than the model it is loaded into."""
 
 
+class WriteError(OSError):
+    """Writing a file failed (a full disk, a file-size limit, ...); ``filename`` is the file meant,
+    not its temporary name."""
+
+
+def write_error(exc: OSError, path) -> WriteError:
+    return exc if isinstance(exc, WriteError) else WriteError(exc.errno, exc.strerror or str(exc), str(path))
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -48,19 +57,26 @@ def _umask() -> int:
 
 
 def atomic_write(path, write) -> None:
-    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it over ``path``."""
+    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it over ``path``.
+    An ``OSError`` (ENOSPC, EFBIG, ...) leaves ``path`` as it was and raises :class:`WriteError`
+    naming ``path``."""
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # the pid in the name: a later start removes only the files of writers that are gone (folders.py)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            pathlib.Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(exc, path) from exc
         raise
 
 

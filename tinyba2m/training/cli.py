@@ -1,20 +1,24 @@
 """Command line of ``train_cifar.py``: parse and check the options, then train, resume or evaluate.
 
-Exit status: 0 done; 1 the run failed (non-finite loss, data set or checkpoint problem); 2 bad
-options (argparse's usage error, also for an architecture mismatch; an unusable --out or
---data-dir: one line, before any data is loaded, leaving no folder behind); 130 interrupted by
-Ctrl-C (after saving the checkpoint of the last completed epoch).
+Exit status: 0 done; 1 the run failed (non-finite loss, data set or checkpoint problem, a file
+that cannot be written); 2 bad options (argparse's usage error, also for an architecture mismatch;
+an unusable --out or --data-dir, a run folder in use by another run, an option that does nothing:
+one line, before any data is loaded, leaving no folder behind); 130 interrupted by Ctrl-C, 143
+terminated by SIGTERM (both after saving the checkpoint of the last completed epoch).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import pathlib
+import signal
 import sys
 import textwrap
+import threading
 import time
 
 from .. import __version__, backend
@@ -23,12 +27,14 @@ from ..attention.sar import SAR_ACTIVATIONS
 from ..data import ARCHIVE_NAME, DATASETS, LAST_BATCH_POLICY, MEMBER_MD5, DatasetError, default_data_dir
 from ..data.cifar100 import DATA_DIR_ENV_VAR
 from ..models import ATTENTION_NAMES, INIT_SCHEMES, MODEL_NAMES, PLACEMENTS
+from ..ops.validation import env_check_finite
 from ..optim import SCHEDULES
-from .checkpoint import ArchitectureMismatchError, CheckpointError, atomic_write_text, load_checkpoint
+from .checkpoint import ArchitectureMismatchError, CheckpointError, WriteError, atomic_write_text, load_checkpoint
 from .config import RUNTIME_OPTIONS, TrainConfig
-from .folders import data_dir_problem, folder_problem, run_folder_problem
+from .folders import RunFolderLocked, data_dir_problem, folder_problem, run_folder_lock, run_folder_problem
 from .loop import NonFiniteLossError
-from .trainer import CHECKPOINT, LOSSES, METRICS, RunFolderError, Trainer, TrainingInterrupted, evaluate_checkpoint
+from .trainer import (BEST, CHECKPOINT, LOSSES, METRICS, RunFolderError, RunSaveError, Terminated, Trainer,
+                      TrainingInterrupted, evaluate_checkpoint)
 
 D = TrainConfig()  # the defaults
 # what --eval-only may take from the command line instead of the checkpoint's config
@@ -49,14 +55,27 @@ examples:
 
 run folder (--out): config.json, metrics.csv (per epoch: lr, train loss/acc, test loss/top-1/top-5 under
 each BA²M eval weighting "population" (default), "batch" and "uniform", the largest BA²M weight, seconds,
-images/s), checkpoint.npz (latest) and best.npz (best test top-1, weighting "population"), curves.png; with
-BA²M also ba2m_weights.csv, weights.png and weighted_samples.png. Ctrl-C saves the checkpoint of the last
-completed epoch and prints how to resume. A run whose loss turns non-finite, or stays above 10 ln(classes),
-or whose BA²M weights collapse on one sample (over 50% of a batch's weight) for 10 steps in a row, stops
-with exit 1, keeping the checkpoint of the last good epoch. Either stop draws the plots of the completed
-epochs. Temporary files a killed run left behind (.checkpoint.npz.XXXXXXXX.tmp and the like) are removed
-on the next start or resume.
-exit status: 0 done, 1 run failed (non-finite or run-away loss, data), 2 bad options, 130 interrupted."""
+images/s), checkpoint.npz (latest) and best.npz (best test top-1, weighting "population"), curves.png;
+with BA²M also ba2m_weights.csv, weights.png and weighted_samples.png; run.lock while a run holds the
+folder (a second run on it is refused, naming the holder; a killed run's lock is taken over). Ctrl-C or
+SIGTERM saves the checkpoint of the last completed epoch and prints how to resume. A run whose loss turns
+non-finite, or stays above 10 ln(classes), or whose BA²M weights collapse on one sample (over 50% of a
+batch's weight) for 10 steps in a row, stops with exit 1, keeping the checkpoint of the last good epoch.
+Either stop draws the plots of the completed epochs. Temporary files a killed run left behind
+(.checkpoint.npz.<pid>.XXXXXXXX.tmp and the like, of processes that are gone) are removed on the next
+start or resume.
+options that do nothing in a run are refused (exit status 2), never recorded as if they applied: a BA²M
+option (--ba2m-sar, --ba2m-temperature, --ba2m-normalisation) without --attention ba2m, --ba2m-placement
+with --attention none, --focal-gamma without --loss focal, --data-dir / --data-url with a data set other
+than cifar100, --zero-init-residual with smallcnn, and training options with --eval-only. Their defaults
+are never refused; config.json writes an inactive option as null and lists it under inactive_options.
+A file that cannot be written (a full disk, a file-size limit) stops the run with one line naming it,
+keeping the last good checkpoint. On --resume, a damaged checkpoint.npz is refused naming the intact
+best.npz and how to continue from it; a damaged best.npz is re-saved; a checkpoint of another model
+than config.json's is refused; a lost metrics.csv is rebuilt from the history the checkpoint keeps
+(a malformed one with --rebuild-metrics).
+exit status: 0 done, 1 run failed (non-finite or run-away loss, data, a file not written), 2 bad options,
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
 
 
 def _int_at_least(lo):
@@ -189,6 +208,10 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
                         "or interrupted run to N epochs: the epochs trained keep their learning rates, the remaining "
                         "steps follow the N-epoch schedule at their global step (so cosine / step decay go back up "
                         "to where an N-epoch run would be; no new warm-up); metrics.csv continues")
+    g.add_argument("--rebuild-metrics", action="store_true",
+                   help="with --resume: rewrite a malformed metrics.csv (and ba2m_weights.csv) from the per-epoch "
+                        "history kept in checkpoint.npz; the old file is kept as metrics.csv.damaged (a missing "
+                        "file is rebuilt without asking)")
     g.add_argument("--eval-only", action="store_true",
                    help="only evaluate --checkpoint on the test split (every BA²M eval weighting) and exit")
     g.add_argument("--checkpoint", metavar="PATH", help="checkpoint for --eval-only")
@@ -196,8 +219,17 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
                    help="no progress bars (the per-epoch summary lines are still printed)")
     p.add_argument("--version", action="version", version=f"tinyba2m {__version__}")
     if not suppress_defaults:
-        p.set_defaults(**D.to_dict() | {"backend": backend.env_backend()})
+        p.set_defaults(**D.to_dict() | {"backend": _env_backend_or_none()})
     return p
+
+
+def _env_backend_or_none():
+    """``$TINYBA2M_BACKEND`` (else numpy); None for an unknown name (refused in :func:`_check` unless
+    --backend is given)."""
+    try:
+        return backend.env_backend()
+    except ValueError:
+        return None
 
 
 def _config_from_args(args) -> TrainConfig:
@@ -210,7 +242,17 @@ def _explicit(argv) -> set:
     return set(vars(build_parser(suppress_defaults=True).parse_args(argv)))
 
 
+def _check_environment(parser, args) -> None:
+    """The environment's switches: an unknown value is one line and exit status 2."""
+    for read in ((backend.env_backend,) if args.backend is None else ()) + (env_check_finite,):
+        try:
+            read()
+        except ValueError as exc:
+            _fail_on(parser, str(exc))
+
+
 def _check(parser, args) -> None:
+    _check_environment(parser, args)
     if args.eval_only and not args.checkpoint:
         parser.error("--eval-only needs --checkpoint PATH (e.g. runs/<run>/best.npz)")
     if args.eval_only and args.resume:
@@ -219,6 +261,8 @@ def _check(parser, args) -> None:
         parser.error("--checkpoint is for --eval-only; to continue a run use --resume --out DIR")
     if args.resume and not args.out:
         parser.error("--resume needs --out DIR, the run folder to continue")
+    if args.rebuild_metrics and not args.resume:
+        parser.error("--rebuild-metrics is for --resume (it rewrites the run's metrics.csv from its checkpoint)")
     if args.nesterov and args.momentum == 0.0:
         parser.error("--nesterov needs --momentum > 0")
     if args.backend == "cupy":
@@ -227,13 +271,15 @@ def _check(parser, args) -> None:
             parser.error(f"--backend cupy is not available here: {why}")
 
 
-def _saved_config(parser, label: str, path, args, explicit, options) -> tuple:
+def _saved_config(parser, label: str, path, args, explicit, options, advice=None) -> tuple:
     """``(meta, config, given)``: the metadata and config of the checkpoint at ``path`` (an unreadable
-    one is a usage error naming ``label``), with those of ``options`` given on the command line put
-    in, and every option's value as given (a dict)."""
+    one is a usage error naming ``label``; with ``advice``, one line ending with ``advice()``), with
+    those of ``options`` given on the command line put in, and every option's value as given (a dict)."""
     try:
         meta, _, _ = load_checkpoint(path)
     except CheckpointError as exc:
+        if advice is not None:
+            _fail_on(parser, f"{label}: {exc}. {advice()}")
         parser.error(f"{label}: {exc}")
     config, given = TrainConfig.from_dict(meta["config"]), _config_from_args(args).to_dict()
     for k in options:
@@ -242,10 +288,25 @@ def _saved_config(parser, label: str, path, args, explicit, options) -> tuple:
     return meta, config, given
 
 
+def _best_instead(out: pathlib.Path) -> str:
+    """What to do when the checkpoint.npz of the run folder ``out`` is damaged: continue from its
+    intact best.npz (named, with its epoch), or start again."""
+    try:
+        meta, _, _ = load_checkpoint(out / BEST)
+    except CheckpointError as exc:
+        return f"Its {BEST} is no help ({exc}); start a new run"
+    e = meta.get("epoch")
+    return (f"The intact {out / BEST} holds epoch {e}: to continue from it, run "
+            f"cp {out / BEST} {out / CHECKPOINT} and then --resume again (metrics.csv is cut back to epoch {e} and "
+            f"the later epochs are trained again)")
+
+
 def _resume_config(parser, args, explicit) -> TrainConfig:
-    """The saved config of the run in --out; only RUNTIME_OPTIONS and a larger --epochs may be given anew."""
-    meta, saved, given = _saved_config(parser, "--resume", pathlib.Path(args.out) / CHECKPOINT, args, explicit,
-                                       RUNTIME_OPTIONS)
+    """The saved config of the run in --out; only RUNTIME_OPTIONS and a larger --epochs may be given anew.
+    A damaged checkpoint.npz is one line naming the intact best.npz and how to continue from it."""
+    out = pathlib.Path(args.out)
+    meta, saved, given = _saved_config(parser, "--resume", out / CHECKPOINT, args, explicit, RUNTIME_OPTIONS,
+                                       advice=lambda: _best_instead(out))
     if "epochs" in explicit and given["epochs"] < saved.epochs:
         parser.error(f"--resume: --epochs can only grow: {args.out} is a run of {saved.epochs} epochs "
                      f"({meta.get('epoch')} done), got --epochs {given['epochs']}")
@@ -276,8 +337,26 @@ def _data_dir_problem(config: TrainConfig):
     return data_dir_problem(path, label, ARCHIVE_NAME, tuple(MEMBER_MD5))
 
 
-def _check_config(parser, config: TrainConfig, resume: bool) -> None:
-    """What only the run's final options tell (new or resumed), then the folders; all before any work."""
+def _flag(field: str) -> str:
+    return "--no-progress" if field == "progress" else "--" + field.replace("_", "-")
+
+
+def _inactive_problem(config: TrainConfig, explicit, also=()) -> str | None:
+    """One line naming the options given on the command line that have no effect with ``config``
+    (:meth:`TrainConfig.inactive_options`, plus ``also``: ``{field: why}``), or None."""
+    why = {**config.inactive_options(), **dict(also)}
+    given = [k for k in (f.name for f in dataclasses.fields(TrainConfig)) if k in explicit and k in why]
+    if not given:
+        return None
+    return ("; ".join(f"{_flag(k)} has no effect in this run: {why[k]}" for k in given)
+            + f". Drop {'it' if len(given) == 1 else 'them'} (options that do nothing are refused, never recorded)")
+
+
+def _check_config(parser, config: TrainConfig, resume: bool, explicit, held: contextlib.ExitStack) -> None:
+    """What only the run's final options tell (new or resumed), then the folders; all before any work.
+    A new run then takes the lock of its folder (in ``held``) and checks, holding it, that the folder
+    holds no run (so a live run in it is named as such, not as a run to resume)."""
+    _fail_on(parser, _inactive_problem(config, explicit))
     if config.attention == "ba2m" and config.batch_size < 2:
         parser.error(f"--batch-size {config.batch_size} with --attention ba2m: BA²M weighs the samples of a batch "
                      f"against each other, so with one sample every weight is exactly 1 and its branches never train; "
@@ -285,15 +364,53 @@ def _check_config(parser, config: TrainConfig, resume: bool) -> None:
     if not resume and config.warmup_epochs >= config.epochs:
         parser.error(f"--warmup-epochs {config.warmup_epochs:g} must be less than --epochs {config.epochs} (the "
                      f"warm-up would take the whole run)")
-    if not resume:  # (a resumed folder was checked before its checkpoint was read)
-        _fail_on(parser, run_folder_problem(config.out, False, (CHECKPOINT, METRICS)))
+    if not resume:  # (a resumed folder was checked, and locked, before its checkpoint was read)
+        _fail_on(parser, folder_problem("--out", config.out))
     _fail_on(parser, _data_dir_problem(config))
+    if not resume:
+        _hold(parser, held, config.out)
+        _fail_on(parser, run_folder_problem(config.out, False, (CHECKPOINT, METRICS)))
 
 
-def _eval_only(parser, args, explicit, data=None) -> int:
+def _hold(parser, held: contextlib.ExitStack, out) -> None:
+    """Take the lock of the run folder ``out`` for the rest of ``held``; another live run's is one line."""
+    try:
+        held.enter_context(run_folder_lock(out))
+    except RunFolderLocked as exc:
+        _fail_on(parser, str(exc))
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """While the block runs, SIGTERM raises :class:`.trainer.Terminated` (a KeyboardInterrupt: the
+    run saves and stops as on Ctrl-C) in the main thread; only the first one raises, so a second
+    SIGTERM cannot cut the save short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = []
+
+    def handler(signum, frame):
+        if not fired:
+            fired.append(signum)
+            raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _eval_only(parser, args, explicit, held, data=None) -> int:
     _, cfg, _ = _saved_config(parser, "--checkpoint", args.checkpoint, args, explicit, EVAL_OPTIONS)
+    training_only = {f.name: "--eval-only evaluates the checkpoint as it was trained"
+                     for f in dataclasses.fields(TrainConfig) if f.name not in EVAL_OPTIONS}
+    _fail_on(parser, _inactive_problem(cfg, explicit, training_only))
     _fail_on(parser, folder_problem("--out", args.out) if args.out else None)
     _fail_on(parser, _data_dir_problem(cfg))
+    if args.out:
+        _hold(parser, held, args.out)
     try:
         result = evaluate_checkpoint(args.checkpoint, cfg, data=data)
     except (ArchitectureMismatchError, backend.BackendUnavailableError) as exc:
@@ -316,21 +433,31 @@ def main(argv=None, data=None, on_epoch_end=None) -> int:
     explicit = _explicit(argv)
     explicit.add("backend")  # this machine's choice (option, environment, else numpy), never the checkpoint's
     _check(parser, args)
+    with _sigterm_raises(), contextlib.ExitStack() as held:
+        return _run(parser, args, explicit, held, data, on_epoch_end)
+
+
+def _run(parser, args, explicit, held, data, on_epoch_end) -> int:
+    """The run, the resume or the evaluation of ``args``, the run folder's lock kept in ``held``."""
     try:
         if args.eval_only:
-            return _eval_only(parser, args, explicit, data)
+            return _eval_only(parser, args, explicit, held, data)
         if args.resume:
             _fail_on(parser, run_folder_problem(args.out, True, (CHECKPOINT, METRICS)))
+            _hold(parser, held, args.out)
             config = _resume_config(parser, args, explicit)
         else:
             config = _config_from_args(args)
             if config.out is None:
                 stamp = time.strftime("%Y%m%d-%H%M%S")
                 config.out = str(pathlib.Path("runs") / f"{stamp}_{config.model}_{config.attention}")
-        _check_config(parser, config, args.resume)
+        _check_config(parser, config, args.resume, explicit, held)
         try:
-            summary = Trainer(config, data=data, on_epoch_end=on_epoch_end).run(resume=args.resume)
-        except (RunFolderError, ArchitectureMismatchError, backend.BackendUnavailableError) as exc:
+            summary = Trainer(config, data=data, on_epoch_end=on_epoch_end).run(resume=args.resume,
+                                                                                 rebuild_logs=args.rebuild_metrics)
+        except (RunFolderError, ArchitectureMismatchError) as exc:
+            _fail_on(parser, str(exc))
+        except backend.BackendUnavailableError as exc:
             parser.error(str(exc))
         print(f"done: {summary['epochs']} epochs, best test top-1 {100 * summary['best_top1']:.2f}% "
               f"(epoch {summary['best_epoch']}); run folder {summary['out']}", flush=True)
@@ -341,11 +468,15 @@ def main(argv=None, data=None, on_epoch_end=None) -> int:
         return 1
     except TrainingInterrupted as exc:
         print(f"\n{exc}", file=sys.stderr, flush=True)
-        return 130
-    except KeyboardInterrupt:
-        print("\ninterrupted before training started; nothing was saved (a partial CIFAR-100 download is kept and "
+        return exc.exit_status
+    except KeyboardInterrupt as exc:
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"\n{how} before training started; nothing was saved (a partial CIFAR-100 download is kept and "
               "resumes on the next run)", file=sys.stderr, flush=True)
-        return 130
-    except (DatasetError, CheckpointError) as exc:
+        return getattr(exc, "exit_status", 130)
+    except (DatasetError, CheckpointError, RunSaveError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except WriteError as exc:  # eval.json of --eval-only --out
+        print(f"error: could not write {exc.filename}: {exc.strerror}", file=sys.stderr, flush=True)
         return 1

@@ -50,12 +50,34 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """From a saved config; one written before ``ba2m_sar`` existed used the raw SAR ("none")."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        known = {k: v for k, v in d.items() if k in names}
+        """From a saved config (a checkpoint's, or config.json); one written before ``ba2m_sar`` existed
+        used the raw SAR ("none")."""
+        fields = {f.name: f.default for f in dataclasses.fields(cls)}
+        # (config.json writes an inactive option as null: it takes its default)
+        known = {k: v for k, v in d.items() if k in fields and (v is not None or fields[k] is None)}
         if "ba2m_sar" not in d and "ba2m_normalisation" in d:
             known["ba2m_sar"] = "none"
         return cls(**known)
+
+    def inactive_options(self) -> dict:
+        """``{field: why}`` for each option that has no effect in this run (BA²M options without BA²M,
+        ``focal_gamma`` without the focal loss, the CIFAR-100 download options with another data set,
+        ``zero_init_residual`` without a ResNet). The command line refuses them when given;
+        config.json records them as null."""
+        why = {}
+        if self.attention != "ba2m":
+            why.update(dict.fromkeys(("ba2m_sar", "ba2m_temperature", "ba2m_normalisation"),
+                                     f"it is a BA²M option and --attention is {self.attention}"))
+        if self.attention == "none":
+            why["ba2m_placement"] = "it places the attention and --attention is none"
+        if self.loss != "focal":
+            why["focal_gamma"] = f"it is the focal loss's parameter and --loss is {self.loss}"
+        if self.dataset != "cifar100":
+            why.update(dict.fromkeys(("data_dir", "data_url"),
+                                     f"only --dataset cifar100 reads it and --dataset is {self.dataset}"))
+        if not self.model.startswith("resnet"):
+            why["zero_init_residual"] = f"only ResNets have residual branches and --model is {self.model}"
+        return why
 
     @property
     def effective_eval_batch_size(self) -> int:

@@ -16,17 +16,21 @@ Test losses are plain cross-entropy whatever the training loss, so runs with CE,
 and focal loss compare on one scale. Accuracies are fractions in [0, 1]. Without BA²M the three
 weightings are the same model, evaluated once and written three times.
 
-Rows are appended and flushed per epoch; :func:`truncate_after` drops rows beyond a checkpoint's
-epoch when a run resumes, so a resumed run's file equals an uninterrupted one's (apart from the
-timing columns).
+Rows are appended and flushed per epoch; when a run resumes, :func:`log_problem` checks that the
+file holds the checkpoint's epochs 1..k, well formed, and :func:`truncate_after` drops the rows
+beyond them, so a resumed run's file equals an uninterrupted one's (apart from the timing
+columns). The checkpoint keeps the rows too (its ``history``): :func:`write_rows` rebuilds a lost or
+damaged file from them.
 """
 from __future__ import annotations
 
 import csv
+import io
 import os
 import pathlib
 
 from .. import backend
+from .checkpoint import atomic_write_text, write_error
 
 from ..attention.ba2m import EVAL_WEIGHTINGS
 
@@ -65,11 +69,53 @@ class CsvLog:
 
 
 def append_row(path, values) -> None:
-    """Append one CSV row to ``path`` (created if missing), flushed to disk."""
-    with open(path, "a", newline="") as f:
-        csv.writer(f).writerow(values)
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one CSV row to ``path`` (created if missing), flushed to disk; an ``OSError`` is a
+    :class:`.checkpoint.WriteError` naming ``path``."""
+    try:
+        with open(path, "a", newline="") as f:
+            csv.writer(f).writerow(values)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise write_error(exc, path) from exc
+
+
+def _csv_text(rows) -> str:
+    buf = io.StringIO(newline="")
+    csv.writer(buf).writerows(rows)
+    return buf.getvalue()
+
+
+def write_rows(path, columns, rows) -> None:
+    """Write ``path`` anew (atomically): the header ``columns``, then ``rows`` (dicts) as
+    :class:`CsvLog` appends them — the same text, so a rebuilt file equals the lost one."""
+    atomic_write_text(path, _csv_text([list(columns)] + [[_fmt(r[c]) for c in columns] for r in rows]))
+
+
+def log_problem(path, columns, epochs: int) -> str | None:
+    """What is wrong with the log at ``path`` for a checkpoint after ``epochs`` epochs, or None: the
+    header must be ``columns`` and the first ``epochs`` rows epochs 1..``epochs``, each complete and
+    numeric (later rows, even a torn last line, belong to epochs being redone and are dropped)."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return "it is empty" if epochs else None
+    if tuple(rows[0]) != tuple(columns):
+        head = ",".join(rows[0])[:60]
+        return f"its header is {head!r}, not the {len(columns)} columns {columns[0]},...,{columns[-1]}"
+    body = rows[1:]
+    if len(body) < epochs:
+        return f"it holds {len(body)} rows, but the checkpoint is at epoch {epochs}"
+    for line, (want, row) in enumerate(zip(range(1, epochs + 1), body), start=2):
+        if len(row) != len(columns):
+            return f"line {line} has {len(row)} fields, not {len(columns)}"
+        try:
+            values = [float(v) for v in row]
+        except ValueError as exc:
+            return f"line {line}: {exc}"
+        if values[0] != want:
+            return f"line {line} is epoch {row[0]}, expected epoch {want}"
+    return None
 
 
 def read_rows(path, raw: bool = False):
@@ -86,18 +132,18 @@ def read_rows(path, raw: bool = False):
 
 
 def truncate_after(path, epoch: int) -> int:
-    """Keep the header and the rows with ``epoch <= epoch``; returns how many rows were dropped."""
+    """Keep the header and the first ``epoch`` rows (epochs 1..``epoch``, as :func:`log_problem`
+    checks), rewritten atomically; returns how many rows were dropped."""
     path = pathlib.Path(path)
     if not path.exists():
         return 0
     rows = read_rows(path, raw=True)
     if not rows:
         return 0
-    keep = [rows[0]] + [r for r in rows[1:] if r and int(float(r[0])) <= epoch]
+    keep = rows[:1 + epoch]
     dropped = len(rows) - len(keep)
     if dropped:
-        with open(path, "w", newline="") as f:
-            csv.writer(f).writerows(keep)
+        atomic_write_text(path, _csv_text(keep))
     return dropped
 
 

@@ -2,7 +2,8 @@
 
 Run folder (``config.out``):
 
-- ``config.json``          every option, package version, backend, data sizes, parameter count
+- ``config.json``          every option (null for those that do not apply: ``inactive_options``), package
+                           version, backend, data sizes, parameter count
 - ``metrics.csv``          one row per epoch (columns: :data:`.metrics.METRIC_COLUMNS`)
 - ``checkpoint.npz``       the latest completed epoch (epoch 0 = the initial weights), atomic
 - ``best.npz``             the epoch with the best test top-1 under the default eval weighting ``population``
@@ -29,17 +30,31 @@ epochs already trained keep the rates they had and every remaining step gets the
 rewritten at once with the new ``epochs`` (``config.json`` lists the earlier values under
 ``epochs_extended_from``); ``metrics.csv`` continues.
 
-Faults: Ctrl-C writes the checkpoint of the last *completed* epoch (work of the interrupted epoch
-is discarded; no mid-epoch checkpoints) and raises :class:`TrainingInterrupted` with the command
-that resumes. A non-finite loss raises :class:`.loop.NonFiniteLossError` naming the epoch and step
-(a run-away, :class:`.loop.RunAwayError`, is one); the last good checkpoint is left as it was.
-Either way the plots are drawn from the completed epochs before the exception leaves. A start or
-resume removes the temporary files of atomic writes a killed process left behind
-(``.checkpoint.npz.XXXXXXXX.tmp`` and the like). A fresh run whose folder cannot be set up
-(config.json and the epoch-0 checkpoint) removes what it made.
+Faults: Ctrl-C (and SIGTERM, which ``train_cifar.py`` turns into :class:`Terminated`) writes the
+checkpoint of the last *completed* epoch (work of the interrupted epoch is discarded; no mid-epoch
+checkpoints) and raises :class:`TrainingInterrupted` with the command that resumes. A non-finite
+loss raises :class:`.loop.NonFiniteLossError` naming the epoch and step (a run-away,
+:class:`.loop.RunAwayError`, is one); the last good checkpoint is left as it was. Either way the
+plots are drawn from the completed epochs before the exception leaves. A start or resume removes the
+temporary files of atomic writes a killed process left behind
+(``.checkpoint.npz.<pid>.XXXXXXXX.tmp`` and the like). A fresh run whose folder cannot be set up
+(config.json and the epoch-0 checkpoint) removes what it made. A file that cannot be written (a full
+disk, a file-size limit) stops the run with :class:`RunSaveError`, one line naming the file; the
+last good checkpoint stays as it was.
+
+The run holds the folder's lock (:func:`.folders.run_folder_lock`, ``run.lock``) from start to end:
+a second run on the same folder is refused, naming the holder.
+
+Checked on resume (:mod:`.resume_checks`): ``checkpoint.npz`` must fit ``config.json`` (the architecture and every
+parameter's name and shape; a checkpoint copied from another run is refused); ``best.npz`` is
+verified (a damaged one is re-saved at once where the checkpoint holds the same epoch, else written
+again after the next epoch); ``metrics.csv`` and ``ba2m_weights.csv`` must hold epochs 1..k (a
+missing file is rebuilt from the checkpoint's ``history``, a malformed one with
+``rebuild_logs=True``, keeping the old file as ``<name>.damaged``).
 """
 from __future__ import annotations
 
+import errno
 import json
 import pathlib
 import sys
@@ -52,13 +67,14 @@ from ..nn import SoftmaxCrossEntropy
 from ..nn.focal import FocalLoss
 from ..optim import SGD, learning_rate
 from . import plots
-from .checkpoint import atomic_write_text, check_architecture, load_checkpoint, load_model_state, save_checkpoint
+from .checkpoint import WriteError, atomic_write_text, check_architecture, load_checkpoint, load_model_state, save_checkpoint
 from .config import SYNTHETIC_DATA_SEED, TrainConfig
-from .folders import missing_folders, remove_empty_folders, remove_stale_temp_files
+from .folders import RunFolderError, missing_folders, remove_empty_folders, remove_stale_temp_files, run_folder_lock
+from .resume_checks import best_problem, check_fits_config_json, check_logs
 from ..attention import BA2MOptions
 from ..attention.ba2m import EVAL_WEIGHTINGS
 from .loop import NonFiniteLossError, RunAwayGuard, evaluate_all, train_epoch
-from .metrics import METRIC_COLUMNS, WEIGHT_COLUMNS, CsvLog, read_rows, truncate_after, weight_statistics
+from .metrics import METRIC_COLUMNS, WEIGHT_COLUMNS, CsvLog, log_problem, read_rows, weight_statistics
 
 CHECKPOINT, BEST, CONFIG, METRICS, WEIGHTS_CSV = "checkpoint.npz", "best.npz", "config.json", "metrics.csv", "ba2m_weights.csv"
 GRID_PER_ROW = 8
@@ -66,11 +82,23 @@ PLOT_INTERVAL_S = 60.0  # plots are redrawn after an epoch when this long has pa
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C: the checkpoint of the last completed epoch was written; the message says how to resume."""
+    """Ctrl-C or SIGTERM: the checkpoint of the last completed epoch was written; the message says how
+    to resume; ``exit_status`` is 130 (Ctrl-C) or 143 (SIGTERM)."""
+
+    def __init__(self, message: str, exit_status: int = 130):
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
-class RunFolderError(ValueError):
-    """The run folder cannot be used as asked (an existing run without --resume, nothing to resume)."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler, a container stop), raised by train_cifar.py's handler: a
+    run treats it as Ctrl-C."""
+
+    exit_status = 143
+
+
+class RunSaveError(RuntimeError):
+    """A run file could not be written (ENOSPC, EFBIG, ...); the message names it and what was kept."""
 
 
 def load_data(config: TrainConfig):
@@ -130,6 +158,8 @@ class Trainer:
         self.optimizer = SGD(self.model, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
                              weight_decay=config.weight_decay)
         self.epoch, self.global_step, self.best_top1, self.best_epoch = 0, 0, -1.0, 0
+        self.history = {"metrics": [], "ba2m_weights": []}  # the rows of every completed epoch (in checkpoints)
+        self._saved_epoch = None  # the epoch checkpoint.npz holds, once this run knows it is good
         self._last_good = None  # (model state, optimiser arrays, meta) of the last completed epoch
         self._last_weights = None  # BA²M weights of the last completed epoch (for the plots)
         self._last_plot = time.perf_counter()  # time of the last plot refresh (or of the start)
@@ -141,21 +171,48 @@ class Trainer:
             **self.config.architecture(self.num_classes), "epoch": self.epoch, "global_step": self.global_step,
             "best_top1": self.best_top1, "best_epoch": self.best_epoch, "config": self.config.to_dict(),
             "host_rng_state": backend.get_rng_state(), "optimizer": optim["hparams"], "backend": backend.name,
-            "dataset_sizes": [self.n_train, self.n_test]}
+            "dataset_sizes": [self.n_train, self.n_test],
+            "history": {k: list(rows) for k, rows in self.history.items()}}
 
-    def _restore(self, path) -> int:
-        """Load the checkpoint at ``path`` into this run; returns the epochs of the run that wrote it."""
-        meta, model_state, optim_arrays = load_checkpoint(path)
+    def _save(self, snap) -> None:
+        save_checkpoint(self.out / CHECKPOINT, *snap)
+        self._saved_epoch = snap[2]["epoch"]
+
+    def _restore(self, path, meta, model_state, optim_arrays) -> int:
+        """Load the checkpoint read from ``path`` into this run; returns the epochs of the run that wrote it."""
         check_architecture(meta, self.config.architecture(self.num_classes), path)
         load_model_state(self.model, model_state, path)
         self.optimizer.load_state_dict({"arrays": optim_arrays, "hparams": meta["optimizer"]})
         backend.set_rng_state(meta["host_rng_state"])
         self.epoch, self.global_step = int(meta["epoch"]), int(meta["global_step"])
         self.best_top1, self.best_epoch = float(meta["best_top1"]), int(meta["best_epoch"])
+        history = meta.get("history")  # None: written before checkpoints kept it
+        self.history = {k: list(history[k][:self.epoch]) for k in self.history} if history else None
+        self._saved_epoch = self.epoch
         return int(meta.get("config", {}).get("epochs", self.config.epochs))
 
+    def _repair_best(self, problem: str) -> None:
+        """best.npz is damaged, missing or another epoch: re-save it from the checkpoint when that holds
+        the best epoch; else write it again after the next epoch (the best one's weights are lost)."""
+        path = self.out / BEST
+        if self.best_epoch == self.epoch:
+            save_checkpoint(path, *self._snapshot())
+            self.log(f"warning: {problem}; re-saved {path} from {CHECKPOINT}, which holds the same epoch "
+                     f"({self.epoch})")
+            return
+        lost = f"the weights of the best epoch {self.best_epoch} (top-1 {100 * self.best_top1:.2f}%) are lost"
+        if self.epoch >= self.config.epochs:
+            self.log(f"warning: {problem}; {lost}. The run is finished: use {self.out / CHECKPOINT} (epoch "
+                     f"{self.epoch}), or extend the run (--epochs N) to write {BEST} again")
+        else:
+            self.log(f"warning: {problem}; {lost}. {BEST} is written again after the next epoch, then at every "
+                     f"improvement")
+        self.best_top1, self.best_epoch = -1.0, 0
+
     def _write_config(self, extended_from=()) -> None:
-        info = {**self.config.to_dict(), "package_version": __version__, "backend": backend.name,
+        inactive = sorted(self.config.inactive_options())  # recorded as null: they do not apply
+        info = {**self.config.to_dict(), **dict.fromkeys(inactive), "inactive_options": inactive,
+                "package_version": __version__, "backend": backend.name,
                 "num_parameters": self.model.num_parameters(), "n_train": self.n_train, "n_test": self.n_test,
                 "num_classes": self.num_classes, "steps_per_epoch": self.steps_per_epoch,
                 "last_batch_policy": LAST_BATCH_POLICY, "command": " ".join(sys.argv)}
@@ -179,27 +236,40 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         try:
             self._write_config()
-            save_checkpoint(self.out / CHECKPOINT, *self._snapshot())  # epoch 0: the initial weights
+            self._save(self._snapshot())  # epoch 0: the initial weights
         except BaseException:
             for name in (CONFIG, CHECKPOINT):
                 (self.out / name).unlink(missing_ok=True)
             remove_empty_folders(made)
             raise
 
-    def _resume(self) -> None:
+    def _resume(self, rebuild_logs: bool = False) -> None:
         cfg = self.config
-        if not (self.out / CHECKPOINT).is_file():
+        path = self.out / CHECKPOINT
+        if not path.is_file():
             raise RunFolderError(f"nothing to resume: no {CHECKPOINT} in {self.out}")
         self._remove_stale_temp_files()
-        saved_epochs = self._restore(self.out / CHECKPOINT)
+        meta, model_state, optim_arrays = load_checkpoint(path)
+        check_fits_config_json(self.out / CONFIG, path, meta, model_state, make_model, self.log)
+        damaged_best = best_problem(self.out / BEST, meta, self.model)
+        saved_epochs = self._restore(path, meta, model_state, optim_arrays)
         if cfg.epochs < saved_epochs:
             raise RunFolderError(f"{self.out} is a run of {saved_epochs} epochs; --epochs can only grow on "
                                  f"--resume, got {cfg.epochs}")
-        truncate_after(self.out / METRICS, self.epoch)
-        truncate_after(self.out / WEIGHTS_CSV, self.epoch)
+        logs = [(self.out / METRICS, METRIC_COLUMNS, "metrics")]
+        if self.has_ba2m:
+            logs.append((self.out / WEIGHTS_CSV, WEIGHT_COLUMNS, "ba2m_weights"))
+        check_logs(logs, self.epoch, self.history, rebuild_logs, CHECKPOINT, self.log)
+        if self.history is None:  # an older checkpoint: keep a history from now on, from the files if whole
+            self.history = {"metrics": [], "ba2m_weights": []}
+            for log_path, columns, key in logs:
+                if log_path.exists() and log_problem(log_path, columns, self.epoch) is None:
+                    self.history[key] = read_rows(log_path)
+        if damaged_best:
+            self._repair_best(damaged_best)
         if cfg.epochs > saved_epochs:
             self._write_config(self._previous_extensions() + [saved_epochs])
-            save_checkpoint(self.out / CHECKPOINT, *self._snapshot())  # the extension sticks, even after a kill
+            self._save(self._snapshot())  # the extension sticks, even after a kill
             lr = learning_rate(self.global_step, self.total_steps, cfg.lr, cfg.schedule, self.warmup_steps)
             self.log(f"extending {self.out} from {saved_epochs} to {cfg.epochs} epochs: the remaining steps "
                      f"follow the {cfg.epochs}-epoch {cfg.schedule} schedule (lr at global step {self.global_step}: "
@@ -219,10 +289,29 @@ class Trainer:
                      f"{', '.join(p.name for p in stale)}")
 
     # -- the run ---------------------------------------------------------------------------------
-    def run(self, resume: bool = False) -> dict:
+    def run(self, resume: bool = False, rebuild_logs: bool = False) -> dict:
+        """Train (or resume) to ``config.epochs``, holding the run folder's lock throughout; returns a
+        summary. ``rebuild_logs``: on resume, rewrite a malformed metrics.csv / ba2m_weights.csv from the
+        checkpoint's history."""
+        with run_folder_lock(self.out, self.log):
+            try:
+                return self._run(resume, rebuild_logs)
+            except WriteError as exc:
+                raise RunSaveError(self._save_failure(exc)) from exc
+
+    def _save_failure(self, exc: WriteError) -> str:
+        code = errno.errorcode.get(exc.errno, str(exc.errno))
+        what = f"could not write {exc.filename}: {exc.strerror} ({code})"
+        if self._saved_epoch is None:
+            return f"{what}; nothing was saved"
+        return (f"{what}; the last good checkpoint (epoch {self._saved_epoch}) is kept in {self.out / CHECKPOINT}. "
+                f"Free some space (or raise the file-size limit) and continue with: python train_cifar.py --resume "
+                f"--out {self.out}")
+
+    def _run(self, resume: bool, rebuild_logs: bool) -> dict:
         cfg = self.config
         if resume:
-            self._resume()
+            self._resume(rebuild_logs)
         else:
             self._start_fresh()
         self._last_good = self._snapshot()  # what Ctrl-C writes back: the last completed epoch
@@ -235,14 +324,15 @@ class Trainer:
         except NonFiniteLossError:
             self._plots_on_stop()
             raise
-        except KeyboardInterrupt:
-            save_checkpoint(self.out / CHECKPOINT, *self._last_good)
+        except KeyboardInterrupt as exc:
+            self._save(self._last_good)
             self._plots_on_stop()
             done = self._last_good[2]["epoch"]
+            how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
             raise TrainingInterrupted(
-                f"interrupted during epoch {done + 1}; saved the checkpoint of the last completed epoch ({done}) to "
+                f"{how} during epoch {done + 1}; saved the checkpoint of the last completed epoch ({done}) to "
                 f"{self.out / CHECKPOINT} (the interrupted epoch is redone on resume). Continue with:\n"
-                f"  python train_cifar.py --resume --out {self.out}") from None
+                f"  python train_cifar.py --resume --out {self.out}", getattr(exc, "exit_status", 130)) from None
         rows = read_rows(self.out / METRICS)
         return {"out": str(self.out), "epochs": self.epoch, "best_top1": self.best_top1, "best_epoch": self.best_epoch,
                 "last": rows[-1] if rows else None}
@@ -281,14 +371,17 @@ class Trainer:
         if improved:
             self.best_top1, self.best_epoch = top1, e
         metrics.append(row)
+        self.history["metrics"].append(row)
         weights = self._last_weights = st["weights"]
         if wlog is not None:
             seen = weights[weights == weights]  # drop the NaN of images in the dropped partial batch
-            wlog.append(weight_statistics(e, seen))
+            stats = weight_statistics(e, seen)
+            wlog.append(stats)
+            self.history["ba2m_weights"].append(stats)
         snap = self._snapshot()
         if improved:
             save_checkpoint(self.out / BEST, *snap)  # best first: a crash in between redoes this epoch
-        save_checkpoint(self.out / CHECKPOINT, *snap)
+        self._save(snap)
         self._last_good = snap
         if e == cfg.epochs or time.perf_counter() - self._last_plot >= PLOT_INTERVAL_S:
             self._plots(weights)
