@@ -47,13 +47,14 @@ def grad_passes(error, tolerance) -> bool:
 
 
 def worst_error(errors):
-    """The worst of ``errors`` with NaN ranked above everything (Python's max skips a NaN); None if empty."""
+    """The worst of ``errors``: NaN if any is NaN (Python's max skips a NaN after the first entry),
+    else inf if any is infinite (either sign), else the largest; None if empty."""
     errors = [float(e) for e in errors]
     if not errors:
         return None
     if any(math.isnan(e) for e in errors):
         return math.nan
-    return max(errors)
+    return math.inf if any(math.isinf(e) for e in errors) else max(errors)
 
 
 def _shape(shape):

@@ -13,7 +13,6 @@ whatever you can. See lessons/README.md, "For instructors", for running the grad
 from __future__ import annotations
 
 import json
-import math
 import os
 import selectors
 import shutil
@@ -24,6 +23,8 @@ import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass
+
+from ..gradcheck.report import worst_error
 
 STATUSES = ("PASS", "FAIL", "ERROR", "TIMEOUT", "MISSING")
 ERROR_PHASES = ("import", "construction", "forward", "backward", "run", "usage")  # the student's code raised
@@ -174,26 +175,17 @@ def grade_one(student_dir, exercise: str, course: str, limits: Limits) -> Grade:
     return Grade(student, exercise, status, worst, message, output, seconds)
 
 
-def _error_value(v):
-    return None if v is None else float(v)     # "nan" / "inf" strings become floats again
-
-
 def worst_of(checks):
     """The worst gradient error over ``checks``' records, NaN first (None if no gradient was checked)."""
-    errors = [_error_value(g["error"]) for r in checks for g in r["gradients"]]
-    if not errors:
-        return None
-    return math.nan if any(math.isnan(e) for e in errors) else max(errors)
+    return worst_error(float(g["error"]) for r in checks for g in r["gradients"])  # float("nan") reads "nan"
 
 
 def _where(exc, work) -> str:
+    """``file:line: `` of a record's exception; the student's file by its own name."""
     if not exc.get("file"):
         return ""
-    file = os.path.realpath(exc["file"])
-    for root in (os.path.realpath(work), ):
-        if file.startswith(root + os.sep):
-            file = os.path.relpath(file, root)
-    return f"{file}:{exc['line']}: "
+    file, root = os.path.realpath(exc["file"]), os.path.realpath(work)
+    return f"{os.path.relpath(file, root) if file.startswith(root + os.sep) else exc['file']}:{exc['line']}: "
 
 
 def _failure(record) -> str:
