@@ -48,6 +48,8 @@ CLASS = {
     "gus_peeks": {"ex03_leaky_relu.py": "import ex07_channel_gate  # only ada_all has it\n" + solution("ex03_leaky_relu")},
     "hal_hog": {"ex03_leaky_relu.py": edit("ex03_leaky_relu", "    xp = backend.array_module(x)\n",
                                            "    hog = bytearray(64 << 30)\n    xp = backend.array_module(x)\n")},
+    "jo_stub": {"ex03_leaky_relu.py": (ROOT / "lessons/exercises/ex03_leaky_relu.py").read_text(),
+                "ex08_receptive_field.py": (ROOT / "lessons/exercises/ex08_receptive_field.py").read_text()},
 }
 HANG = {"ivy_hang": {"ex03_leaky_relu.py": edit("ex03_leaky_relu", "    xp = backend.array_module(x)\n",
                                                 "    while True:\n        pass\n")}}
@@ -62,6 +64,7 @@ EXPECTED = {  # ex01 ex02 ex03 ex07 ex08
     "flo_loud": [M, M, P, M, M],
     "gus_peeks": [M, M, E, M, M],
     "hal_hog": [M, M, E, M, M],
+    "jo_stub": [M, M, E, M, E],
 }
 
 
@@ -122,6 +125,9 @@ def test_the_messages_and_errors_say_why(graded):
     assert syntax.startswith(f"ex03_leaky_relu.py:{SYNTAX_LINE}: import raised SyntaxError"), syntax
     assert "ex01_rowscale.py" in by["ed_missing", "ex01_row_scale"]["message"]       # the misnamed file is named
     assert "ex07_channel_gate" in by["gus_peeks", "ex03_leaky_relu"]["message"]      # not another student's file
+    for name, line in (("ex03_leaky_relu", "forward"), ("ex08_receptive_field", "run")):
+        stub = by["jo_stub", name]["message"]
+        assert re.match(rf"{name}\.py:\d+: {line} raised NotImplementedError: Exercise", stub), stub
     if sys.platform.startswith("linux"):
         assert "MemoryError" in by["hal_hog", "ex03_leaky_relu"]["message"]
 
@@ -144,7 +150,7 @@ def test_summary_table_and_course_and_submissions_untouched(graded):
     for student, statuses in EXPECTED.items():
         line = next(ln for ln in printed.splitlines() if ln.startswith(student))
         assert line.split()[-1] == f"{statuses.count('PASS')}/5", line
-    assert "40 checks (7 PASS, 3 FAIL, 3 ERROR, 0 TIMEOUT, 27 MISSING)" in printed
+    assert "45 checks (7 PASS, 3 FAIL, 5 ERROR, 0 TIMEOUT, 30 MISSING)" in printed
     assert graded["course_same"], "grading changed a file of lessons/"
     assert graded["subs_same"], "grading changed a file in a student's folder"
 
@@ -214,3 +220,15 @@ def test_the_softplus_probe_is_lesson_2s():
     for k in seen:
         np.testing.assert_array_equal(np.asarray(seen[k]), np.asarray(SOFTPLUS_PROBE[k]))
     assert shlex.split(EXERCISES["ex02_softplus"].gradcheck)[1] == "lessons.exercises.ex02_softplus:softplus_forward"
+
+
+def test_the_instructors_section_names_only_real_options(capsys):
+    section = (ROOT / "lessons" / "README.md").read_text().split("## For instructors", 1)
+    assert len(section) == 2, "lessons/README.md has no 'For instructors' section"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    usage = capsys.readouterr().out
+    named = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", section[1])) - {"--network", "--memory", "--pids-limit",
+                                                                        "--user", "--read-only", "--tmpfs", "--rm",
+                                                                        "--no-cache-dir"}
+    assert named and all(opt in usage for opt in named), sorted(o for o in named if o not in usage)

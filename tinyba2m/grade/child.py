@@ -33,11 +33,13 @@ def run_gradcheck(exercise) -> list:
     try:
         with contextlib.redirect_stderr(err):
             gradcheck_main(argv)
-    except SystemExit as exc:  # a usage error, e.g. the student's file has no such function: argparse said why
+    except SystemExit as exc:
         sys.stderr.write(err.getvalue())
-        lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
-        why = lines[-1].split("error: ", 1)[-1] if lines else f"exit status {exc.code}"
-        return [exception_record(argv[1], "usage", UsageError(why))]
+        lines = [ln for ln in err.getvalue().splitlines() if "error: " in ln]
+        if lines:  # a usage error, e.g. the student's file has no such function: argparse said why
+            return [exception_record(argv[1], "usage", UsageError(lines[-1].split("error: ", 1)[1]))]
+        # the student's code called sys.exit()
+        return [exception_record(argv[1], "run", exc, raised_where(exc, os.path.abspath(exercise.file)))]
     sys.stderr.write(err.getvalue())
     with open(path) as f:
         return json.load(f)["checks"]
@@ -51,7 +53,7 @@ def run_own_check(exercise) -> dict:
     start = time.perf_counter()
     try:
         module = importlib.import_module(exercise.name)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         return exception_record(name, "import", exc, raised_where(exc, code_file), "own",
                                 seconds=time.perf_counter() - start)
     rows = []
@@ -59,7 +61,7 @@ def run_own_check(exercise) -> dict:
         for ok, text in exercise.own_check(module):
             print(f"{'PASS' if ok else 'FAIL'} {text}", flush=True)
             rows.append({"status": "PASS" if ok else "FAIL", "text": text})
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         print(f"FAIL {type(exc).__name__}: {exc}", flush=True)
         return exception_record(name, "run", exc, raised_where(exc, code_file), "own",
                                 seconds=time.perf_counter() - start)

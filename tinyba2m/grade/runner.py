@@ -171,7 +171,7 @@ def grade_one(student_dir, exercise: str, course: str, limits: Limits) -> Grade:
                     checks = json.load(f)["checks"]
             except (OSError, ValueError, KeyError):
                 checks = None
-        status, worst, message = judge(checks, rc, timed_out, output, limits, work)
+        status, worst, message = judge(checks, rc, timed_out, output, limits, (work, course))
     return Grade(student, exercise, status, worst, message, output, seconds)
 
 
@@ -180,17 +180,19 @@ def worst_of(checks):
     return worst_error(float(g["error"]) for r in checks for g in r["gradients"])  # float("nan") reads "nan"
 
 
-def _where(exc, work) -> str:
-    """``file:line: `` of a record's exception; the student's file by its own name."""
+def _where(exc, roots) -> str:
+    """``file:line: `` of a record's exception: a file of the student's (or the course's) relative to its folder."""
     if not exc.get("file"):
         return ""
-    file, root = os.path.realpath(exc["file"]), os.path.realpath(work)
-    return f"{os.path.relpath(file, root) if file.startswith(root + os.sep) else exc['file']}:{exc['line']}: "
+    file = os.path.realpath(exc["file"])
+    root = next((r for r in map(os.path.realpath, roots) if file.startswith(r + os.sep)), None)
+    return f"{os.path.relpath(file, root) if root else exc['file']}:{exc['line']}: "
 
 
 def _failure(record) -> str:
     if record["exception"] is not None:       # the checker refused what the code returned (a shape, a count)
-        return f"{record['exception']['type']}: {record['exception']['message']}"
+        message = record["exception"]["message"]
+        return f"{record['exception']['type']}: {message.removeprefix(record['name'] + ': ')}"
     if record.get("rows"):
         bad = [r["text"] for r in record["rows"] if r["status"] != "PASS"]
         return f"{bad[0]} ({len(bad)} of {len(record['rows'])} cases failed)" if bad else "no case checked"
@@ -201,7 +203,7 @@ def _failure(record) -> str:
     return ", ".join(f"{g['name']}={fmt(g['error'])}" for g in bad) + f" above tolerance {record['tolerance']:g}"
 
 
-def judge(checks, rc, timed_out, output, limits, work=""):
+def judge(checks, rc, timed_out, output, limits, roots=()):
     """(status, worst error, message) of one run. A record's status is trusted only together with its
     numbers: a gradient whose error is not a finite number at or below the tolerance is a FAIL."""
     if timed_out:
@@ -216,8 +218,10 @@ def judge(checks, rc, timed_out, output, limits, work=""):
     worst = worst_of(checks)
     for r in checks:
         exc = r["exception"]
+        if exc is not None and exc["phase"] == "usage":
+            return "ERROR", worst, exc["message"]
         if exc is not None and exc["phase"] in ERROR_PHASES:
-            return "ERROR", worst, f"{_where(exc, work)}{exc['phase']} raised {exc['type']}: {exc['message']}"
+            return "ERROR", worst, f"{_where(exc, roots)}{exc['phase']} raised {exc['type']}: {exc['message']}"
     failed = [r for r in checks if r["status"] != "PASS" or r["exception"] is not None
               or any(not (isinstance(g["error"], (int, float)) and g["error"] <= g["tolerance"]) for g in r["gradients"])]
     if failed:
