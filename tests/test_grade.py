@@ -5,7 +5,9 @@ import csv
 import hashlib
 import pathlib
 import re
+import os
 import shlex
+import signal
 import sys
 import time
 
@@ -14,7 +16,7 @@ import pytest
 
 from lessons.grading import EXERCISES, SOFTPLUS_PROBE
 from tinyba2m.grade.__main__ import main
-from tinyba2m.grade.runner import BoundedOutput
+from tinyba2m.grade.runner import BoundedOutput, Limits, child_env, run_bounded
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "lessons" / "solutions"
@@ -232,3 +234,46 @@ def test_the_instructors_section_names_only_real_options(capsys):
                                                                         "--user", "--read-only", "--tmpfs", "--rm",
                                                                         "--no-cache-dir"}
     assert named and all(opt in usage for opt in named), sorted(o for o in named if o not in usage)
+
+
+def gone(pid) -> bool:
+    """The process has ended (a zombie waiting for its parent counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_what_a_check_leaves_running_is_killed_with_it(tmp_path):
+    """A check that starts a long-lived process of its own and returns: that process is killed too."""
+    pidfile = tmp_path / "pid"
+    code = (f"import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            f"open({str(pidfile)!r}, 'w').write(str(p.pid))")
+    rc, _, timed_out, seconds = run_bounded([sys.executable, "-c", code], str(tmp_path), child_env(str(ROOT)), Limits(30))
+    assert rc == 0 and not timed_out and seconds < 20
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while not gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gone(pid), "the check's own child process survived it"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_in_the_grader_kills_the_running_check(tmp_path):
+    """The check runs in a session of its own (the terminal's Ctrl-C does not reach it): the grader kills it."""
+    pidfile = tmp_path / "pid"
+    code = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 1.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_bounded([sys.executable, "-c", code], str(tmp_path), child_env(str(ROOT)), Limits(30))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert pidfile.exists() and gone(int(pidfile.read_text()))

@@ -159,6 +159,19 @@ def main(argv=None) -> int:
     feedback.mkdir(parents=True, exist_ok=True)
 
     grades = []
+    try:
+        grade_all(students, exercises, course, limits, out, feedback, grades)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the rows graded so far are in {out}", file=sys.stderr)
+        return 130
+    print(summary_table(grades, exercises))
+    counts = ", ".join(f"{sum(g.status == s for g in grades)} {s}" for s in STATUSES)
+    print(f"\n{len(grades)} checks ({counts}); grades in {out}, feedback in {feedback}{os.sep}")
+    return 0
+
+
+def grade_all(students, exercises, course, limits, out, feedback, grades) -> None:
+    """Grade every student x exercise into ``grades``, writing the CSV row by row and the feedback files."""
     with open(out, "w", newline="") as f, tqdm(total=len(students) * len(exercises), unit="check",
                                                 desc="grading", disable=None) as bar:
         writer = csv.writer(f)
@@ -174,10 +187,6 @@ def main(argv=None) -> int:
                 bar.update()
             (feedback / f"{student.name}.txt").write_text(feedback_text(student.name, mine))
             grades += mine
-    print(summary_table(grades, exercises))
-    counts = ", ".join(f"{sum(g.status == s for g in grades)} {s}" for s in STATUSES)
-    print(f"\n{len(grades)} checks ({counts}); grades in {out}, feedback in {feedback}{os.sep}")
-    return 0
 
 
 if __name__ == "__main__":

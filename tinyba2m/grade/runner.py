@@ -108,29 +108,31 @@ def run_bounded(cmd, cwd, env, limits: Limits):
                             preexec_fn=_preexec(limits.memory_mb))
     out = BoundedOutput(limits.max_output)
     timed_out = False
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                timed_out = proc.poll() is None
-                break
-            exited = proc.poll() is not None
-            if not sel.select(timeout=0 if exited else min(left, 0.2)):
-                if exited:      # gone, and nothing more to read now (a left-behind child may hold the pipe)
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    timed_out = proc.poll() is None
                     break
-                continue
-            chunk = os.read(proc.stdout.fileno(), 1 << 16)
-            if not chunk:       # end of the output: wait for the exit below
-                try:
-                    proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
-                except subprocess.TimeoutExpired:
-                    timed_out = True
-                break
-            out.add(chunk)
-    _kill_group(proc)           # on a timeout, and whatever the student's code left running
-    proc.wait()
-    proc.stdout.close()
+                exited = proc.poll() is not None
+                if not sel.select(timeout=0 if exited else min(left, 0.2)):
+                    if exited:      # gone, and nothing more to read now (a left-behind child may hold the pipe)
+                        break
+                    continue
+                chunk = os.read(proc.stdout.fileno(), 1 << 16)
+                if not chunk:       # end of the output: wait for the exit below
+                    try:
+                        proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
+                    except subprocess.TimeoutExpired:
+                        timed_out = True
+                    break
+                out.add(chunk)
+    finally:                        # also on Ctrl-C: the child's own session does not get the terminal's SIGINT
+        _kill_group(proc)           # on a timeout, and whatever the student's code left running
+        proc.wait()
+        proc.stdout.close()
     return proc.returncode, out.text(), timed_out, time.monotonic() - start
 
 
