@@ -136,6 +136,14 @@ def test_written_when_a_built_in_check_raises(tmp_path, monkeypatch):
     assert [(c.get("name"), c.find("error") is not None) for c in cases] == [("relu", False), ("zz_broken", True)]
 
 
+@pytest.mark.parametrize("option", ["--json", "--junit-xml"])
+def test_an_unwritable_path_is_a_usage_error(tmp_path, capsys, option):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit) as exc:
+        main(["relu", option, str(tmp_path / "a_file" / "out")])
+    assert exc.value.code == 2 and "cannot write" in capsys.readouterr().err
+
+
 def test_without_the_options_no_file_is_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["relu"]) == 0

@@ -217,6 +217,10 @@ def main(argv=None) -> int:
     names = args.names or ([] if args.target else sorted(cases))
     start = time.perf_counter()
     report = Report(args.json, args.junit_xml, backend.name)  # both files are rewritten after every check
+    try:
+        report.write(complete=False)
+    except OSError as exc:
+        parser.error(f"cannot write {' / '.join(p for p in (args.json, args.junit_xml) if p)}: {exc}")
     results = [report.run_builtin(n, cases[n], raised_where) for n in names]
     raised = []
     target_shapes = [args.input_shape] if args.input_shape else args.shapes
