@@ -174,9 +174,10 @@ def test_a_forward_that_never_returns_costs_its_time_limit(tmp_path):
     (["{subs}", "--timeout", "0"], "--timeout 0"),
     (["{subs}", "--course", "{subs}"], "no lessons/grading.py"),
     (["{empty}"], "no student folders"),
+    (["{subs}", "--out", "{subs}/a/file.txt/grades.csv"], "cannot write the grades"),
 ])
 def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, args, says):
-    subs = make_class(tmp_path / "subs", {"a": {}})
+    subs = make_class(tmp_path / "subs", {"a": {"file.txt": ""}})
     (tmp_path / "empty").mkdir()
     argv = [a.format(subs=subs, empty=tmp_path / "empty") for a in args]
     with pytest.raises(SystemExit) as exc:

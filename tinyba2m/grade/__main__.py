@@ -150,13 +150,17 @@ def main(argv=None) -> int:
         course = find_course(args.course)
         exercises = pick_exercises(load_exercises(course), args.exercises)
         students = find_students(args.submissions)
+        out = pathlib.Path(args.out)
+        feedback = pathlib.Path(args.feedback) if args.feedback else out.with_name(out.stem + "_feedback")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            feedback.mkdir(parents=True, exist_ok=True)
+            out.open("a").close()
+        except OSError as exc:
+            raise UsageError(f"cannot write the grades ({exc})") from None
     except UsageError as exc:
         parser.error(str(exc))
     limits = Limits(args.timeout, args.memory_mb, args.max_output_kb * 1024)
-    out = pathlib.Path(args.out)
-    feedback = pathlib.Path(args.feedback) if args.feedback else out.with_name(out.stem + "_feedback")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    feedback.mkdir(parents=True, exist_ok=True)
 
     grades = []
     try:
