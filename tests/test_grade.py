@@ -43,7 +43,8 @@ CLASS = {
     "bob_sign": {"ex03_leaky_relu.py": edit("ex03_leaky_relu", "return dout * cache", "return -dout * cache"),
                  "ex08_receptive_field.py": "def receptive_field(dilations, size):\n"   # the full square: the extent
                                             "    return {(i, j) for i in range(size) for j in range(size)}\n"},
-    "cy_nan": {"ex01_row_scale.py": edit("ex01_row_scale", "(dout * x).sum(axis=1)", "(dout * x).sum(axis=1) * float('nan')")},
+    "cy_nan": {"ex01_row_scale.py": edit("ex01_row_scale", "(dout * x).sum(axis=1)", "(dout * x).sum(axis=1) * float('nan')"),
+               "ex03_leaky_relu.py": edit("ex03_leaky_relu", "def leaky_relu_forward", "def leaky_forward")},
     "di_syntax": {"ex03_leaky_relu.py": SYNTAX},
     "ed_missing": {"ex01_rowscale.py": solution("ex01_row_scale"), "ex03_leaky_relu.py": solution("ex03_leaky_relu")},
     "flo_loud": {"ex03_leaky_relu.py": 'print("spam " * 200_000)\n' + solution("ex03_leaky_relu")},   # a megabyte
@@ -60,7 +61,7 @@ M, P, F, E = "MISSING", "PASS", "FAIL", "ERROR"
 EXPECTED = {  # ex01 ex02 ex03 ex07 ex08
     "ada_all": [P, P, P, P, P],
     "bob_sign": [M, M, F, M, F],
-    "cy_nan": [F, M, M, M, M],
+    "cy_nan": [F, M, E, M, M],
     "di_syntax": [M, M, E, M, M],
     "ed_missing": [M, M, P, M, M],
     "flo_loud": [M, M, P, M, M],
@@ -123,6 +124,7 @@ def test_the_messages_and_errors_say_why(graded):
     assert "cases failed" in by["bob_sign", "ex08_receptive_field"]["message"]
     nan = by["cy_nan", "ex01_row_scale"]
     assert nan["worst_error"] == "nan" and "=nan above tolerance" in nan["message"]
+    assert "has no attribute 'leaky_relu_forward'" in by["cy_nan", "ex03_leaky_relu"]["message"]
     syntax = by["di_syntax", "ex03_leaky_relu"]["message"]
     assert syntax.startswith(f"ex03_leaky_relu.py:{SYNTAX_LINE}: import raised SyntaxError"), syntax
     assert "ex01_rowscale.py" in by["ed_missing", "ex01_row_scale"]["message"]       # the misnamed file is named
@@ -152,7 +154,7 @@ def test_summary_table_and_course_and_submissions_untouched(graded):
     for student, statuses in EXPECTED.items():
         line = next(ln for ln in printed.splitlines() if ln.startswith(student))
         assert line.split()[-1] == f"{statuses.count('PASS')}/5", line
-    assert "45 checks (7 PASS, 3 FAIL, 5 ERROR, 0 TIMEOUT, 30 MISSING)" in printed
+    assert "45 checks (7 PASS, 3 FAIL, 6 ERROR, 0 TIMEOUT, 29 MISSING)" in printed
     assert graded["course_same"], "grading changed a file of lessons/"
     assert graded["subs_same"], "grading changed a file in a student's folder"
 

@@ -24,23 +24,38 @@ from ..gradcheck.__main__ import UsageError, raised_where
 from ..gradcheck.report import exception_record
 
 
+USAGE = "python -m tinyba2m.gradcheck: error: "
+
+
+class _Tail(io.TextIOBase):
+    """A stream that passes everything on and keeps the last few KiB (to read argparse's message)."""
+
+    def __init__(self, stream, keep=4096):
+        self.stream, self.keep, self.tail = stream, keep, ""
+
+    def write(self, s):
+        self.stream.write(s)
+        self.tail = (self.tail + s)[-self.keep:]
+        return len(s)
+
+    def flush(self):
+        self.stream.flush()
+
+
 def run_gradcheck(exercise) -> list:
     """The lesson's gradcheck command on the student's module (``lessons.exercises.`` dropped)."""
     path = "gradcheck-result.json"
     argv = shlex.split(exercise.gradcheck.replace("lessons.exercises.", "")) + ["--json", path]
     print("$ python -m tinyba2m.gradcheck " + " ".join(argv[:-2]), flush=True)
-    err = io.StringIO()
+    err = _Tail(sys.stderr)
     try:
         with contextlib.redirect_stderr(err):
             gradcheck_main(argv)
     except SystemExit as exc:
-        sys.stderr.write(err.getvalue())
-        lines = [ln for ln in err.getvalue().splitlines() if "error: " in ln]
-        if lines:  # a usage error, e.g. the student's file has no such function: argparse said why
-            return [exception_record(argv[1], "usage", UsageError(lines[-1].split("error: ", 1)[1]))]
-        # the student's code called sys.exit()
-        return [exception_record(argv[1], "run", exc, raised_where(exc, os.path.abspath(exercise.file)))]
-    sys.stderr.write(err.getvalue())
+        said = [ln for ln in err.tail.splitlines() if ln.startswith(USAGE)]
+        if exc.code == 2 and said:  # a usage error, e.g. the student's file has no such function: argparse said why
+            return [exception_record(argv[1], "usage", UsageError(said[-1][len(USAGE):]))]
+        return [exception_record(argv[1], "run", exc, raised_where(exc, os.path.abspath(exercise.file)))]  # sys.exit()
     with open(path) as f:
         return json.load(f)["checks"]
 
