@@ -4,7 +4,9 @@ The subprocess (``python -m tinyba2m.grade.child``) runs in a fresh temporary fo
 of the student's own ``*.py`` files: that folder comes first on its import path, the course's
 folder second, and nothing else of the class is on it. It writes no bytecode, so the course's
 folders get no ``__pycache__`` from it. It runs in a session of its own; when its time is up the
-whole process group is killed (SIGKILL), and whatever it left behind is killed when it ends.
+whole process group is killed (SIGKILL), and whatever it left behind is killed when it ends. On
+POSIX systems it also gets an address-space limit (``Limits.memory_mb``), no core dumps and no
+file larger than ``FILE_LIMIT``.
 
 These limits protect the grader from mistakes (an endless loop, a flood of output, a runaway
 allocation). They are not a sandbox: the student's code runs as you, and can read and write
@@ -28,6 +30,7 @@ from ..gradcheck.report import worst_error
 
 STATUSES = ("PASS", "FAIL", "ERROR", "TIMEOUT", "MISSING")
 ERROR_PHASES = ("import", "construction", "forward", "backward", "run", "usage")  # the student's code raised
+FILE_LIMIT = 256 * 1024 * 1024     # bytes: the largest file a check may write (RLIMIT_FSIZE)
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -85,6 +88,7 @@ def _preexec(memory_mb: int):
             size = memory_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (size, size))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))  # no file grows past it
     return limit if os.name == "posix" else None
 
 
@@ -173,7 +177,10 @@ def grade_one(student_dir, exercise: str, course: str, limits: Limits) -> Grade:
                     checks = json.load(f)["checks"]
             except (OSError, ValueError, KeyError):
                 checks = None
-        status, worst, message = judge(checks, rc, timed_out, output, limits, (work, course))
+        try:
+            status, worst, message = judge(checks, rc, timed_out, output, limits, (work, course))
+        except (KeyError, TypeError, ValueError, AttributeError):   # a result file not written by the checker
+            status, worst, message = "ERROR", None, "the check's result file is malformed"
     return Grade(student, exercise, status, worst, message, output, seconds)
 
 
