@@ -1,6 +1,8 @@
 """Machine-readable results of ``python -m tinyba2m.gradcheck``: ``--json PATH`` and ``--junit-xml PATH``.
 
-One record per check (a built-in name or a ``--target``)::
+The JSON file is ``{"tool": "tinyba2m.gradcheck", "schema_version": 1, "backend": "numpy",
+"complete": true, "total": 3, "passed": 2, "failed": 1, "checks": [record, ...]}`` with one record
+per check (a built-in name or a ``--target``)::
 
     {"name": "...", "kind": "builtin" | "target", "input_shapes": [[4, 5]] | null,
      "status": "PASS" | "FAIL", "worst_error": 1.2e-10 | "nan" | "inf" | null, "tolerance": 1e-06,
@@ -8,6 +10,11 @@ One record per check (a built-in name or a ``--target``)::
      "exception": null | {"phase": "backward", "type": "RuntimeError", "message": "...",
                           "file": "/path/ex03.py", "line": 12},
      "seconds": 0.01}
+
+``input_shapes`` are the shapes the command line gave a target (null for a built-in); each
+gradient's ``shape`` is the shape of the array it belongs to. The exception's phase is import,
+construction, forward or backward (the target's code raised), or check (the checker refused what
+the code returned: a gradient's shape or count; for a built-in: anything it raised).
 
 The status is judged here, not taken from ``CheckResult.passed``: a check passes only when it
 checked at least one gradient, raised nothing, and every error is a finite number at or below
