@@ -197,14 +197,14 @@ def main(argv=None) -> int:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="built-in checks to run (default: all; see --list)")
     parser.add_argument("--list", action="store_true", help="list the built-in check names and exit")
+    parser.add_argument("--json", metavar="PATH", help="also write one record per check to PATH as JSON "
+                        "(name, shapes, each gradient's error and tolerance, PASS/FAIL, where an exception was raised)")
+    parser.add_argument("--junit-xml", metavar="PATH", help="also write the checks to PATH as JUnit XML (one testcase each)")
     parser.add_argument("--target", action="append", default=[], metavar="PKG.MODULE:NAME",
                         help="your own Module subclass or <op>_forward function to check (repeatable)")
     parser.add_argument("--input-shape", type=parse_shape, default=None, help="input shape for a --target module, e.g. 2,3,6,6")
     parser.add_argument("--shapes", type=parse_shape, nargs="+", default=None, help="input shapes for a --target op pair")
     parser.add_argument("--tol", type=float, default=DEFAULT_TOLERANCE, help=f"tolerance for --target checks (default {DEFAULT_TOLERANCE:g})")
-    parser.add_argument("--json", metavar="PATH", help="also write one record per check to PATH as JSON "
-                        "(name, shapes, each gradient's error and tolerance, PASS/FAIL, where an exception was raised)")
-    parser.add_argument("--junit-xml", metavar="PATH", help="also write the checks to PATH as JUnit XML (one testcase each)")
     args = parser.parse_args(argv)
 
     cases = all_cases()
