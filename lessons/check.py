@@ -53,26 +53,41 @@ def check_values(target: str, x, out, dx, rtol: float = 1e-12) -> bool:
     host (NumPy arrays). Prints PASS/FAIL for the forward and the backward; True on PASS, never raises."""
     mod_name, fname = target.split(":", 1)
     _forget(mod_name)
-    x, out, dx = (np.asarray(v, dtype=np.float64) for v in (x, out, dx))
     try:
         mod = importlib.import_module(mod_name)
-        forward = getattr(mod, fname)
-        backward = getattr(mod, fname[: -len("_forward")] + "_backward")
-        with warnings.catch_warnings(), np.errstate(all="ignore"):   # an overflow is judged below
-            warnings.simplefilter("ignore")
-            got_out, cache = forward(x.copy())
-            got_dx = backward(np.ones_like(x), cache)
+        rows = value_rows(getattr(mod, fname), getattr(mod, fname[: -len("_forward")] + "_backward"),
+                          x, out, dx, rtol, label=target)
     except Exception as exc:
-        print(f"FAIL {target} at x = {x.tolist()}: {type(exc).__name__}: {exc}{_where(exc)}")
+        print(f"FAIL {target} at x = {np.asarray(x, dtype=np.float64).tolist()}: {type(exc).__name__}: {exc}{_where(exc)}")
         return False
-    ok = True
+    for good, row in rows:
+        print(f"{'PASS' if good else 'FAIL'} {row}")
+    return all(good for good, _ in rows)
+
+
+def value_rows(forward, backward, x, out, dx, rtol: float = 1e-12, label: str = "the op") -> list:
+    """The work of :func:`check_values` on the functions themselves: ``[(ok, text)]`` for the forward
+    and the backward; raises what they raise (the grader, ``lessons/grading.py``, calls this)."""
+    x, out, dx = (np.asarray(v, dtype=np.float64) for v in (x, out, dx))
+    with warnings.catch_warnings(), np.errstate(all="ignore"):   # an overflow is judged below
+        warnings.simplefilter("ignore")
+        got_out, cache = forward(x.copy())
+        got_dx = backward(np.ones_like(x), cache)
+    rows = []
     for what, got, want in (("forward", got_out, out), ("backward", got_dx, dx)):
         got = np.asarray(got, dtype=np.float64)
         good = got.shape == want.shape and bool(np.isfinite(got).all()) and np.allclose(got, want, rtol=rtol, atol=1e-300)
-        ok &= good
-        print(f"{'PASS' if good else 'FAIL'} {what} of {target} at x = {x.tolist()}: "
-              f"got {got.tolist()}, expected {want.tolist()}")
-    return ok
+        rows.append((good, f"{what} of {label} at x = {x.tolist()}: got {got.tolist()}, expected {want.tolist()}"))
+    return rows
+
+
+def receptive_field_row(receptive_field, dilations, size) -> tuple:
+    """One case of :func:`check_receptive_field`: (ok, text); raises what ``receptive_field`` raises."""
+    want = reachable(dilations, size)
+    got = set(receptive_field(dilations, size))
+    good = got == want
+    return good, (f"dilations {dilations} on {size}x{size}: {len(got)} pixels"
+                  + ("" if good else f", expected {len(want)} (missing {sorted(want - got)[:4]}, extra {sorted(got - want)[:4]})"))
 
 
 RECEPTIVE_FIELD_CASES = [((4,), 11), ((4,), 8), ((1, 2, 4), 17), ((4, 4), 17), ((1, 2, 4), 8), ((4, 4), 8), ((2, 3), 9)]
@@ -96,16 +111,13 @@ def check_receptive_field(target: str) -> bool:
     _forget(mod_name)
     ok = True
     for dilations, size in RECEPTIVE_FIELD_CASES:
-        want = reachable(dilations, size)
         try:
-            got = set(getattr(importlib.import_module(mod_name), fname)(dilations, size))
+            good, row = receptive_field_row(getattr(importlib.import_module(mod_name), fname), dilations, size)
         except Exception as exc:
             print(f"FAIL dilations {dilations} on {size}x{size}: {type(exc).__name__}: {exc}{_where(exc)}")
             return False
-        good = got == want
         ok &= good
-        print(f"{'PASS' if good else 'FAIL'} dilations {dilations} on {size}x{size}: {len(got)} pixels"
-              + ("" if good else f", expected {len(want)} (missing {sorted(want - got)[:4]}, extra {sorted(got - want)[:4]})"))
+        print(f"{'PASS' if good else 'FAIL'} {row}")
     if not ok:
         print("exercise check FAILED; fix the code and run this cell again")
     return ok

@@ -4,7 +4,8 @@ Exit status: 0 if every check passes, 1 if any fails (a FAIL row names each grad
 tolerance with its error; a --target whose code raises is a FAIL naming the target, the phase —
 construction, forward or backward — and the file:line in that code, with the original message),
 2 on bad usage (an unknown name, a --target that cannot be imported, a --shapes count that does
-not match the forward's inputs).
+not match the forward's inputs). ``--json PATH`` / ``--junit-xml PATH`` also write every check as a
+record (see report.py), even when a check raises; the table is printed as without them.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .. import backend
 from ..nn.module import Module
 from .checker import DEFAULT_TOLERANCE, CheckResult, check_module, check_op
 from .registry import all_cases
+from .report import Report, exception_record, result_record
 
 EPILOG = """examples:
   python -m tinyba2m.gradcheck                      check every built-in op and module
@@ -32,6 +34,8 @@ EPILOG = """examples:
   python -m tinyba2m.gradcheck --target mypkg.ops:my_op_forward --shapes 2,3 3,4
         check your own pair my_op_forward(*arrays) -> (out, cache) and
         my_op_backward(dout, cache) -> gradient or tuple of gradients (one per array)
+  python -m tinyba2m.gradcheck ... --json out.json --junit-xml out.xml
+        also write one record per check (for CI and autograders; see python -m tinyba2m.grade)
 
 Run it from the folder that holds your package (for the course: the repository root, so that
 lessons.exercises... imports). Checks run in float64 with central differences; the error is
@@ -48,7 +52,7 @@ class TargetFailure(Exception):
     """A --target's own code raised: reported as a FAIL row, with where and in which phase."""
 
     def __init__(self, spec: str, phase: str, exc: BaseException, code_file=None):
-        self.phase = phase
+        self.phase, self.error, self.where = phase, exc, raised_where(exc, code_file)
         super().__init__(f"{spec}: {phase} raised {type(exc).__name__}: {exc}{raised_at(exc, code_file)}")
 
 
@@ -151,16 +155,25 @@ def check_target(spec: str, input_shape, shapes, tolerance) -> CheckResult:
     raise UsageError(f"--target {spec}: expected a Module subclass or an <op>_forward function, got {type(obj).__name__}")
 
 
-def raised_at(exc, code_file=None) -> str:
-    """`` (raised at file:line)``: the innermost frame of ``exc``'s traceback in ``code_file``
-    (the user's module), else the innermost outside this package, else the innermost."""
+def raised_where(exc, code_file=None):
+    """(file, line) of ``exc``: for a SyntaxError the line it names; else the innermost frame of its
+    traceback in ``code_file`` (the user's module), else the innermost outside this package, else
+    the innermost. None without a traceback."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return exc.filename, exc.lineno
     frames = traceback.extract_tb(exc.__traceback__)
     if not frames:
-        return ""
+        return None
     mine = [f for f in frames if code_file and os.path.abspath(f.filename) == os.path.abspath(code_file)]
     outside = [f for f in frames if not os.path.abspath(f.filename).startswith(str(PACKAGE_DIR) + os.sep)]
     frame = (mine or outside or frames)[-1]
-    return f" (raised at {frame.filename}:{frame.lineno})"
+    return frame.filename, frame.lineno
+
+
+def raised_at(exc, code_file=None) -> str:
+    """`` (raised at file:line)``, see :func:`raised_where`; "" when unknown."""
+    where = raised_where(exc, code_file)
+    return f" (raised at {where[0]}:{where[1]})" if where else ""
 
 
 def print_table(results) -> None:
@@ -184,6 +197,9 @@ def main(argv=None) -> int:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="built-in checks to run (default: all; see --list)")
     parser.add_argument("--list", action="store_true", help="list the built-in check names and exit")
+    parser.add_argument("--json", metavar="PATH", help="also write one record per check to PATH as JSON "
+                        "(name, shapes, each gradient's error and tolerance, PASS/FAIL, where an exception was raised)")
+    parser.add_argument("--junit-xml", metavar="PATH", help="also write the checks to PATH as JUnit XML (one testcase each)")
     parser.add_argument("--target", action="append", default=[], metavar="PKG.MODULE:NAME",
                         help="your own Module subclass or <op>_forward function to check (repeatable)")
     parser.add_argument("--input-shape", type=parse_shape, default=None, help="input shape for a --target module, e.g. 2,3,6,6")
@@ -200,19 +216,29 @@ def main(argv=None) -> int:
         parser.error(f"unknown check name(s): {', '.join(unknown)}. Known: {', '.join(sorted(cases))}")
     names = args.names or ([] if args.target else sorted(cases))
     start = time.perf_counter()
-    results = [cases[n]() for n in names]
+    report = Report(args.json, args.junit_xml, backend.name)  # both files are rewritten after every check
+    try:
+        report.write(complete=False)
+    except OSError as exc:
+        parser.error(f"cannot write {' / '.join(p for p in (args.json, args.junit_xml) if p)}: {exc}")
+    results = [report.run_builtin(n, cases[n], raised_where) for n in names]
     raised = []
+    target_shapes = [args.input_shape] if args.input_shape else args.shapes
     for spec in args.target:
         try:
             results.append(check_target(spec, args.input_shape, args.shapes, args.tol))
+            report.add(result_record(results[-1], "target", target_shapes))
         except UsageError as exc:
             parser.error(str(exc))
         except TargetFailure as exc:  # the user's code raised (e.g. a stub's NotImplementedError): a FAIL, not a crash
             results.append(CheckResult(spec, {f"{exc.phase} raised": float("inf")}, args.tol))
             raised.append(str(exc))
+            report.add(exception_record(spec, exc.phase, exc.error, exc.where, "target", target_shapes, args.tol))
         except Exception as exc:  # the checker refused what the code returned (gradient count or shape)
             results.append(CheckResult(spec, {"check": float("inf")}, args.tol))
             raised.append(f"{spec}: {type(exc).__name__}: {exc}")
+            report.add(exception_record(spec, "check", exc, None, "target", target_shapes, args.tol))
+    report.write()
     print_table(results)
     for line in raised:
         print(f"FAIL {line}")

@@ -27,6 +27,7 @@ class CheckResult:
     name: str
     errors: dict = field(default_factory=dict)  # gradient name -> relative error
     tolerance: float = DEFAULT_TOLERANCE
+    shapes: dict = field(default_factory=dict)  # gradient name -> shape of the checked array (for reports)
 
     @property
     def worst(self) -> float:
@@ -52,6 +53,8 @@ def merge_results(name: str, parts) -> CheckResult:
     for label, res in parts:
         for k, v in res.errors.items():
             out.errors[f"{k}({label})" if label else k] = v
+            if k in res.shapes:
+                out.shapes[f"{k}({label})" if label else k] = res.shapes[k]
     return out
 
 
@@ -105,6 +108,7 @@ def check_op(forward, backward, inputs, names=None, seed=0, tolerance=DEFAULT_TO
             return forward(*args, **kwargs)[0]
 
         result.errors[names[i]] = _compare(g, f_of_x, x, dout, rng, method, max_full, n_directions, h)
+        result.shapes[names[i]] = tuple(x.shape)
     return result
 
 
@@ -146,6 +150,7 @@ def check_module(module, input_shape, seed=0, tolerance=DEFAULT_TOLERANCE, metho
     if tuple(dx.shape) != tuple(x.shape):
         raise ValueError(f"{name}: input gradient has shape {tuple(dx.shape)}, expected {tuple(x.shape)}")
     result.errors["input"] = _compare(dx, run, x, dout, rng, method, max_full, n_directions, h)
+    result.shapes["input"] = tuple(x.shape)
     for qual, mod, key in list(module.named_parameters()):
         p = mod.params[key]
         g = mod.grads.get(key)
@@ -161,6 +166,7 @@ def check_module(module, input_shape, seed=0, tolerance=DEFAULT_TOLERANCE, metho
             result.errors[f"{qual} (=0)"] = max(float(abs(backend.to_host(g)).max()), float(abs(backend.to_host(num)).max()))
         else:
             result.errors[qual] = _compare(g, f_of_p, p, dout, rng, method, max_full, n_directions, h)
+        result.shapes[f"{qual} (=0)" if qual in known_zero else qual] = tuple(p.shape)
         mod.params[key] = p
     restore()
     return result
