@@ -77,5 +77,9 @@ def test_headless_command_in_the_readme_runs_a_lesson(tmp_path):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     nb = json.loads((copy / lesson).with_suffix(".ipynb").read_text())
     text = "".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
-    assert "FAIL" in text and "NotImplementedError" in text, text[-2000:]   # it ran to the exercise check on the stub
+    row = next((ln for ln in text.splitlines() if ln.startswith("lessons.exercises.ex01_row_scale:")), "")
+    if is_stub("ex01_row_scale"):      # it ran to the exercise check at the end, which FAILs on the stub
+        assert " FAIL " in row and "NotImplementedError" in text, text[-2000:]
+    else:                              # ... and PASSes on a student's right answer
+        assert " PASS" in row, answer_fails("ex01_row_scale", "the headless notebook run", text[-2000:])
     assert (copy / lesson).read_text() == (LESSONS / "01_arrays_and_backend.md").read_text()
