@@ -325,3 +325,25 @@ def test_a_wrong_answer_is_reported_as_the_students(tmp_path):
     assert "2 failed" in run.stdout and "passed on the stub" not in run.stdout, run.stdout[-4000:]
     assert "your answer in lessons/exercises/ex03_leaky_relu.py FAILs its check" in run.stdout, run.stdout[-4000:]
     assert re.search(r"lessons\.exercises\.ex03_leaky_relu:leaky_relu_forward +\S+ +1e-06 +FAIL +x=", run.stdout), run.stdout[-4000:]
+
+
+def test_stub_record_tells_a_stub_from_an_answer(tmp_path, monkeypatch, capsys):
+    """lessons/stubs.py: a recorded file is the stub, also with Windows line endings; one edit makes it an answer."""
+    import lessons.stubs as stubs
+
+    folder = tmp_path / "exercises"
+    folder.mkdir()
+    stub = folder / "ex03_leaky_relu.py"
+    stub.write_text('def f(x):\n    raise NotImplementedError("Exercise 3")\n')
+    monkeypatch.setattr(stubs, "EXERCISES", folder)
+    monkeypatch.setattr(stubs, "RECORD", folder / "stubs.sha256")
+    assert stubs.main(["--record"]) == 0
+    assert (folder / "stubs.sha256").read_text().endswith("  ex03_leaky_relu.py\n")
+    assert stubs.is_stub("lessons.exercises.ex03_leaky_relu:f") and stubs.is_stub("ex03_leaky_relu.py")
+    stub.write_bytes(stub.read_bytes().replace(b"\n", b"\r\n"))          # a Windows checkout
+    assert stubs.is_stub("ex03_leaky_relu")
+    stub.write_text('def f(x):\n    return x\n')                         # the student's answer
+    assert not stubs.is_stub("ex03_leaky_relu")
+    assert stubs.main([]) == 0 and re.search(r"ex03_leaky_relu.py +edited \(your answer\)", capsys.readouterr().out)
+    with pytest.raises(ValueError, match="ex04_conv1d.py has no stub hash"):
+        stubs.is_stub("ex04_conv1d")
