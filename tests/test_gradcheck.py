@@ -251,3 +251,233 @@ def test_target_that_cannot_be_imported_says_where_to_run_from(tmp_path):
     assert res.returncode == 2
     assert "cannot import module 'lessons.solutions.ex01_row_scale'" in res.stderr
     assert "the repository root" in res.stderr
+
+
+# -- never a wrong PASS (issue 19, items 1-4) ------------------------------------------------------
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from tinyba2m.gradcheck import CheckResult  # noqa: E402
+from tinyba2m.gradcheck.__main__ import print_table  # noqa: E402
+
+NAN, INF = float("nan"), float("inf")
+
+
+def test_a_nan_after_the_first_error_is_a_fail(capsys):
+    res = CheckResult("x", {"a": 1e-9, "b": NAN})
+    assert not res.passed and list(res.failed()) == ["b"]
+    assert res.worst != res.worst  # NaN
+    assert "FAIL" in str(res) and "b=NaN" in str(res)
+    print_table([res])
+    row = capsys.readouterr().out.splitlines()[2]
+    assert row.split()[1:4] == ["NaN", "1e-06", "FAIL"] and row.endswith("b=NaN"), row
+
+
+finite_errors = st.floats(min_value=0.0, max_value=1e-3, allow_nan=False)
+
+
+@given(st.dictionaries(st.text("abcdefgxyz", min_size=1, max_size=4), finite_errors, max_size=6),
+       st.lists(st.sampled_from([NAN, INF, -INF]), min_size=1, max_size=3), st.data())
+def test_any_error_dict_with_a_non_finite_value_fails(errors, bad_values, data):
+    errors = dict(errors)
+    bad_keys = []
+    for i, v in enumerate(bad_values):  # put each non-finite error at a random place in the dict
+        key = f"bad{i}"
+        pos = data.draw(st.integers(0, len(errors)))
+        items = list(errors.items())
+        errors = dict(items[:pos] + [(key, v)] + items[pos:])
+        bad_keys.append(key)
+    tol = data.draw(st.sampled_from([1e-6, 1e-2, 1.0]))
+    res = CheckResult("prop", errors, tol)
+    assert not res.passed
+    assert set(bad_keys) <= set(res.failed())
+    assert res.worst != res.worst or res.worst == INF   # NaN or inf, never a finite number
+    summary = res.failure_summary()
+    for key, v in zip(bad_keys, bad_values):
+        assert f"{key}={'NaN' if v != v else ('inf' if v > 0 else '-inf')}" in summary, summary
+
+
+@given(st.dictionaries(st.text("abc", min_size=1, max_size=3), finite_errors, min_size=1, max_size=6))
+def test_finite_errors_within_the_tolerance_pass(errors):
+    res = CheckResult("prop", errors, 1e-3)
+    assert res.passed and not res.failed() and res.worst == max(errors.values())
+
+
+def nan_w_backward(dout, cache):
+    x, w = cache
+    dw = x.T @ dout
+    dw[0, 0] = float("nan")
+    return dout @ w.T, dw
+
+
+def matmul_forward(x, w):
+    return x @ w, (x, w)
+
+
+@pytest.mark.parametrize("method", ["full", "direction"])
+def test_check_op_fails_a_nan_gradient_after_a_good_one(method):
+    r = backend.new_host_rng(0)
+    res = check_op(matmul_forward, nan_w_backward, [r.standard_normal((3, 4)), r.standard_normal((4, 2))], method=method)
+    assert res.errors["x"] < 1e-8
+    assert not res.passed and list(res.failed()) == ["w"]
+    assert res.notes["w"] == "the gradient holds 1 NaN"
+
+
+def test_direction_check_fails_a_nan_from_the_forward():
+    """The directional check took max(0.0, NaN) == 0.0: a forward that gives NaN off the centre point passed."""
+    def forward(x):
+        return x * 2, x
+
+    def backward(dout, x):
+        return 2 * dout
+
+    calls = []
+
+    def flaky_forward(x):
+        calls.append(1)
+        out, cache = forward(x)
+        return (out * float("nan") if len(calls) > 1 else out), cache
+
+    res = check_op(flaky_forward, backward, [backend.new_host_rng(0).standard_normal((4, 3))], method="direction")
+    assert not res.passed and res.worst != res.worst, str(res)
+
+
+class NanBiasLinear(Linear):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.grads["b"] = self.grads["b"] * float("nan")
+        return dx
+
+
+def test_check_module_fails_a_nan_parameter_gradient_and_a_nan_known_zero():
+    backend.seed(0)
+    res = check_module(NanBiasLinear(4, 3), (2, 4))
+    assert not res.passed and "b" in res.failed() and "w" not in res.failed(), str(res)
+    backend.seed(0)
+    res = check_module(NanBiasLinear(4, 3), (2, 4), known_zero=("b",))
+    assert not res.passed and "b (=0)" in res.failed(), str(res)
+
+
+STUDENT_OPS = '''
+import numpy as np
+
+
+def nanb_forward(x, w):
+    return x @ w, (x, w)
+
+
+def nanb_backward(dout, cache):
+    x, w = cache
+    dw = x.T @ dout
+    dw[0, 0] = np.nan
+    return dout @ w.T, dw
+
+
+def wrongw_forward(s, x, w):
+    return s * (x @ w), (s, x, w)
+
+
+def wrongw_backward(dout, cache):
+    s, x, w = cache
+    return None, s * dout @ w.T, 2 * s * x.T @ dout
+
+
+def cast_forward(s, x):
+    return (s * x).astype(np.float32), (s, x)
+
+
+def cast_backward(dout, cache):
+    s, x = cache
+    return (dout * x).astype(np.float32), dout * s
+
+
+def castgrad_forward(x):
+    return 3 * x, x
+
+
+def castgrad_backward(dout, x):
+    return (3 * dout).astype(np.float32)
+'''
+
+
+@pytest.fixture
+def student_ops(tmp_path, monkeypatch):
+    (tmp_path / "student_ops.py").write_text(STUDENT_OPS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("student_ops", None)
+
+
+def row_of(out, name):
+    return next(ln for ln in out.splitlines() if ln.startswith(name))
+
+
+def test_cli_nan_gradient_is_a_fail_named_nan(student_ops, capsys):
+    assert main(["--target", "student_ops:nanb_forward", "--shapes", "3,4", "4,2"]) == 1
+    out = capsys.readouterr().out
+    row = row_of(out, "student_ops:nanb_forward")
+    assert row.split()[1:4] == ["NaN", "1e-06", "FAIL"], row
+    assert "w=NaN (the gradient holds 1 NaN)" in row and "x=" not in row, row
+    assert "FAILED: student_ops:nanb_forward" in out
+
+
+@pytest.mark.parametrize("tol", ["-1", "nan", "inf", "0", "abc", "-inf"])
+def test_cli_refuses_a_tolerance_that_is_not_finite_and_positive(tol, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["linear", f"--tol={tol}"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--tol" in err and "finite number > 0" in err and repr(tol) in err, err
+
+
+def test_check_op_refuses_a_bad_tolerance():
+    with pytest.raises(ValueError, match="tolerance must be a finite number > 0, got nan"):
+        check_op(square_forward, square_backward, [backend.new_host_rng(0).standard_normal(3)], tolerance=float("nan"))
+
+
+def test_fail_row_names_positional_inputs_from_the_forward_signature(student_ops, capsys):
+    assert main(["--target", "student_ops:wrongw_forward", "--shapes", "1", "3,4", "4,2"]) == 1
+    row = row_of(capsys.readouterr().out, "student_ops:wrongw_forward")
+    assert re.search(r"FAIL  w=\d\.\d\de-\d\d$", row), row
+    assert "input" not in row
+
+
+def test_check_op_names_inputs_from_the_signature_and_star_args():
+    r = backend.new_host_rng(0)
+    x, w = r.standard_normal((3, 4)), r.standard_normal((4, 2))
+    assert set(check_op(matmul_forward, nan_w_backward, [x, w]).errors) == {"x", "w"}
+
+    def star_forward(*arrays):
+        return arrays[0] * arrays[1], arrays
+
+    def star_backward(dout, arrays):
+        return dout * arrays[1], dout * arrays[0]
+
+    assert set(check_op(star_forward, star_backward, [x, x + 1]).errors) == {"arrays0", "arrays1"}
+
+
+def test_fail_row_says_when_the_output_is_float32(student_ops, capsys):
+    assert main(["--target", "student_ops:cast_forward", "--shapes", "3,4", "3,4"]) == 1
+    row = row_of(capsys.readouterr().out, "student_ops:cast_forward")
+    assert "the forward returned float32: the check runs in float64" in row, row
+    assert "s=" in row and "(returned float32: the check runs in float64)" in row, row   # s's own gradient is float32 too
+
+
+def test_fail_row_says_when_a_gradient_is_float32(student_ops, capsys):
+    assert main(["--target", "student_ops:castgrad_forward", "--shapes", "40,30", "--tol", "1e-9"]) == 1
+    row = row_of(capsys.readouterr().out, "student_ops:castgrad_forward")
+    assert re.search(r"FAIL  x=\d\.\d\de-\d\d \(returned float32: the check runs in float64\)$", row), row
+    assert "forward returned" not in row
+
+
+class Float32Scale(Scale):
+    """A module whose forward quietly casts to float32."""
+
+    def forward(self, x):
+        return super().forward(x).astype("float32")
+
+
+def test_check_module_notes_a_float32_output():
+    res = check_module(Float32Scale(), (3, 2))
+    assert not res.passed
+    assert res.notes["output"] == "the forward returned float32: the check runs in float64", res.notes
+    assert "the forward returned float32" in res.failure_summary()

@@ -9,6 +9,11 @@
   the stub (which raises NotImplementedError) and PASS on ``lessons.solutions`` (same command,
   ``exercises`` replaced by ``solutions``). The same check as a Python call for a notebook,
   ``check("<the same arguments>")`` from ``lessons.check``, reports FAIL on the stub without raising.
+- A student's answer: once an exercise file is no longer the stub (its text differs from the hash
+  recorded in ``lessons/exercises/stubs.sha256``, see ``lessons/stubs.py``), the same tests check
+  the answer instead: it must PASS; a FAIL is reported as the student's, with the checker's table.
+  ``test_solved_copies_pass`` copies the solutions over the stubs (all, and half) in a temporary
+  copy of the repository and runs these tests there.
 - Figures: every ``figures/NAME.png`` a lesson shows is drawn by that lesson's own code (written to a
   temporary folder here) and committed under ``lessons/figures/``. To redraw the committed PNGs:
   ``TINYBA2M_LESSON_FIGURES=lessons/figures python -m pytest -q tests/test_lessons.py -k lesson_runs``.
@@ -18,8 +23,10 @@
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import shutil
 import shlex
 import subprocess
 import sys
@@ -28,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+from lessons.stubs import RECORD, exercise_path, is_stub, recorded
 from tinyba2m import backend
 from tinyba2m.gradcheck.__main__ import main as gradcheck_main
 
@@ -106,6 +114,19 @@ def test_lesson_runs(path, lesson_env):
         assert (LESSONS / "figures" / f"{name}.png").is_file(), f"lessons/figures/{name}.png is not committed"
 
 
+def target_of(argv) -> str:
+    """The ``--target`` of a checker command line."""
+    return argv[argv.index("--target") + 1]
+
+
+def answer_fails(target: str, what: str, out: str) -> str:
+    """The message for a student's answer that fails its check (the file is no longer the stub)."""
+    path = exercise_path(target).relative_to(ROOT)
+    return (f"your answer in {path} FAILs its check ({what}); fix it and run the check again. "
+            f"(This file differs from its stub as recorded in {RECORD.relative_to(ROOT)}; if you changed "
+            f"the stub itself on purpose, re-record it: python -m lessons.stubs --record)\n{out}")
+
+
 def skip_exercise_8(text, checks):
     """Exercise 8 has no gradient check to run: its lesson calls check_receptive_field instead."""
     if not checks and "check_receptive_field(" in text:
@@ -120,9 +141,13 @@ def test_lesson_exercise(path, lesson_env, capsys):
     assert commands, f"{path.name} tells the student no `python -m tinyba2m.gradcheck --target lessons.exercises...` command"
     for cmd in commands:
         argv = shlex.split(cmd)[3:]
-        assert gradcheck_main(argv) == 1, f"{cmd!r} passed on the stub"
+        status = gradcheck_main(argv)
         out = capsys.readouterr().out
-        assert "FAIL" in out and "NotImplementedError" in out, f"{cmd!r} on the stub:\n{out}"
+        if is_stub(target_of(argv)):
+            assert status == 1, f"{cmd!r} passed on the stub"
+            assert "FAIL" in out and "NotImplementedError" in out, f"{cmd!r} on the stub:\n{out}"
+        else:                                     # the student's answer: it must pass
+            assert status == 0, answer_fails(target_of(argv), cmd, out)
         solution = [a.replace("lessons.exercises.", "lessons.solutions.") for a in argv]
         assert gradcheck_main(solution) == 0, f"{' '.join(solution)} failed on the solution:\n{capsys.readouterr().out}"
         assert "PASS" in capsys.readouterr().out
@@ -130,7 +155,8 @@ def test_lesson_exercise(path, lesson_env, capsys):
 
 @pytest.mark.parametrize("path", LESSON_FILES, ids=lambda p: p.stem)
 def test_lesson_exercise_as_a_python_call(path, lesson_env, capsys):
-    """The notebook form of each check: the same arguments; FAIL on the stub without raising, PASS on the solution."""
+    """The notebook form of each check: the same arguments; FAIL on the stub without raising (on a
+    student's answer: PASS), PASS on the solution."""
     from lessons.check import check
 
     text = path.read_text()
@@ -140,9 +166,13 @@ def test_lesson_exercise_as_a_python_call(path, lesson_env, capsys):
     assert sorted(calls) == sorted(c.split(" ", 3)[3] for c in check_commands(text)), \
         f"{path.name}: the check() calls and the console commands differ"
     for args in calls:
-        assert check(args) is False
+        result = check(args)
         out = capsys.readouterr().out
-        assert "FAIL" in out and "NotImplementedError" in out, out
+        if is_stub(target_of(shlex.split(args))):
+            assert result is False
+            assert "FAIL" in out and "NotImplementedError" in out, out
+        else:
+            assert result is True, answer_fails(target_of(shlex.split(args)), f'check("{args}")', out)
         assert check(args.replace("lessons.exercises.", "lessons.solutions.")) is True, capsys.readouterr().out
 
 
@@ -167,7 +197,11 @@ def test_softplus_probe_catches_the_naive_formula(lesson_env, tmp_path, monkeypa
     monkeypatch.syspath_prepend(str(tmp_path))
     namespace = {"check_values": check_values, "np": __import__("numpy")}
     call = "check_values(" + probe.group(1) + ")"
-    assert eval(call, namespace) is False                                            # the stub
+    result = eval(call, namespace)                                       # the stub, or the student's answer
+    if is_stub("ex02_softplus"):
+        assert result is False, "the stub passed the probe"
+    else:
+        assert result is True, answer_fails("ex02_softplus", "check_values", capsys.readouterr().out)
     assert eval(call.replace("lessons.exercises.ex02_softplus", "lessons.solutions.ex02_softplus"), namespace) is True
     assert eval(call.replace("lessons.exercises.ex02_softplus", "naive_softplus"), namespace) is False
     out = capsys.readouterr().out
@@ -181,8 +215,12 @@ def test_receptive_field_check(lesson_env, tmp_path, monkeypatch, capsys):
     from lessons.check import RECEPTIVE_FIELD_CASES, check_receptive_field, reachable
 
     assert len(reachable((4,), 8)) == 4 and len(reachable((4,), 11)) == 9 and len(reachable((1, 1), 9)) == 25
-    assert check_receptive_field("lessons.exercises.ex08_receptive_field:receptive_field") is False
-    assert "NotImplementedError" in capsys.readouterr().out
+    mine = check_receptive_field("lessons.exercises.ex08_receptive_field:receptive_field")
+    out = capsys.readouterr().out
+    if is_stub("ex08_receptive_field"):
+        assert mine is False and "NotImplementedError" in out, out
+    else:
+        assert mine is True, answer_fails("ex08_receptive_field", "check_receptive_field", out)
     assert check_receptive_field("lessons.solutions.ex08_receptive_field:receptive_field") is True
     (tmp_path / "extent_rf.py").write_text(
         "def receptive_field(dilations, size):\n"
@@ -234,3 +272,78 @@ def test_every_exercise_has_a_stub_and_a_solution():
     used = {re.search(r"lessons\.exercises\.(\w+):", c).group(1) + ".py"
             for p in LESSON_FILES for c in check_commands(p.read_text())}
     assert used <= set(stubs), f"lessons name exercises that do not exist: {sorted(used - set(stubs))}"
+    assert sorted(recorded()) == stubs, f"{RECORD.name} must record exactly the stubs: python -m lessons.stubs --record"
+
+
+# -- a student's own work does not break the suite (issue 19, item 5) -------------------------------
+STUB_DEPENDENT = "(exercise or python_call or softplus or receptive or every_exercise) and not solved_copies"
+COPY_IGNORE = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", ".pytest_cache", ".hypothesis", ".ipynb_checkpoints",
+                                     "runs", "*.egg-info")
+
+
+def solved_copy(dest: Path, solved) -> Path:
+    """A copy of the repository in ``dest`` with the solutions of the exercises numbered in
+    ``solved`` copied over their stubs (what a student's finished work looks like)."""
+    shutil.copytree(ROOT, dest, ignore=COPY_IGNORE)
+    for path in sorted((dest / "lessons" / "solutions").glob("ex[0-9][0-9]_*.py")):
+        if int(path.name[2:4]) in solved:
+            shutil.copyfile(path, dest / "lessons" / "exercises" / path.name)
+    return dest
+
+
+def run_tests_in(copy: Path, *args):
+    env = {k: v for k, v in os.environ.items() if k not in ("TINYBA2M_BACKEND",)}
+    env["PYTHONPATH"] = str(copy)
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+                          cwd=copy, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("solved", [range(1, 14), range(1, 14, 2)], ids=["all 13 solved", "half solved"])
+def test_solved_copies_pass(tmp_path, solved):
+    """All 13 or every other exercise solved (the solutions copied over the stubs, in a copy of the
+    repository): every test that looks at the exercises passes there; half solved, lesson 3 (solved)
+    also runs as a notebook (skipped without jupytext)."""
+    copy = solved_copy(tmp_path / "repo", set(solved))
+    notebook = ["tests/test_notebooks.py", "-k", f"({STUB_DEPENDENT}) or (as_a_notebook and 03_linear)"] \
+        if len(solved) < 13 else ["-k", STUB_DEPENDENT]    # one notebook run is enough (about 15 s)
+    run = run_tests_in(copy, "-rA", "tests/test_lessons.py", *notebook)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert " failed" not in run.stdout, run.stdout[-2000:]
+    for lesson in ("01_arrays_and_backend", "02_gradient_checking", "13_gpu_with_cupy"):   # both solved and stubs were checked
+        assert f"PASSED tests/test_lessons.py::test_lesson_exercise[{lesson}]" in run.stdout, run.stdout[-4000:]
+    if len(solved) < 13 and importlib.util.find_spec("jupytext") and importlib.util.find_spec("nbclient"):
+        assert "PASSED tests/test_notebooks.py::test_lesson_runs_as_a_notebook[03_linear_relu_softmax_ce]" in run.stdout
+
+
+def test_a_wrong_answer_is_reported_as_the_students(tmp_path):
+    """A wrong answer fails its exercise's tests with the student's message, not 'passed on the stub'."""
+    copy = solved_copy(tmp_path / "repo", {3})
+    answer = copy / "lessons" / "exercises" / "ex03_leaky_relu.py"
+    answer.write_text(answer.read_text().replace("return dout * cache", "return dout * cache * 1.01"))
+    run = run_tests_in(copy, "tests/test_lessons.py", "--tb=short", "-k", "03_linear and (exercise or python_call)")
+    assert run.returncode == 1, run.stdout[-4000:]
+    assert "2 failed" in run.stdout and "passed on the stub" not in run.stdout, run.stdout[-4000:]
+    assert "your answer in lessons/exercises/ex03_leaky_relu.py FAILs its check" in run.stdout, run.stdout[-4000:]
+    assert re.search(r"lessons\.exercises\.ex03_leaky_relu:leaky_relu_forward +\S+ +1e-06 +FAIL +x=", run.stdout), run.stdout[-4000:]
+
+
+def test_stub_record_tells_a_stub_from_an_answer(tmp_path, monkeypatch, capsys):
+    """lessons/stubs.py: a recorded file is the stub, also with Windows line endings; one edit makes it an answer."""
+    import lessons.stubs as stubs
+
+    folder = tmp_path / "exercises"
+    folder.mkdir()
+    stub = folder / "ex03_leaky_relu.py"
+    stub.write_text('def f(x):\n    raise NotImplementedError("Exercise 3")\n')
+    monkeypatch.setattr(stubs, "EXERCISES", folder)
+    monkeypatch.setattr(stubs, "RECORD", folder / "stubs.sha256")
+    assert stubs.main(["--record"]) == 0
+    assert (folder / "stubs.sha256").read_text().endswith("  ex03_leaky_relu.py\n")
+    assert stubs.is_stub("lessons.exercises.ex03_leaky_relu:f") and stubs.is_stub("ex03_leaky_relu.py")
+    stub.write_bytes(stub.read_bytes().replace(b"\n", b"\r\n"))          # a Windows checkout
+    assert stubs.is_stub("ex03_leaky_relu")
+    stub.write_text('def f(x):\n    return x\n')                         # the student's answer
+    assert not stubs.is_stub("ex03_leaky_relu")
+    assert stubs.main([]) == 0 and re.search(r"ex03_leaky_relu.py +edited \(your answer\)", capsys.readouterr().out)
+    with pytest.raises(ValueError, match="ex04_conv1d.py has no stub hash"):
+        stubs.is_stub("ex04_conv1d")

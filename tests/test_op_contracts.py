@@ -1,7 +1,9 @@
 """Contracts every op pair keeps: forward and backward never modify their inputs (nor the
 upstream gradient), float32 inputs give float32 outputs and gradients, and backward refuses an
 upstream gradient that is not shaped like the forward output (a ValueError naming the op, the
-expected and the actual shape). A last test makes sure every ``*_forward`` of the op files
+expected and the actual shape). The supported dtypes are float32 and float64: any other dtype of a
+float input (float16, an integer array) or of the upstream gradient is refused at the op's entry
+with a ValueError naming the op, the input, the expected and the actual dtype. A last test makes sure every ``*_forward`` of the op files
 appears in the table below. (Module contracts: tests/test_module_contracts.py.)"""
 import inspect
 
@@ -135,6 +137,49 @@ def test_float64_in_float64_out(xp, name):
     args, dout, out, cache, backward = run(xp, name, "float64")
     assert out.dtype == xp.float64
     assert all(g is None or g.dtype == xp.float64 for g in as_tuple(backward(dout, cache)))
+
+
+UNSUPPORTED = ["float16", "int64", "int32"]
+
+
+def float_inputs(forward, args):
+    """(position, parameter name) of each float input of the op (labels and the like are left out)."""
+    names = list(inspect.signature(forward).parameters)
+    return [(i, names[i]) for i, a in enumerate(args) if backend.is_float_dtype(a.dtype)]
+
+
+@pytest.mark.parametrize("dtype", UNSUPPORTED)
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_forward_refuses_an_unsupported_dtype_of_each_float_input(xp, name, dtype):
+    forward, backward, make = SPECS[name]
+    args, kwargs = make(xp, "float64", backend.new_host_rng(0))
+    inputs = float_inputs(forward, args)
+    assert inputs, f"{name}: no float input"
+    for i, pname in inputs:
+        bad = list(args)
+        bad[i] = (args[i] * 3).astype(dtype)
+        with pytest.raises(ValueError) as err:
+            forward(*bad, **kwargs)
+        msg = str(err.value)
+        assert msg == (f"{op_label(forward)}: expected {pname} to be a floating-point array (float32 or float64), "
+                       f"got dtype {dtype}"), f"{name}, input {pname}: {msg}"
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int64"])
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_backward_refuses_an_unsupported_dout_dtype(xp, name, dtype):
+    args, dout, out, cache, backward = run(xp, name, "float64")
+    with pytest.raises(ValueError) as err:
+        backward(dout.astype(dtype), cache)
+    assert str(err.value).startswith(f"{op_label(SPECS[name][0])}: backward expected dout to be a floating-point array "
+                                     f"(float32 or float64), got dtype {dtype}"), str(err.value)
+
+
+def test_a_conv2d_module_refuses_float16_instead_of_returning_float32(xp):
+    """The case the issue found: Conv2d turned a float16 input into a float32 output."""
+    from tinyba2m.nn import Conv2d
+    with pytest.raises(ValueError, match=r"^conv2d: expected x to be a floating-point array \(float32 or float64\), got dtype float16$"):
+        Conv2d(3, 4, 3)(xp.ones((2, 3, 5, 5), dtype=xp.float16))
 
 
 def op_label(forward) -> str:

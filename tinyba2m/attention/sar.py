@@ -52,24 +52,24 @@ from ..ops.validation import require_dout, require_float, require_ndim
 OP = "sar_fusion"
 
 
-def _check(a_c, a_ls, a_gs):
+def _check(a_c, a_ls, a_gs, op=OP):
     if a_c is None and a_ls is None and a_gs is None:
-        raise ValueError(f"{OP}: needs at least one branch map, got a_c, a_ls and a_gs all None")
+        raise ValueError(f"{op}: needs at least one branch map, got a_c, a_ls and a_gs all None")
     n = None
     if a_c is not None:
-        require_ndim(OP, "a_c", a_c, 2, "(N, C)")
-        require_float(OP, "a_c", a_c)
+        require_ndim(op, "a_c", a_c, 2, "(N, C)")
+        require_float(op, "a_c", a_c)
         n = a_c.shape[0]
     hw = None
     for name, m in (("a_ls", a_ls), ("a_gs", a_gs)):
         if m is None:
             continue
-        require_ndim(OP, name, m, 3, "(N, H, W)")
-        require_float(OP, name, m)
+        require_ndim(op, name, m, 3, "(N, H, W)")
+        require_float(op, name, m)
         if n is not None and m.shape[0] != n:
-            raise ValueError(f"{OP}: {name} has batch size {m.shape[0]} but the other maps have {n}")
+            raise ValueError(f"{op}: {name} has batch size {m.shape[0]} but the other maps have {n}")
         if hw is not None and tuple(m.shape[1:]) != hw:
-            raise ValueError(f"{OP}: a_ls and a_gs must have the same (H, W), got {hw} and {tuple(m.shape[1:])}")
+            raise ValueError(f"{op}: a_ls and a_gs must have the same (H, W), got {hw} and {tuple(m.shape[1:])}")
         n, hw = m.shape[0], tuple(m.shape[1:])
 
 
@@ -166,7 +166,7 @@ def sar_fusion_backward(da, cache):
 # -- the readable definition: build the (N, branches, C, H, W) broadcast ---------------------------
 def sar_fusion_reference_forward(a_c=None, a_ls=None, a_gs=None, hw=None):
     """The SAR by brute force. ``hw`` gives (H, W) when only the channel map is present."""
-    _check(a_c, a_ls, a_gs)
+    _check(a_c, a_ls, a_gs, op="sar_fusion_reference")
     xp = backend.array_module(a_c, a_ls, a_gs)
     spatial = a_ls if a_ls is not None else a_gs
     n = (a_c if a_c is not None else spatial).shape[0]
@@ -210,8 +210,8 @@ def sar_forward(a_c=None, a_ls=None, a_gs=None, activation="sigmoid"):
     if activation not in SAR_ACTIVATIONS:
         raise ValueError(f"sar: activation must be one of {SAR_ACTIVATIONS}, got {activation!r}")
     squashed = None                                # the maps the fusion gets, when not the raw ones
+    _check(a_c, a_ls, a_gs, op="sar")              # the raw maps, before the sigmoid makes them float
     if activation == "sigmoid":
-        _check(a_c, a_ls, a_gs)                    # the raw maps, before the sigmoid makes them float
         squashed = tuple(None if m is None else stable_sigmoid(m) for m in (a_c, a_ls, a_gs))
     a, cache = sar_fusion_forward(*(squashed or (a_c, a_ls, a_gs)))
     return a, (cache, squashed)

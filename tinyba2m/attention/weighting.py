@@ -117,6 +117,9 @@ def batch_log_mean_exp(a, temperature=1.0):
 def population_weighting_forward(x, a, log_norm, temperature=1.0, scale=1.0):
     """``Y_i = w_i X_i`` with ``w_i = scale * exp(a_i / tau - log_norm)``, per sample; x (N, ...),
     a (N,), log_norm a scalar or (1,) array (the running log-mean-exp). Returns (Y, cache)."""
+    if hasattr(log_norm, "dtype"):
+        require_float("population_weighting", "log_norm", log_norm, check_finite=False)
+
     def weights(a, tau):
         xp = backend.array_module(a)
         return float(scale) * xp.exp(a / tau - xp.asarray(log_norm, dtype=a.dtype).reshape(()))

@@ -1,15 +1,18 @@
 """``python -m tinyba2m.gradcheck`` — check hand-derived backward passes, print a table.
 
 Exit status: 0 if every check passes, 1 if any fails (a FAIL row names each gradient above the
-tolerance with its error; a --target whose code raises is a FAIL naming the target, the phase —
-construction, forward or backward — and the file:line in that code, with the original message),
-2 on bad usage (an unknown name, a --target that cannot be imported, a --shapes count that does
-not match the forward's inputs). ``--json PATH`` / ``--junit-xml PATH`` also write every check as a
+tolerance with its error — NaN and inf are FAILs and print as such — and says when the forward's
+output or a gradient is not float64; a --target whose code raises is a FAIL naming the target, the
+phase — construction, forward or backward — and the file:line in that code, with the original
+message), 2 on bad usage, printed as one line (an unknown name, a --target that cannot be
+imported, a --shapes count that does not match the forward's inputs, a --tol that is not a finite
+number > 0). ``--json PATH`` / ``--junit-xml PATH`` also write every check as a
 record (see report.py), even when a check raises; the table is printed as without them.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import inspect
 import os
@@ -20,7 +23,7 @@ import traceback
 
 from .. import backend
 from ..nn.module import Module
-from .checker import DEFAULT_TOLERANCE, CheckResult, check_module, check_op
+from .checker import DEFAULT_TOLERANCE, CheckResult, check_module, check_op, check_tolerance, format_error
 from .registry import all_cases
 from .report import Report, exception_record, result_record
 
@@ -48,6 +51,13 @@ class UsageError(ValueError):
     """The command line asks for something impossible: exit status 2."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (``prog: error: ...; see --help``), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 class TargetFailure(Exception):
     """A --target's own code raised: reported as a FAIL row, with where and in which phase."""
 
@@ -64,6 +74,14 @@ def parse_shape(text: str) -> tuple:
     if not shape or any(s < 1 for s in shape):
         raise argparse.ArgumentTypeError(f"bad shape {text!r}: sizes must be positive integers")
     return shape
+
+
+def parse_tolerance(text: str) -> float:
+    """``--tol``: a finite number > 0 (a NaN or negative one would fail every check)."""
+    try:
+        return check_tolerance(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0 such as 1e-6, got {text!r}") from None
 
 
 def import_target_module(mod_name: str):
@@ -101,7 +119,9 @@ def load_target(spec: str):
 
 
 def _guarded(fn, spec, phase, code_file=None):
-    """``fn`` whose exceptions become a TargetFailure naming ``spec`` and ``phase`` (a UsageError stays one)."""
+    """``fn`` whose exceptions become a TargetFailure naming ``spec`` and ``phase`` (a UsageError stays one).
+    Keeps ``fn``'s signature (the checker names the inputs from it)."""
+    @functools.wraps(fn, updated=())
     def call(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
@@ -177,21 +197,20 @@ def raised_at(exc, code_file=None) -> str:
 
 
 def print_table(results) -> None:
-    """name, worst error, tolerance, PASS/FAIL; a FAIL row names every gradient above the tolerance."""
+    """name, worst error, tolerance, PASS/FAIL; a FAIL row names every gradient above the tolerance
+    or not finite (``b=NaN``), with its note (e.g. ``returned float32: the check runs in float64``)."""
     width = max([len(r.name) for r in results] + [4])
     print(f"{'name':<{width}}  {'worst rel. error':>16}  {'tolerance':>9}  result")
     print("-" * (width + 38))
     for r in results:
-        line = f"{r.name:<{width}}  {r.worst:>16.2e}  {r.tolerance:>9.0e}  {'PASS' if r.passed else 'FAIL'}"
+        line = f"{r.name:<{width}}  {format_error(r.worst):>16}  {r.tolerance:>9.0e}  {'PASS' if r.passed else 'FAIL'}"
         if not r.passed:
-            failed = r.failed() or r.errors
-            line += "  " + (", ".join(k if v == float("inf") else f"{k}={v:.2e}" for k, v in failed.items())
-                            if failed else "no gradient checked")
+            line += "  " + r.failure_summary()
         print(line)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tinyba2m.gradcheck", description=(
+    parser = OneLineParser(prog="python -m tinyba2m.gradcheck", description=(
         "Check hand-derived backward passes against central finite differences in float64. "
         "Prints name, worst relative error, tolerance and PASS/FAIL; exits 1 if any check fails."),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -204,7 +223,7 @@ def main(argv=None) -> int:
                         help="your own Module subclass or <op>_forward function to check (repeatable)")
     parser.add_argument("--input-shape", type=parse_shape, default=None, help="input shape for a --target module, e.g. 2,3,6,6")
     parser.add_argument("--shapes", type=parse_shape, nargs="+", default=None, help="input shapes for a --target op pair")
-    parser.add_argument("--tol", type=float, default=DEFAULT_TOLERANCE, help=f"tolerance for --target checks (default {DEFAULT_TOLERANCE:g})")
+    parser.add_argument("--tol", type=parse_tolerance, default=DEFAULT_TOLERANCE, help=f"tolerance for --target checks (default {DEFAULT_TOLERANCE:g})")
     args = parser.parse_args(argv)
 
     cases = all_cases()
@@ -231,11 +250,12 @@ def main(argv=None) -> int:
         except UsageError as exc:
             parser.error(str(exc))
         except TargetFailure as exc:  # the user's code raised (e.g. a stub's NotImplementedError): a FAIL, not a crash
-            results.append(CheckResult(spec, {f"{exc.phase} raised": float("inf")}, args.tol))
+            key = f"{exc.phase} raised"
+            results.append(CheckResult(spec, {key: float("inf")}, args.tol, notes={key: "see the FAIL line below"}))
             raised.append(str(exc))
             report.add(exception_record(spec, exc.phase, exc.error, exc.where, "target", target_shapes, args.tol))
         except Exception as exc:  # the checker refused what the code returned (gradient count or shape)
-            results.append(CheckResult(spec, {"check": float("inf")}, args.tol))
+            results.append(CheckResult(spec, {"check": float("inf")}, args.tol, notes={"check": "see the FAIL line below"}))
             raised.append(f"{spec}: {type(exc).__name__}: {exc}")
             report.add(exception_record(spec, "check", exc, None, "target", target_shapes, args.tol))
     report.write()

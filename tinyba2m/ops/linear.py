@@ -16,6 +16,9 @@ def linear_forward(x, w, b=None):
     require_ndim("linear", "x", x, 2, "(N, D)")
     require_float("linear", "x", x)
     require_ndim("linear", "w", w, 2, "(D, M)")
+    require_float("linear", "w", w, check_finite=False)
+    if b is not None:
+        require_float("linear", "b", b, check_finite=False)
     if x.shape[1] != w.shape[0]:
         raise ValueError(f"linear: x has {x.shape[1]} features but w expects {w.shape[0]} (x shape {tuple(x.shape)}, w shape {tuple(w.shape)})")
     if b is not None and tuple(b.shape) != (w.shape[1],):

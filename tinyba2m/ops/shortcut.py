@@ -14,12 +14,13 @@ would add weights that the attention comparison should not depend on).
 from __future__ import annotations
 
 from .. import backend
-from .validation import require_dout, require_ndim, require_positive_int
+from .validation import require_dout, require_float, require_ndim, require_positive_int
 
 
 def zero_pad_shortcut_forward(x, out_channels: int, stride: int = 2):
     """x (N, C_in, H, W) -> (N, out_channels, ceil(H/stride), ceil(W/stride)); returns (y, cache)."""
     require_ndim("zero_pad_shortcut", "x", x, 4, "(N, C, H, W)")
+    require_float("zero_pad_shortcut", "x", x, check_finite=False)
     require_positive_int("zero_pad_shortcut", "stride", stride)
     n, c, h, w = x.shape
     if out_channels < c:

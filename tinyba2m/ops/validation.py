@@ -1,6 +1,13 @@
 """Input checks shared by every op: clear ``ValueError``s that name the op and say what was
 expected and what was given.
 
+Supported dtypes: float32 (training) and float64 (gradient checks), nothing else. Every op
+refuses any other dtype of a float input at its entry (float16, an integer array, ...) with
+``<op>: expected <input> to be a floating-point array (float32 or float64), got dtype float16``,
+and every backward refuses such an upstream gradient: an op keeps the dtype it is given, so a
+float16 input would otherwise run at float32 in one op (promoted by a float32 weight) and float16
+in the next.
+
 Ops check shapes and dtypes, which costs no device read. NaN / inf is checked once per training
 step on the logits and the loss (``training/loop.py``); the per-op finiteness checks (one
 device-to-host read per op) run only with the debug switch on: ``TINYBA2M_CHECK_FINITE=1`` (or
@@ -15,6 +22,7 @@ import warnings
 from .. import backend
 
 CHECK_FINITE_ENV_VAR = "TINYBA2M_CHECK_FINITE"
+SUPPORTED_FLOAT_DTYPES = ("float32", "float64")
 SWITCH_VALUES = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
                  "off": False, "": False}
 
@@ -57,10 +65,18 @@ def require_ndim(op: str, name: str, x, ndims, layout: str = "") -> None:
         raise ValueError(f"{op}: expected {name} to be {want}{lay}, got shape {tuple(shape) if isinstance(shape, tuple) else shape}")
 
 
+def is_supported_float(dtype) -> bool:
+    """True for float32 and float64 (NumPy's or CuPy's); False for every other dtype."""
+    try:
+        return backend.numpy_module.dtype(dtype).name in SUPPORTED_FLOAT_DTYPES
+    except TypeError:
+        return False
+
+
 def require_float(op: str, name: str, x, check_finite: bool = True) -> None:
-    """``x`` must be a floating-point array (and, with the debug switch on, hold only finite values)."""
+    """``x`` must be a float32 or float64 array (and, with the debug switch on, hold only finite values)."""
     dtype = getattr(x, "dtype", None)
-    if dtype is None or not backend.is_float_dtype(dtype):
+    if dtype is None or not is_supported_float(dtype):
         raise ValueError(f"{op}: expected {name} to be a floating-point array (float32 or float64), got dtype {dtype}")
     if check_finite:
         require_finite(op, **{name: x})
@@ -120,7 +136,8 @@ def require_channels(op: str, x, ndim: int, layout: str, channels: int) -> None:
 
 def require_dout(op: str, dout, expected_shape) -> None:
     """The upstream gradient ``dout`` must have the shape of the forward output,
-    ``expected_shape`` (a Python number counts as shape (), for the losses' ``dloss``).
+    ``expected_shape`` (a Python number counts as shape (), for the losses' ``dloss``), and an
+    array ``dout`` must be float32 or float64.
     Every backward calls this first: a wrong shape would otherwise broadcast or be read
     silently into wrong gradients."""
     expected = tuple(int(s) for s in expected_shape)
@@ -133,6 +150,9 @@ def require_dout(op: str, dout, expected_shape) -> None:
                          f"got a {type(dout).__name__}")
     if tuple(shape) != expected:
         raise ValueError(f"{op}: backward expected dout of shape {expected} (the forward output's), got shape {tuple(shape)}")
+    dtype = getattr(dout, "dtype", None)
+    if dtype is not None and not is_supported_float(dtype):
+        raise ValueError(f"{op}: backward expected dout to be a floating-point array (float32 or float64), got dtype {dtype}")
 
 
 def require_batch(op: str, x) -> None:
