@@ -292,17 +292,23 @@ def test_bad_construction_is_clear():
 def test_one_options_object_reaches_the_children():
     from tinyba2m.attention import BA2MOptions
     from tinyba2m.models import ba2m_modules, build_model
-    opts = BA2MOptions(temperature=2.0, branches=("global", "channel"), sar_activation="none")
-    m = BA2M(8, opts, normalisation="softmax_sum")
+    opts = BA2MOptions(temperature=2.0, branches=("global", "channel"), sar_activation="none",
+                       normalisation="softmax_sum", placement="last")
+    m = BA2M(8, opts)
     assert m.branches == ("channel", "global") and m.temperature == 2.0 and m.normalisation == "softmax_sum"
     assert (m.sar.activation, m.weighting.normalisation, m.weighting.temperature) == ("none", "softmax_sum", 2.0)
-    assert opts.normalisation == "softmax" and m.options.sar_activation == "none"   # the object given is not changed
+    assert m.options is opts                                                   # passed on untouched
     assert [name for name, _ in m.children()] == ["channel_branch", "global_branch", "sar", "weighting"]
-    assert all(k.split(".")[0] in ("channel_branch", "global_branch", "population_log_norm", "population_batch_size")
-               for k in m.state_dict())   # the children hold no state: checkpoints keep their names
+    assert all(k.split(".")[0] in ("channel_branch", "global_branch", "weighting") for k in m.state_dict())
+    assert {k for k in m.state_dict() if k.startswith("weighting.")} == {"weighting.population_log_norm",
+                                                                         "weighting.population_batch_size"}
+    with pytest.raises(TypeError, match="BA2M: give a BA2MOptions or option keywords, not both"):
+        BA2M(8, opts, normalisation="softmax")
     backend.seed(0)
-    model = build_model("resnet20", "ba2m", ba2m=opts, ba2m_placement="last")
-    assert all(mod.options == opts for _, mod in ba2m_modules(model)) and len(ba2m_modules(model)) == 3
+    model = build_model("resnet20", "ba2m", ba2m=opts)
+    assert all(mod.options is opts for _, mod in ba2m_modules(model)) and len(ba2m_modules(model)) == 3
+    with pytest.raises(TypeError, match="not both"):
+        build_model("resnet20", "ba2m", ba2m=opts, placement="every")
     with pytest.raises(ValueError, match="BA2M: temperature must be a number > 0"):
         BA2MOptions(temperature=-1.0)
 

@@ -2,6 +2,7 @@
 population eval mode, the run-away guard, the init schemes, the digits data set and the study."""
 import json
 import math
+import pathlib
 import warnings
 
 import pytest
@@ -10,14 +11,15 @@ from hypothesis import strategies as st
 from strategies import given_settings
 
 from tinyba2m import backend
-from tinyba2m.attention import BA2M
+from tinyba2m.attention import BA2M, BA2MOptions
+from tinyba2m.attention.options import EVAL_WEIGHTINGS
 from tinyba2m.attention.sar import sar_backward, sar_forward, sar_fusion_reference_forward
 from tinyba2m.attention.weighting import (batch_log_mean_exp, batch_softmax_weighting_forward,
                                           population_weighting_backward, population_weighting_forward,
                                           softmax_sum_weighting_backward, softmax_sum_weighting_forward)
 from tinyba2m.data import make_synthetic
 from tinyba2m.gradcheck.numeric import numerical_gradient
-from tinyba2m.models import apply_init, ba2m_modules, build_model
+from tinyba2m.models import SmallCNN, apply_init, ba2m_modules, build_model, set_eval_weighting
 from tinyba2m.nn import Conv2d, Linear
 from tinyba2m.training import TrainConfig, Trainer, read_rows
 from tinyba2m.training import cli, loop
@@ -145,18 +147,18 @@ def test_population_weights_equal_the_batch_softmax_at_the_batch_log_mean_exp():
 
 def test_population_buffer_is_a_running_log_mean_exp():
     m = module(3, temperature=0.5)
-    assert m.buffers["population_batch_size"][0] == 0
+    assert m.weighting.buffers["population_batch_size"][0] == 0
     x1, x2 = normal(1, (4, 4, 3, 3)), normal(2, (6, 4, 3, 3))
     m.forward(x1)
     l1 = batch_log_mean_exp(m.last_sar, 0.5)
-    np.testing.assert_allclose(m.buffers["population_log_norm"], [l1])       # the first batch sets it
+    np.testing.assert_allclose(m.weighting.buffers["population_log_norm"], [l1])       # the first batch sets it
     m.forward(x2)
     l2 = batch_log_mean_exp(m.last_sar, 0.5)
-    np.testing.assert_allclose(m.buffers["population_log_norm"], [0.9 * l1 + 0.1 * l2])
-    assert m.buffers["population_batch_size"][0] == 6
+    np.testing.assert_allclose(m.weighting.buffers["population_log_norm"], [0.9 * l1 + 0.1 * l2])
+    assert m.weighting.buffers["population_batch_size"][0] == 6
     m.eval()
     m.forward(x2)                                                            # eval never updates it
-    np.testing.assert_allclose(m.buffers["population_log_norm"], [0.9 * l1 + 0.1 * l2])
+    np.testing.assert_allclose(m.weighting.buffers["population_log_norm"], [0.9 * l1 + 0.1 * l2])
     np.testing.assert_allclose(m.last_weights, np.exp(m.last_sar / 0.5 - (0.9 * l1 + 0.1 * l2)))
 
 
@@ -188,11 +190,11 @@ def test_population_buffers_in_state_dict_and_old_states_fall_back_to_batch():
     m = module(5)
     m.forward(normal(1, (4, 4, 3, 3)))
     state = m.state_dict()
-    assert {"population_log_norm", "population_batch_size"} <= set(state)
+    assert {"weighting.population_log_norm", "weighting.population_batch_size"} <= set(state)
     fresh = module(6)
     fresh.load_state_dict(state)
-    np.testing.assert_array_equal(fresh.buffers["population_log_norm"], m.buffers["population_log_norm"])
-    old = {k: v for k, v in state.items() if not k.startswith("population_")}  # a checkpoint from before
+    np.testing.assert_array_equal(fresh.weighting.buffers["population_log_norm"], m.weighting.buffers["population_log_norm"])
+    old = {k: v for k, v in state.items() if not k.startswith("weighting.population_")}  # a checkpoint from before
     legacy = module(7)
     legacy.load_state_dict(old)
     legacy.eval()
@@ -207,6 +209,28 @@ def test_population_buffers_in_state_dict_and_old_states_fall_back_to_batch():
         legacy.forward(x)
     with pytest.raises(ValueError, match="missing entries: channel_branch"):
         legacy.load_state_dict({k: v for k, v in old.items() if not k.startswith("channel_branch.1")})
+
+
+def test_a_state_saved_before_the_weighting_held_the_population_buffers_loads():
+    """tests/data/ba2m_state_before_issue22.npz was written by the code before issue 22, where the
+    population buffers were BA2M's own (``7.population_log_norm``): the state of a
+    SmallCNN(num_classes=3, widths=(4, 4, 8)) with BA²M ("softmax_sum") in both slots after two
+    training batches, and its logits on ``x`` under the three eval weightings. Its names map to
+    the weighting's buffers (``BA2M.renamed_state``) and the model gives the same logits."""
+    saved = np.load(pathlib.Path(__file__).parent / "data" / "ba2m_state_before_issue22.npz")
+    state = {k[len("model/"):]: saved[k] for k in saved.files if k.startswith("model/")}
+    assert {"7.population_log_norm", "12.population_batch_size"} <= set(state)
+    backend.seed(1)
+    model = SmallCNN(num_classes=3, attention="ba2m", widths=(4, 4, 8),
+                     ba2m=BA2MOptions(normalisation="softmax_sum", placement="every"))
+    model.load_state_dict(state)
+    now = model.state_dict()
+    assert set(now) == {k.replace("population_", "weighting.population_") for k in state}
+    np.testing.assert_array_equal(now["12.weighting.population_batch_size"], state["12.population_batch_size"])
+    model.eval()
+    for mode in EVAL_WEIGHTINGS:
+        set_eval_weighting(model, mode)
+        np.testing.assert_allclose(model.forward(saved["x"]), saved[f"logits_{mode}"], rtol=1e-5, atol=1e-6)
 
 
 def test_backward_before_forward_and_constant_weights():
@@ -343,8 +367,8 @@ def test_max_weight_is_relative_to_the_batch_mean(tmp_path):
     cfg = TrainConfig(epochs=1, batch_size=32, ba2m_normalisation="softmax_sum", progress=False, out=str(tmp_path))
     trainer = Trainer(cfg, data=data, log=lambda m: None)
     st = loop.train_epoch(trainer.model, trainer.loss_fn, trainer.optimizer, data.train_images, data.train_labels,
-                          epoch=1, epochs=1, batch_size=32, rng=backend.new_host_rng(0), global_step=0, total_steps=2,
-                          base_lr=0.05, schedule="cosine", warmup_steps=0, progress=False, track_weights=True)
+                          epoch=1, epochs=1, batch_size=32, rng=backend.new_host_rng(0), global_step=0,
+                          lr_at=trainer.lr_at, progress=False, track_weights=True)
     mods = [m for _, m in ba2m_modules(trainer.model)]
     assert all(abs(m.last_weights.sum() - 1) < 1e-5 for m in mods)          # sum-to-one weights ...
     last = max(float(m.last_weights.max() / m.last_weights.mean()) for m in mods)

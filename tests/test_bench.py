@@ -17,7 +17,7 @@ def test_bench_writes_every_figure(tmp_path, capsys):
     assert figures["matmul_gflops"] > 0
     assert len(figures["convs"]) >= 5 and all(c["total_gflops"] > 0 for c in figures["convs"])
     steps = figures["training_steps"]
-    assert set(steps) == {"none", "se", "ba2m"}
+    assert set(steps) == {"none", "se", "ba2m", "ba2m-every"}
     assert steps["none"]["ratio_to_none"] == 1.0
     assert all(s["images_per_s"] > 0 and s["peak_step_memory_bytes"] > 0 for s in steps.values())
     shares = steps["ba2m"]["ba2m_time_share"]
@@ -35,6 +35,13 @@ def test_conv_shapes_of_resnet20():
     assert s.forward_flops() == 2 * 2 * 16 * 32 * 32 * 16 * 9
 
 
+def test_the_extra_row_has_ba2m_in_every_block():
+    from tinyba2m.attention import BA2M
+    for row, modules in (("ba2m", 3), ("ba2m-every", 9)):
+        model, _ = make_training_step("resnet20", row, 2)
+        assert sum(isinstance(m, BA2M) for _, m in model.named_modules()) == modules
+
+
 def test_part_timing_restores_the_model():
     model, step = make_training_step("resnet20", "ba2m", 2)
     ba2m_time_shares(model, step, repeats=1)
@@ -45,9 +52,13 @@ def test_part_timing_restores_the_model():
 
 
 @pytest.mark.parametrize("attention", ["none", "se", "ba2m"])
-def test_torch_twins_have_the_same_parameter_counts(attention):
+@pytest.mark.parametrize("placement", ["last", "every"])
+def test_torch_twins_have_the_same_parameter_counts(attention, placement):
     pytest.importorskip("torch")
     from tinyba2m.bench.torch_ref import parameter_count, torch_resnet20
+    options = {"placement": placement} if attention != "none" else {}
+    assert parameter_count(torch_resnet20(attention, placement=placement)) == \
+        build_model("resnet20", attention, **options).num_parameters()
     assert parameter_count(torch_resnet20(attention)) == build_model("resnet20", attention).num_parameters()
 
 
@@ -67,7 +78,7 @@ def test_vs_torch_prints_the_ratios(tmp_path, capsys):
     assert main(["--batch-size", "2", "--repeats", "1", "--vs-torch", "--json", str(path)]) == 0
     side = json.loads(path.read_text())["vs_torch"]
     assert side["available"] and side["threads"] >= 1
-    assert set(side["training_steps"]) == {"none", "se", "ba2m"}
+    assert set(side["training_steps"]) == {"none", "se", "ba2m", "ba2m-every"}
     for entry in list(side["training_steps"].values()) + side["convs"]:
         assert entry["speed_ratio_min"] > 0 and entry["torch"]["min_s"] > 0 and entry["tinyba2m"]["min_s"] > 0
     assert "Side by side with PyTorch" in capsys.readouterr().out

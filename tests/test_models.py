@@ -3,12 +3,14 @@ versions for every attention option, state_dict round trip, bad names."""
 import pytest
 
 from tinyba2m import backend
+from tinyba2m.attention import BA2MOptions
 from tinyba2m.gradcheck import check_module
 from tinyba2m.models import (MODEL_NAMES, CifarResNet, SmallCNN, ZeroPadShortcut, ba2m_modules, build_model, sample_weights,
                              set_eval_weighting, zero_pad_shortcut_backward, zero_pad_shortcut_forward)
 
 np = backend.numpy_module
 ATTENTIONS = ["none", "se", "ba2m"]
+EVERY = BA2MOptions(placement="every")  # attention in both slots of the small CNN
 
 
 def images(n, size=32, seed=0, channels=3):
@@ -57,30 +59,30 @@ def test_parameter_counts():
     assert counts["resnet56"] == resnet_parameter_count(9, 100)
     assert build_model("resnet20", "none", num_classes=10).num_parameters() == resnet_parameter_count(3, 10) == 269_722
     assert counts["smallcnn"] == 3 * 16 * 9 + 16 * 32 * 9 + 32 * 64 * 9 + 2 * (16 + 32 + 64) + 64 * 100 + 100
-    se = build_model("resnet20", "se").num_parameters()
-    ba2m = build_model("resnet20", "ba2m").num_parameters()
+    se = build_model("resnet20", "se", placement="every").num_parameters()
+    ba2m = build_model("resnet20", "ba2m", placement="every").num_parameters()
     assert counts["resnet20"] < se < ba2m < 1.2 * counts["resnet20"]
 
 
 @pytest.mark.parametrize("attention", ["se", "ba2m"])
 def test_placement(attention):
     backend.seed(0)
-    assert count_attention(build_model("resnet20", attention, ba2m_placement="every")) == 9
-    assert count_attention(build_model("resnet32", attention, ba2m_placement="last")) == 3
-    last = build_model("resnet20", attention, ba2m_placement="last")
+    assert count_attention(build_model("resnet20", attention, placement="every")) == 9
+    assert count_attention(build_model("resnet32", attention, placement="last")) == 3
+    last = build_model("resnet20", attention)                     # the default: the last block of each stage
     with_att = [name for name, m in last.named_modules() if name.endswith(".att")]
     assert with_att == ["stage1_block3.att", "stage2_block3.att", "stage3_block3.att"]
-    assert count_attention(build_model("smallcnn", attention)) == 2
-    assert count_attention(build_model("smallcnn", attention, ba2m_placement="last")) == 1
+    assert count_attention(build_model("smallcnn", attention, placement="every")) == 2
+    assert count_attention(build_model("smallcnn", attention)) == 1
     assert count_attention(build_model("resnet20", "none")) == 0
 
 
 def test_ba2m_options_reach_every_module():
     backend.seed(0)
-    model = build_model("smallcnn", "ba2m", temperature=2.0, reduction=8)
+    model = build_model("smallcnn", "ba2m", temperature=2.0, reduction=8, placement="every")
     mods = ba2m_modules(model)
     assert len(mods) == 2 and all(m.temperature == 2.0 for _, m in mods)
-    assert model.num_parameters() > build_model("smallcnn", "ba2m").num_parameters()
+    assert model.num_parameters() > build_model("smallcnn", "ba2m", placement="every").num_parameters()
 
 
 def exactly_zero_gradients(model, shape):
@@ -100,7 +102,7 @@ def exactly_zero_gradients(model, shape):
 @pytest.mark.parametrize("attention", ATTENTIONS)
 def test_gradcheck_tiny_smallcnn(attention):
     backend.seed(1)
-    model = SmallCNN(num_classes=5, attention=attention, widths=(4, 8, 8))
+    model = SmallCNN(num_classes=5, attention=attention, widths=(4, 8, 8), ba2m=EVERY)
     zero = exactly_zero_gradients(model, (4, 3, 8, 8))
     assert bool(zero) == (attention == "ba2m")  # BA²M's biases before a BN; SE has no BN
     r = check_module(model, (4, 3, 8, 8), method="auto", max_full=16, name=f"smallcnn-{attention}", known_zero=zero)
@@ -124,11 +126,11 @@ def test_gradcheck_tiny_resnet(attention):
 @pytest.mark.parametrize("attention", ATTENTIONS)
 def test_state_dict_round_trip(attention):
     backend.seed(0)
-    a = SmallCNN(num_classes=7, attention=attention, widths=(4, 8, 8))
+    a = SmallCNN(num_classes=7, attention=attention, widths=(4, 8, 8), ba2m=EVERY)
     x = images(6, 16)
     a.forward(x)  # move the BN running statistics away from their initial values
     backend.seed(123)
-    b = SmallCNN(num_classes=7, attention=attention, widths=(4, 8, 8))
+    b = SmallCNN(num_classes=7, attention=attention, widths=(4, 8, 8), ba2m=EVERY)
     a.eval()
     b.eval()
     assert not np.allclose(a.forward(x), b.forward(x))
@@ -136,14 +138,14 @@ def test_state_dict_round_trip(attention):
     assert any(k.endswith("running_mean") for k in state)
     b.load_state_dict(state)
     np.testing.assert_array_equal(a.forward(x), b.forward(x))
-    other = SmallCNN(num_classes=7, attention=attention, widths=(4, 8, 16))
+    other = SmallCNN(num_classes=7, attention=attention, widths=(4, 8, 16), ba2m=EVERY)
     with pytest.raises(ValueError, match="expected shape"):
         other.load_state_dict(state)
 
 
 def test_eval_weighting_switch_and_sample_weights():
     backend.seed(0)
-    model = build_model("smallcnn", "ba2m")
+    model = build_model("smallcnn", "ba2m", placement="every")
     assert sample_weights(build_model("smallcnn", "none")) is None
     x = images(8)
     model.forward(x)
@@ -185,12 +187,12 @@ def test_bad_names():
     with pytest.raises(ValueError, match="unknown attention 'cbam'"):
         build_model("resnet20", "cbam")
     with pytest.raises(ValueError, match="unknown BA²M placement 'first'"):
-        build_model("resnet20", "ba2m", ba2m_placement="first")
+        build_model("resnet20", "ba2m", placement="first")
     with pytest.raises(ValueError, match="depth must be 6n \\+ 2"):
         CifarResNet(depth=21)
     with pytest.raises(ValueError, match="attention 'none' takes no BA²M options"):
         build_model("smallcnn", "none", temperature=2.0)
-    with pytest.raises(ValueError, match="attention 'se' takes only the reduction option"):
+    with pytest.raises(ValueError, match="attention 'se' takes only the reduction and placement options"):
         build_model("smallcnn", "se", temperature=2.0)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from tinyba2m import backend
 from tinyba2m.data.synthetic import make_synthetic
+from tinyba2m.optim import learning_rate
 from tinyba2m.training import NonFiniteLossError, RunAwayError, TrainConfig, Trainer, loop
 from tinyba2m.training.loop import RunAwayGuard, evaluate, train_epoch
 
@@ -30,7 +31,7 @@ def fresh(data, tmp_path, attention="ba2m"):
 def one_epoch(trainer, data, read_every, guard=None):
     return train_epoch(trainer.model, trainer.loss_fn, trainer.optimizer, data.train_images, data.train_labels,
                        epoch=1, epochs=1, batch_size=32, rng=backend.new_host_rng(0), global_step=0,
-                       total_steps=STEPS, base_lr=0.05, schedule="cosine", warmup_steps=0, progress=False,
+                       lr_at=lambda step: learning_rate(step, STEPS, 0.05, "cosine"), progress=False,
                        track_weights=trainer.has_ba2m, guard=guard, read_every=read_every)
 
 
@@ -45,6 +46,15 @@ def count_reads(monkeypatch):
         return real(x)
     monkeypatch.setattr(loop.backend, "to_host", counting)
     return calls
+
+
+def test_each_step_takes_its_rate_from_lr_at(data, tmp_path):
+    trainer, asked = fresh(data, tmp_path, "none"), []
+    st = train_epoch(trainer.model, trainer.loss_fn, trainer.optimizer, data.train_images, data.train_labels,
+                     epoch=1, epochs=1, batch_size=32, rng=backend.new_host_rng(0), global_step=5,
+                     lr_at=lambda step: asked.append(step) or 0.01 * (step + 1), progress=False)
+    assert asked == list(range(5, 5 + STEPS)) and st["global_step"] == 5 + STEPS
+    assert st["lr"] == 0.06 and trainer.optimizer.lr == 0.01 * (5 + STEPS)   # first step 5, last 5 + STEPS - 1
 
 
 @pytest.mark.parametrize("attention", ["ba2m", "none"])

@@ -225,9 +225,10 @@ def test_ba2m_temperature_and_normalisation_reach_every_module(tmp_path, small_d
 
 def test_ba2m_options_need_ba2m_only_where_used():
     from tinyba2m.training.config import TrainConfig
-    assert TrainConfig(attention="se", ba2m_temperature=3.0).ba2m_options() == {}
-    assert TrainConfig(attention="ba2m", ba2m_temperature=3.0).ba2m_options() == {"temperature": 3.0, "normalisation": "softmax",
-                                                                                 "sar_activation": "sigmoid"}
+    from tinyba2m.attention import BA2MOptions
+    assert TrainConfig(attention="se", ba2m_temperature=3.0, ba2m_placement="every").ba2m_options() == \
+        BA2MOptions(placement="every")
+    assert TrainConfig(attention="ba2m", ba2m_temperature=3.0).ba2m_options() == BA2MOptions(temperature=3.0)
 
 
 def test_resume_and_eval_take_the_backend_of_this_machine_not_the_checkpoints(tmp_path, small_data, capsys):

@@ -17,9 +17,9 @@ batch statistics of the branch BNs in training).
 
 Modes. ``train()``: BN batch statistics, weights from the batch; each training batch also updates
 the running log-mean-exp ``m <- 0.9 m + 0.1 (logsumexp(a / tau) - log N)`` (buffer
-``population_log_norm``; the first batch sets it) and records the batch size (buffer
-``population_batch_size``, 0 until the first training batch). ``eval()``: BN running statistics,
-and ``eval_weighting`` picks
+``weighting.population_log_norm``; the first batch sets it) and records the batch size (buffer
+``weighting.population_batch_size``, 0 until the first training batch). ``eval()``: BN running
+statistics, and ``eval_weighting`` picks
 
 - ``"population"`` (default): ``w_i = exp(a_i / tau - m)`` (``/ N_train`` for "softmax_sum"),
   a prediction depends on its own sample only, on the training scale. A module that has never
@@ -34,38 +34,36 @@ in training or "batch" eval (a softmax of one value is exactly 1) — the branch
 """
 from __future__ import annotations
 
-import dataclasses
-import warnings
-
 from .. import backend
 from ..nn.module import Module
 from ..ops.validation import require_positive_int
 from .branches import ChannelBranch, GlobalSpatialBranch, LocalSpatialBranch, check_input
-from .options import BRANCHES, EVAL_WEIGHTINGS, BA2MOptions, check_eval_weighting
+from .options import BRANCHES, EVAL_WEIGHTINGS, BA2MOptions
 from .sar import SAR
-from .weighting import NORMALISATIONS, SampleWeighting, batch_log_mean_exp
+from .weighting import NORMALISATIONS, SampleWeighting
 
 __all__ = ["BA2M", "BA2MOptions", "BRANCHES", "EVAL_WEIGHTINGS", "NORMALISATIONS"]
-
-POPULATION_MOMENTUM = 0.1
 
 
 class BA2M(Module):
     """(N, C, H, W) -> same shape, ``Y_i = w_i X_i``. See the module docstring and docs/BA2M.md.
 
-    ``BA2M(channels, options)`` with a :class:`BA2MOptions`, or ``BA2M(channels, temperature=0.5,
-    ...)`` (keyword options replace those of ``options``). Children: the branches that are on,
-    ``sar`` (:class:`~.sar.SAR`) and ``weighting`` (:class:`~.weighting.SampleWeighting`); the
-    population buffers are the module's own."""
+    ``BA2M(channels, options)`` with a :class:`BA2MOptions` (kept as given), or ``BA2M(channels,
+    temperature=0.5, ...)`` (the options built from these keywords). Children: the branches that
+    are on, ``sar`` (:class:`~.sar.SAR`) and ``weighting`` (:class:`~.weighting.SampleWeighting`,
+    which holds the population buffers and decides what weights each pass uses)."""
 
-    optional_buffers = ("population_log_norm", "population_batch_size")  # absent from older checkpoints
+    # states saved before the weighting held the population buffers
+    renamed_state = {"population_log_norm": "weighting.population_log_norm",
+                     "population_batch_size": "weighting.population_batch_size"}
 
-    def __init__(self, channels: int, options: BA2MOptions | None = None, **changes):
+    def __init__(self, channels: int, options: BA2MOptions | None = None, **option_values):
         super().__init__()
         require_positive_int("BA2M", "channels", channels)
-        options = dataclasses.replace(options or BA2MOptions(), **changes)
+        if options is not None and option_values:
+            raise TypeError(f"BA2M: give a BA2MOptions or option keywords, not both (got {sorted(option_values)})")
+        options = options if options is not None else BA2MOptions(**option_values)
         self.channels, self.options, self.branches = channels, options, options.branches
-        self.eval_weighting = options.eval_weighting
         if "channel" in self.branches:
             self.channel_branch = ChannelBranch(channels, options.reduction)
         if "local" in self.branches:
@@ -73,88 +71,36 @@ class BA2M(Module):
         if "global" in self.branches:
             self.global_branch = GlobalSpatialBranch(channels, options.nonlocal_reduction, options.subsample)
         self.sar = SAR(options.sar_activation)
-        self.weighting = SampleWeighting(options.normalisation, options.temperature)
-        xp = backend.get_xp()
-        self.buffers["population_log_norm"] = xp.zeros((1,), dtype=backend.default_dtype)
-        self.buffers["population_batch_size"] = xp.zeros((1,), dtype=backend.default_dtype)
-        self.last_weights = None
-        self.last_sar = None
-        self._warned_fallback = False
+        self.weighting = SampleWeighting(options.normalisation, options.temperature, options.eval_weighting)
+        self.last_weights = self.last_sar = None
 
     temperature = property(lambda self: self.options.temperature)
     normalisation = property(lambda self: self.options.normalisation)
     sar_activation = property(lambda self: self.options.sar_activation)
-
-    @property
-    def eval_weighting(self) -> str:
-        return self._eval_weighting
-
-    @eval_weighting.setter
-    def eval_weighting(self, mode: str) -> None:
-        self._eval_weighting = check_eval_weighting(mode)
+    eval_weighting = property(lambda self: self.weighting.eval_weighting,
+                              lambda self, mode: setattr(self.weighting, "eval_weighting", mode))
 
     def label(self) -> str:
         return f"BA2M({self.channels})"
-
-    def _mode(self) -> tuple:
-        """(what weights this forward uses: "train", "population", "batch" or "uniform", ``n_train``):
-        ``n_train`` is the training batch size the population statistics were taken at (0: none yet),
-        read from the host in eval mode only (0 in training)."""
-        if self.training:
-            return "train", 0
-        n_train = int(round(float(backend.to_host(self.buffers["population_batch_size"])[0])))
-        mode = self.eval_weighting
-        if mode == "population" and self.normalisation == "sigmoid":
-            return "batch", n_train              # per sample already: nothing to estimate
-        if mode == "population" and n_train == 0:
-            if not self._warned_fallback:
-                warnings.warn(f"{self.label()}: eval_weighting 'population' has no training statistics (never "
-                              f"trained, or loaded from a checkpoint written before the population mode); "
-                              f"using 'batch' weighting instead", RuntimeWarning, stacklevel=3)
-                self._warned_fallback = True
-            return "batch", n_train
-        return mode, n_train
-
-    def _constant_weight(self, n: int, mode: str, n_train: int):
-        """The weight every sample gets when it does not depend on the branches, else None."""
-        if mode == "uniform":                    # "softmax_sum": 1 / N_train (1 / N before training)
-            return 1.0 / (n_train or n) if self.normalisation == "softmax_sum" else 1.0
-        if n == 1 and self.normalisation != "sigmoid" and mode in ("train", "batch"):
-            return 1.0                           # N softmax and softmax of a single value are both 1
-        return None
 
     def forward(self, x):
         self.cache = None
         check_input(self.label(), x, self.channels)
         xp = backend.array_module(x)
         n = x.shape[0]
-        mode, n_train = self._mode()
-        constant = self._constant_weight(n, mode, n_train)
-        if constant is not None:
-            self.last_weights = xp.full(n, constant, dtype=x.dtype)
+        plan = self.weighting.plan(n)
+        if plan.constant is not None:            # the weights do not depend on the branches: skip them
+            c = plan.constant
+            self.last_weights = xp.full(n, c, dtype=x.dtype)
             self.last_sar = xp.full(n, float("nan"), dtype=x.dtype)
-            return self.keep(x * x.dtype.type(constant) if constant != 1.0 else x.copy(), ("constant", constant))
-        if n == 1 and mode == "train":
+            return self.keep(x * x.dtype.type(c) if c != 1.0 else x.copy(), ("constant", c))
+        if n == 1 and plan.mode == "train":
             raise ValueError(f"{self.label()}: training with normalisation='sigmoid' needs a batch of at least "
                              f"2 samples (the branch BNs estimate batch statistics), got input shape {tuple(x.shape)}")
         a = self.sar.forward(*self._branch_maps(x))
-        population = mode == "population"
-        scale = 1.0 / n_train if population and self.normalisation == "softmax_sum" else 1.0
-        y = self.weighting.forward(x, a, self.buffers["population_log_norm"] if population else None, scale)
-        if mode == "train" and self.normalisation != "sigmoid":
-            self._track_population(a)
+        y = self.weighting.forward(x, a, plan)
         self.last_weights, self.last_sar = self.weighting.last_weights, a
-        return self.keep(y, ("weighted", mode))
-
-    def _track_population(self, a) -> None:
-        """``m <- (1 - 0.1) m + 0.1 l_B`` (the first training batch sets m), no host read."""
-        xp = backend.array_module(a)
-        log_norm, size = self.buffers["population_log_norm"], self.buffers["population_batch_size"]
-        batch = batch_log_mean_exp(a, self.temperature).astype(log_norm.dtype)
-        seen = size > 0
-        self.buffers["population_log_norm"] = xp.where(
-            seen, (1.0 - POPULATION_MOMENTUM) * log_norm + POPULATION_MOMENTUM * batch, batch).astype(log_norm.dtype)
-        self.buffers["population_batch_size"] = xp.full((1,), a.shape[0], dtype=size.dtype)
+        return self.keep(y, ("weighted", plan.mode))
 
     def _branch_modules(self):
         """(attribute name, module) of the branches that are on, in the order C, LS, GS."""
@@ -196,8 +142,8 @@ class BA2M(Module):
         names = [q for q, _, _ in self.named_parameters()]
         if self.cache is None or self.cache[0] == "constant":
             return tuple(names)
-        batch_softmax = self.normalisation != "sigmoid" and self.cache[1] != "population"
-        shift_free = batch_softmax and self.sar_activation == "none" and len(self.branches) == 1
+        shift_free = (self.weighting.ignores_a_common_shift(self.cache[1]) and self.sar_activation == "none"
+                      and len(self.branches) == 1)
         zero = [f"{attr}.{p}" for attr, branch in self._branch_modules()
                 for p in branch.zero_gradient_parameters(shift_free)]
         return tuple(n for n in names if n in zero)

@@ -1,25 +1,22 @@
 """The options of a BA²M module in one place: :class:`BA2MOptions`.
 
-One object travels from the training config (``TrainConfig.ba2m_options()``) through
-``build_model`` and the models to every BA²M module (and an SE block takes its ``reduction``);
-its names are checked here, once. The widths (``reduction``, ``nonlocal_reduction``), ``dilation``
-and ``subsample`` are checked by the branches that use them.
+The training config builds one object (``TrainConfig.ba2m_options()``, or ``build_model`` from
+its keywords); ``build_model``, the models and ``make_attention`` hand that same object on
+untouched to every BA²M module (an SE block takes its ``reduction``, the models its
+``placement``). Its names are checked here, once; the widths (``reduction``,
+``nonlocal_reduction``), ``dilation`` and ``subsample`` by the branches that use them.
 """
 from __future__ import annotations
 
 import dataclasses
 
 from .sar import SAR_ACTIVATIONS
-from .weighting import NORMALISATIONS
+from .weighting import EVAL_WEIGHTINGS, NORMALISATIONS, check_eval_weighting
 
 BRANCHES = ("channel", "local", "global")
-EVAL_WEIGHTINGS = ("population", "batch", "uniform")
-
-
-def check_eval_weighting(mode: str) -> str:
-    if mode not in EVAL_WEIGHTINGS:
-        raise ValueError(f"BA2M: eval_weighting must be one of {EVAL_WEIGHTINGS}, got {mode!r}")
-    return mode
+# where a model puts its attention modules: only the last block of each stage (the default,
+# docs/BA2M.md section 4), or every block
+PLACEMENTS = ("last", "every")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +33,7 @@ class BA2MOptions:
     normalisation: str = "softmax"
     eval_weighting: str = "population"
     sar_activation: str = "sigmoid"
+    placement: str = "last"
 
     def __post_init__(self):
         branches = (self.branches,) if isinstance(self.branches, str) else tuple(self.branches)
@@ -50,5 +48,7 @@ class BA2MOptions:
         if self.sar_activation not in SAR_ACTIVATIONS:
             raise ValueError(f"BA2M: sar_activation must be one of {SAR_ACTIVATIONS}, got {self.sar_activation!r}")
         check_eval_weighting(self.eval_weighting)
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"unknown BA²M placement {self.placement!r}: expected one of {', '.join(PLACEMENTS)}")
         object.__setattr__(self, "branches", tuple(b for b in BRANCHES if b in branches))
         object.__setattr__(self, "temperature", float(t))

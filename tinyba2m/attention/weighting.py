@@ -32,6 +32,9 @@ so each sample is weighted on its own, on the scale training used::
 """
 from __future__ import annotations
 
+import collections
+import warnings
+
 from .. import backend
 from ..nn.module import Module
 from ..ops.activations import softmax, stable_sigmoid
@@ -147,32 +150,101 @@ def sigmoid_weighting_backward(dy, cache):
 NORMALISATIONS = {"softmax": (batch_softmax_weighting_forward, batch_softmax_weighting_backward),
                   "softmax_sum": (softmax_sum_weighting_forward, softmax_sum_weighting_backward),
                   "sigmoid": (sigmoid_weighting_forward, sigmoid_weighting_backward)}
+EVAL_WEIGHTINGS = ("population", "batch", "uniform")
+POPULATION_MOMENTUM = 0.1
+
+
+def check_eval_weighting(mode: str) -> str:
+    if mode not in EVAL_WEIGHTINGS:
+        raise ValueError(f"BA2M: eval_weighting must be one of {EVAL_WEIGHTINGS}, got {mode!r}")
+    return mode
+
+
+Plan = collections.namedtuple("Plan", "mode n_train constant")  # see SampleWeighting.plan
 
 
 class SampleWeighting(Module):
-    """``Y_i = w_i X_i``, the weights from the SARs by the op pair of ``normalisation`` or, when
-    ``forward`` gets a running log-mean-exp ``log_norm``, by the population op pair.
+    """``Y_i = w_i X_i``, the weights from the SARs by the op pair of ``normalisation`` (training,
+    ``eval_weighting="batch"``) or the population op pair (``"population"``). Owns the population
+    buffers: a softmax's training batch updates ``population_log_norm`` (m, see ``_track_population``)
+    and records its size in ``population_batch_size``.
 
-    ``forward(x (N, ...), a (N,), log_norm=None, scale=1.0) -> Y``; ``backward(dY) -> (dX, da)``;
-    ``last_weights`` holds w (N,) of the last forward pass."""
+    ``forward(x (N, ...), a (N,), plan=None) -> Y`` for a ``plan(N)`` whose weights depend on a;
+    ``backward(dY) -> (dX, da)``; ``last_weights`` holds w (N,) of the last forward pass."""
 
-    def __init__(self, normalisation: str = "softmax", temperature: float = 1.0):
+    optional_buffers = ("population_log_norm", "population_batch_size")  # absent from older checkpoints
+
+    def __init__(self, normalisation: str = "softmax", temperature: float = 1.0, eval_weighting: str = "population"):
         super().__init__()
         if normalisation not in NORMALISATIONS:
             raise ValueError(f"SampleWeighting: normalisation must be one of {tuple(NORMALISATIONS)}, got {normalisation!r}")
         self.normalisation, self.temperature = normalisation, float(temperature)
+        self.eval_weighting = eval_weighting
+        xp = backend.get_xp()
+        self.buffers["population_log_norm"] = xp.zeros((1,), dtype=backend.default_dtype)
+        self.buffers["population_batch_size"] = xp.zeros((1,), dtype=backend.default_dtype)
         self.last_weights = None
+        self._warned_fallback = False
 
-    def forward(self, x, a, log_norm=None, scale=1.0):
+    eval_weighting = property(lambda self: self._eval_weighting,
+                              lambda self, mode: setattr(self, "_eval_weighting", check_eval_weighting(mode)))
+
+    def plan(self, n: int) -> Plan:
+        """What weights the next forward pass of a batch of ``n`` uses, before any SAR exists (so
+        that BA2M can skip its branches): ``Plan(mode, n_train, constant)`` with ``mode`` "train" or
+        the eval weighting in effect, ``n_train`` the training batch size of the population
+        statistics (read from the device in eval mode; 0 in training or before any) and
+        ``constant`` the weight of every sample when it does not depend on the SARs, else None.
+        "population" without training statistics (never trained, or a checkpoint from before the
+        population mode) is "batch", with a warning, once; for the per-sample sigmoid it is "batch"."""
+        if self.training:
+            mode, n_train = "train", 0
+        else:
+            n_train = int(round(float(backend.to_host(self.buffers["population_batch_size"])[0])))
+            mode = self.eval_weighting
+            if mode == "population" and n_train == 0 and self.normalisation != "sigmoid" and not self._warned_fallback:
+                warnings.warn(f"{self.label()}: eval_weighting 'population' has no training statistics (never "
+                              f"trained, or loaded from a checkpoint written before the population mode); "
+                              f"using 'batch' weighting instead", RuntimeWarning, stacklevel=3)
+                self._warned_fallback = True
+            if mode == "population" and (n_train == 0 or self.normalisation == "sigmoid"):
+                mode = "batch"
+        if mode == "uniform":                    # "softmax_sum": 1 / N_train (1 / N before training)
+            constant = 1.0 / (n_train or n) if self.normalisation == "softmax_sum" else 1.0
+        elif n == 1 and self.ignores_a_common_shift(mode):
+            constant = 1.0                       # N softmax and softmax of a single value are both 1
+        else:
+            constant = None
+        return Plan(mode, n_train, constant)
+
+    def ignores_a_common_shift(self, mode: str) -> bool:
+        """Whether the weights of ``mode`` stay the same when every SAR moves by the same amount
+        (a softmax over the batch: "softmax" / "softmax_sum" in training or "batch" eval)."""
+        return self.normalisation != "sigmoid" and mode in ("train", "batch")
+
+    def forward(self, x, a, plan: Plan | None = None):
         self.cache = None
-        if log_norm is None:
+        plan = plan or self.plan(x.shape[0])
+        if plan.mode == "population":
+            forward, backward = population_weighting_forward, population_weighting_backward
+            scale = 1.0 / plan.n_train if self.normalisation == "softmax_sum" else 1.0
+            y, cache = forward(x, a, self.buffers["population_log_norm"], self.temperature, scale)
+        else:
             forward, backward = NORMALISATIONS[self.normalisation]
             y, cache = forward(x, a, self.temperature)
-        else:
-            forward, backward = population_weighting_forward, population_weighting_backward
-            y, cache = forward(x, a, log_norm, self.temperature, scale)
+        if plan.mode == "train" and self.normalisation != "sigmoid":
+            self._track_population(a)
         self.last_weights = cache[1]
         return self.keep(y, (backward, cache))
+
+    def _track_population(self, a) -> None:
+        """``m <- (1 - 0.1) m + 0.1 l_B`` (the first training batch sets m), no host read."""
+        xp = backend.array_module(a)
+        log_norm, size = self.buffers["population_log_norm"], self.buffers["population_batch_size"]
+        batch = batch_log_mean_exp(a, self.temperature).astype(log_norm.dtype)
+        self.buffers["population_log_norm"] = xp.where(
+            size > 0, (1.0 - POPULATION_MOMENTUM) * log_norm + POPULATION_MOMENTUM * batch, batch).astype(log_norm.dtype)
+        self.buffers["population_batch_size"] = xp.full((1,), a.shape[0], dtype=size.dtype)
 
     def backward(self, dy):
         backward, cache = self.saved(dy)

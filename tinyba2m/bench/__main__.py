@@ -2,8 +2,9 @@
 
 Prints, for float32 on the active backend: the matmul ceiling (GFLOP/s), each distinct conv
 shape of ResNet-20 at the batch size (forward/backward time, GFLOP/s, fraction of the
-ceiling), full training steps of ResNet-20 with attention none / se / ba2m (images/s, ratio to
-none, peak memory of the step) and the time share of each BA²M part. Every figure is the
+ceiling), full training steps of ResNet-20 with attention none / se / ba2m where the library puts
+it (the last block of each stage) and, as an extra row, ba2m-every (BA²M in every block) (images/s,
+ratio to none, peak memory of the step) and the time share of each BA²M part. Every figure is the
 median of several repeats after a warm-up. ``--vs-torch`` adds the same conv shapes and steps
 in PyTorch eager, timed interleaved with ours, with the ratios (see ``bench.versus``).
 """
@@ -17,9 +18,10 @@ import sys
 import time
 
 from .. import __version__, backend
+from ..attention import BA2MOptions
 from ..models import build_model
 from .kernels import conv_shapes_of, matmul_gflops, time_conv
-from .step import BA2M_PARTS, bench_training_steps
+from .step import BA2M_PARTS, STEP_ROWS, bench_training_steps
 from .timing import peak_rss_bytes
 from .torch_ref import torch_available, torch_device
 from .versus import TORCH_HINT, compare_convs, compare_steps
@@ -64,7 +66,8 @@ def run(args) -> dict:
 
     steps = bench_training_steps("resnet20", args.batch_size, repeats=args.repeats, warmup=1)
     mem_label = "device pool" if backend.name == "cupy" else "traced host"
-    say(f"\nResNet-20 training step (forward, backward, SGD) at batch {args.batch_size}:")
+    say(f"\nResNet-20 training step (forward, backward, SGD) at batch {args.batch_size}; se and ba2m with the "
+        f"default placement '{BA2MOptions().placement}', ba2m-every with BA²M in every block:")
     say(f"  {'attention':<10} {'step s':>8} {'images/s':>9} {'vs none':>8} {'peak MiB (' + mem_label + ')':>26}")
     for att, r in steps.items():
         say(f"  {att:<10} {r['step_s']:>8.3f} {r['images_per_s']:>9.1f} {r['ratio_to_none']:>7.2f}x "
@@ -92,7 +95,7 @@ def load_average() -> list:
 
 
 def side_by_side(args, shapes, say) -> dict:
-    """The conv shapes and the none / se / ba2m steps in PyTorch eager, interleaved with ours."""
+    """The conv shapes and the steps of every row in PyTorch eager, interleaved with ours."""
     ok, version = torch_available()
     if not ok:
         say(f"\n{version}. {TORCH_HINT}")
@@ -109,7 +112,7 @@ def side_by_side(args, shapes, say) -> dict:
         say(f"  {r['shape']:<22} {1e3 * r['tinyba2m']['min_s']:>11.1f} {1e3 * r['torch']['min_s']:>9.1f} "
             f"{r['speed_ratio_min']:>5.2f}x {100 * r['fraction_of_ceiling']['tinyba2m']:>19.0f}% "
             f"{100 * r['fraction_of_ceiling']['torch']:>16.0f}% {r['matmul_gflops']:>13.1f}")
-    steps = compare_steps(("none", "se", "ba2m"), args.batch_size, args.repeats, threads)
+    steps = compare_steps(STEP_ROWS, args.batch_size, args.repeats, threads)
     say(f"  {'ResNet-20 step':<22} {'tinyba2m img/s':>14} {'torch img/s':>12} {'ratio':>6} {'ratio (medians)':>16}")
     for att, r in steps.items():
         say(f"  {att:<22} {r['images_per_s']['tinyba2m']:>14.1f} {r['images_per_s']['torch']:>12.1f} "
@@ -127,7 +130,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and a smaller matmul (under 3 minutes on 2 cores)")
     parser.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
     parser.add_argument("--vs-torch", action="store_true",
-                        help="also time the conv shapes and the none/se/ba2m steps in PyTorch eager (if installed), "
+                        help="also time the conv shapes and the training steps in PyTorch eager (if installed), "
                              "interleaved with ours, and print the ratios")
     parser.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=128, help="batch size of the conv and step figures (default 128)")

@@ -1,6 +1,8 @@
 """Whole training steps: forward, loss, backward and SGD update of a model at a batch size,
 and where the time of a BA²M model goes.
 
+``STEP_ROWS``: the default network of each attention, and BA²M in every block as an extra row.
+
 The BA²M parts are timed by wrapping, for one profiled step, the forward/backward of every child
 module of each ``BA2M`` (the branches, ``sar`` and ``weighting``; removed after).
 """
@@ -14,14 +16,22 @@ from ..nn.loss import SoftmaxCrossEntropy
 from ..optim import SGD
 from .timing import median_time, peak_call_memory, timed_call
 
+STEP_ROWS = ("none", "se", "ba2m", "ba2m-every")
 BA2M_PARTS = ("channel", "local", "global", "fusion", "weighting")
 CHILD_PARTS = {"channel_branch": "channel", "local_branch": "local", "global_branch": "global", "sar": "fusion"}
 
 
-def make_training_step(model_name: str, attention: str, batch_size: int, num_classes: int = 100, seed: int = 0):
+def row_model(row: str) -> tuple:
+    """(attention, build_model keyword options) of a step-table row such as "ba2m" or "ba2m-every"."""
+    attention, _, placement = row.partition("-")
+    return attention, ({"placement": placement} if placement else {})
+
+
+def make_training_step(model_name: str, row: str, batch_size: int, num_classes: int = 100, seed: int = 0):
     """(model, step) where ``step()`` runs one full SGD step on a fixed random float32 batch."""
     backend.seed(seed)
-    model = build_model(model_name, attention, num_classes=num_classes)
+    attention, options = row_model(row)
+    model = build_model(model_name, attention, num_classes=num_classes, **options)
     rng = backend.new_host_rng(seed)
     x = backend.to_device(rng.standard_normal((batch_size, 3, 32, 32)), backend.float32)
     y = backend.to_device(rng.integers(0, num_classes, batch_size))
@@ -77,18 +87,18 @@ def ba2m_time_shares(model, step, repeats: int = 3) -> dict:
     return {p: sorted(v)[len(v) // 2] for p, v in shares.items()}
 
 
-def bench_training_steps(model_name="resnet20", batch_size=128, attentions=("none", "se", "ba2m"), repeats=3,
-                         warmup=1, profile_parts=True) -> dict:
-    """Images/s, ratio to ``none``, peak memory for each attention; BA²M part shares."""
+def bench_training_steps(model_name="resnet20", batch_size=128, rows=STEP_ROWS, repeats=3, warmup=1,
+                         profile_parts=True) -> dict:
+    """Images/s, ratio to ``none``, peak memory for each row; BA²M part shares of the default network."""
     results = {}
-    for attention in attentions:
-        model, step = make_training_step(model_name, attention, batch_size)
+    for row in rows:
+        model, step = make_training_step(model_name, row, batch_size)
         seconds = median_time(step, repeats=repeats, warmup=warmup)
         memory = peak_call_memory(step)
         entry = {"step_s": seconds, "images_per_s": batch_size / seconds, "peak_step_memory_bytes": memory}
-        if attention == "ba2m" and profile_parts:
+        if row == "ba2m" and profile_parts:
             entry["ba2m_time_share"] = ba2m_time_shares(model, step, repeats=max(1, repeats - 1))
-        results[attention] = entry
+        results[row] = entry
         del model, step
         backend.free_device_memory()
     base = results.get("none", {}).get("images_per_s")

@@ -3,7 +3,7 @@
 PyTorch is never a dependency of tinyba2m: this module imports it only when called
 (``pip install -e ".[bench]"`` or any ``torch`` build). The models mirror ``tinyba2m.models``
 layer for layer, with the same parameter counts (a test checks it): CIFAR ResNet-20 with the
-option-A (zero-padded) shortcut; SE with hidden width ``max(C // 16, 4)``; BA²M as in
+option-A (zero-padded) shortcut and attention where the placement puts it; SE with hidden width ``max(C // 16, 4)``; BA²M as in
 docs/BA2M.md — channel branch GAP -> FC -> ReLU -> FC -> BN1d, local branch 1x1 -> BN -> ReLU
 -> dilated 3x3 (d = 4) -> BN -> ReLU -> 1x1 -> BN, global branch with the stacked theta/phi/g
 1x1 convs, 2x2 max-pooled keys and values, values projected to one channel by W_z before the
@@ -16,6 +16,7 @@ from __future__ import annotations
 from .. import backend
 from ..attention import BA2MOptions
 from ..attention.branches import hidden_width
+from .step import row_model
 
 D = BA2MOptions()  # the widths, dilation and subsampling tinyba2m's SE and BA²M are built with
 
@@ -110,13 +111,14 @@ def _modules():
             return F.relu(r + self.shortcut(x))
 
     class ResNet20(nn.Module):
-        def __init__(self, attention, num_classes):
+        def __init__(self, attention, num_classes, placement):
             super().__init__()
             self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
             blocks, cin = [], 16
             for stage, cout in enumerate((16, 32, 64)):
                 for i in range(3):
-                    blocks.append(Block(cin, cout, 2 if (stage > 0 and i == 0) else 1, attention))
+                    att = attention if (placement == "every" or i == 2) else "none"
+                    blocks.append(Block(cin, cout, 2 if (stage > 0 and i == 0) else 1, att))
                     cin = cout
             self.blocks = nn.Sequential(*blocks)
             self.fc = nn.Linear(64, num_classes)
@@ -127,11 +129,12 @@ def _modules():
     return ResNet20
 
 
-def torch_resnet20(attention: str = "none", num_classes: int = 100):
-    """The PyTorch twin of ``build_model("resnet20", attention)`` (attention none / se / ba2m)."""
+def torch_resnet20(attention: str = "none", num_classes: int = 100, placement: str = D.placement):
+    """The PyTorch twin of ``build_model("resnet20", attention, placement=placement)`` (attention
+    none / se / ba2m, in the last block of each stage or in every block)."""
     if attention not in ("none", "se", "ba2m"):
         raise ValueError(f"torch_resnet20: attention must be none, se or ba2m, got {attention!r}")
-    return _modules()(attention, num_classes)
+    return _modules()(attention, num_classes, placement)
 
 
 def torch_device():
@@ -158,12 +161,13 @@ def _synced(fn, torch, device):
     return run
 
 
-def torch_training_step(attention: str, batch_size: int, threads: int, num_classes: int = 100, seed: int = 0):
-    """A callable running one PyTorch ResNet-20 SGD step (forward, cross-entropy, backward,
+def torch_training_step(row: str, batch_size: int, threads: int, num_classes: int = 100, seed: int = 0):
+    """A callable running one PyTorch ResNet-20 SGD step of a step-table row (forward, cross-entropy, backward,
     update; momentum 0.9, weight decay 5e-4, as ``bench.step``) on a fixed random float32 batch,
     with ``threads`` intra-op threads, and waiting for the GPU."""
     torch, device = _torch(threads, seed)
-    model = torch_resnet20(attention, num_classes).to(device).train()
+    attention, options = row_model(row)
+    model = torch_resnet20(attention, num_classes, **options).to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     x = torch.randn(batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, num_classes, (batch_size,), device=device)

@@ -27,16 +27,17 @@ def _pair(ours: dict, theirs: dict) -> dict:
             "speed_ratio_median": theirs["median_s"] / ours["median_s"]}
 
 
-def compare_steps(attentions, batch_size: int, repeats: int, threads: int) -> dict:
-    """attention -> both sides' step seconds, images/s (from the minimum) and the speed ratios."""
+def compare_steps(rows, batch_size: int, repeats: int, threads: int) -> dict:
+    """step-table row (``bench.step.STEP_ROWS``) -> both sides' step seconds, images/s (from the
+    minimum) and the speed ratios."""
     results = {}
-    for attention in attentions:
-        _, ours = make_training_step("resnet20", attention, batch_size)
-        theirs = torch_training_step(attention, batch_size, threads)
+    for row in rows:
+        _, ours = make_training_step("resnet20", row, batch_size)
+        theirs = torch_training_step(row, batch_size, threads)
         t = interleaved_seconds({"tinyba2m": ours, "torch": theirs}, repeats)
         entry = _pair(t["tinyba2m"], t["torch"])
         entry["images_per_s"] = {k: batch_size / t[k]["min_s"] for k in t}
-        results[attention] = entry
+        results[row] = entry
         del ours, theirs
         backend.free_device_memory()
     return results

@@ -1,32 +1,32 @@
 """Attention modules that the models plug in, and access to the BA²M modules of a model.
 
-``attention_options(kind, options, **changes)`` gives the one :class:`BA2MOptions` object a model
-hands to its attention modules (checking that ``"none"`` gets no options and ``"se"`` only
-``reduction``); ``make_attention(kind, channels, options)`` gives ``None`` (``"none"``), an SE
-block (``"se"``, with ``options.reduction``) or a BA²M module (``"ba2m"``).
+``attention_options(kind, options, **values)`` gives the one :class:`BA2MOptions` object a model
+hands to its attention modules: ``options`` as given, or one built from the keyword ``values``
+(checking that ``"none"`` gets only ``placement`` and ``"se"`` only ``reduction`` and ``placement``);
+``make_attention(kind, channels, options)`` gives ``None`` (``"none"``), an SE block (``"se"``,
+with ``options.reduction``) or a BA²M module (``"ba2m"``, with ``options`` itself).
 ``ba2m_modules(model)`` lists the BA²M modules, ``set_eval_weighting(model, mode)`` switches all
 of them between ``"population"``, ``"batch"`` and ``"uniform"`` evaluation, and ``sample_weights(model)`` returns
 the per-sample weights of the last forward pass (mean over the BA²M modules of the model).
 """
 from __future__ import annotations
 
-import dataclasses
-
 from ..attention import BA2M, BA2MOptions, SEBlock
-from ..attention.options import EVAL_WEIGHTINGS
+from ..attention.options import EVAL_WEIGHTINGS, PLACEMENTS
 
 ATTENTION_NAMES = ("none", "se", "ba2m")
-PLACEMENTS = ("every", "last")  # attention in every block, or only in the last of each stage
 
 
-def attention_options(kind: str, options: BA2MOptions | None = None, **changes) -> BA2MOptions:
-    """``options`` (default: ``BA2MOptions()``) with ``changes``, for attention ``kind``."""
-    if kind == "none" and changes:
-        raise ValueError(f"attention 'none' takes no BA²M options, got {sorted(changes)}")
-    extra = sorted(set(changes) - {"reduction"})
+def attention_options(kind: str, options: BA2MOptions | None = None, **values) -> BA2MOptions:
+    """``options``, or a ``BA2MOptions(**values)`` for attention ``kind`` (not both)."""
+    if options is not None and values:
+        raise TypeError(f"give ba2m=BA2MOptions(...) or option keywords, not both (got {sorted(values)})")
+    extra = sorted(set(values) - {"placement"} - ({"reduction"} if kind == "se" else set()))
+    if kind == "none" and extra:
+        raise ValueError(f"attention 'none' takes no BA²M options but the placement, got {extra}")
     if kind == "se" and extra:
-        raise ValueError(f"attention 'se' takes only the reduction option, got {extra}")
-    return dataclasses.replace(options or BA2MOptions(), **changes)
+        raise ValueError(f"attention 'se' takes only the reduction and placement options, got {extra}")
+    return options if options is not None else BA2MOptions(**values)
 
 
 def make_attention(kind: str, channels: int, options: BA2MOptions | None = None):

@@ -11,8 +11,9 @@ residual branch, after its last BN, before the skip addition:
 
     out = ReLU( shortcut(x) + ATT( BN(conv3x3( ReLU(BN(conv3x3(x))) )) ) )
 
-``ATT`` is nothing, an SE block or BA²M; ``placement="every"`` puts it in every block,
-``"last"`` only in the last block of each stage (for SE too, so the two compare like for like).
+``ATT`` is nothing, an SE block or BA²M; the options' ``placement`` puts it only in the last block
+of each stage (``"last"``, the default) or in every block (``"every"``), for SE too, so the two
+compare like for like.
 Convolutions before a BN have no bias. The shortcut is the identity, or — when the block
 changes shape — the parameter-free "option A" (subsample + zero-padded channels,
 :mod:`tinyba2m.ops.shortcut`), as in the paper's CIFAR models: ResNet-20 has 0.27M parameters for 10 classes,
@@ -24,7 +25,7 @@ from ..nn import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, ReLU
 from ..nn.init import zeros
 from ..nn.module import Module
 from ..attention import BA2MOptions
-from .attention_slots import PLACEMENTS, make_attention
+from .attention_slots import make_attention
 from .shortcut import ZeroPadShortcut
 
 RESNET_DEPTHS = {"resnet20": 20, "resnet32": 32, "resnet56": 56}
@@ -69,13 +70,12 @@ class CifarResNet(Module):
     module first sees all-zero features, which gives every sample the weight 1.
     """
 
-    def __init__(self, depth: int = 20, num_classes: int = 100, attention: str = "none", placement: str = "every",
-                 widths=(16, 32, 64), zero_init_residual: bool = False, ba2m: BA2MOptions | None = None):
+    def __init__(self, depth: int = 20, num_classes: int = 100, attention: str = "none", widths=(16, 32, 64),
+                 zero_init_residual: bool = False, ba2m: BA2MOptions | None = None):
         super().__init__()
         if (depth - 2) % 6 != 0 or depth < 8:
             raise ValueError(f"CifarResNet: depth must be 6n + 2 with n >= 1 (20, 32, 56, ...), got {depth}")
-        if placement not in PLACEMENTS:
-            raise ValueError(f"CifarResNet: placement must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
+        placement = (ba2m or BA2MOptions()).placement
         n = (depth - 2) // 6
         self.depth, self.num_classes, self.attention, self.placement = depth, num_classes, attention, placement
         self.stem_conv = Conv2d(3, widths[0], 3, padding=1, bias=False)

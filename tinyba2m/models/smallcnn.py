@@ -6,26 +6,25 @@
     global average pool - Linear(w2 -> num_classes)
 
 with widths ``(w0, w1, w2) = (16, 32, 64)``. ``ATT`` is nothing, SE or BA²M, after the ReLU of the
-second and third conv (``placement="every"``) or only the third (``"last"``). With no skip path
-the "end of the residual branch" of the spec has no counterpart; because BA²M's weight is a
-positive per-sample scalar, scaling after the ReLU equals scaling before it — only the features
-its branches see differ (post-activation, as for SE).
+second and third conv (the options' ``placement="every"``) or only the third (``"last"``, the
+default). With no skip path the "end of the residual branch" of the spec has no counterpart;
+because BA²M's weight is a positive per-sample scalar, scaling after the ReLU equals scaling
+before it — only the features its branches see differ (post-activation, as for SE).
 """
 from __future__ import annotations
 
 from ..nn import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
 from ..nn.module import Sequential
 from ..attention import BA2MOptions
-from .attention_slots import PLACEMENTS, make_attention
+from .attention_slots import make_attention
 
 
 class SmallCNN(Sequential):
     """(N, 3, H, W) -> logits (N, num_classes); H and W divisible by 4."""
 
-    def __init__(self, num_classes: int = 100, attention: str = "none", placement: str = "every",
-                 widths=(16, 32, 64), in_channels: int = 3, ba2m: BA2MOptions | None = None):
-        if placement not in PLACEMENTS:
-            raise ValueError(f"SmallCNN: placement must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
+    def __init__(self, num_classes: int = 100, attention: str = "none", widths=(16, 32, 64), in_channels: int = 3,
+                 ba2m: BA2MOptions | None = None):
+        placement = (ba2m or BA2MOptions()).placement
         w0, w1, w2 = widths
         att2 = make_attention(attention if placement == "every" else "none", w1, ba2m)
         att3 = make_attention(attention, w2, ba2m)

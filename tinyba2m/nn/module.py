@@ -167,8 +167,12 @@ class Module:
         :class:`StateValueError` for every entry of a float parameter or buffer that is not a
         floating-point array or holds NaN or inf, and changes nothing if any check fails. A
         buffer named in a module's ``optional_buffers`` may be absent (a state saved before it
-        existed): it keeps its value.
+        existed): it keeps its value. A module's ``renamed_state`` maps the names a state saved
+        before a rename used to their current names (``{"old": "child.new"}``, relative to it).
         """
+        renamed = {f"{qual}.{old}" if qual else old: f"{qual}.{new}" if qual else new
+                   for qual, mod in self.named_modules() for old, new in getattr(mod, "renamed_state", {}).items()}
+        state = {renamed.get(k, k): v for k, v in state.items()}
         targets = {name: (store, key) for name, _, store, key in self._entries("params", "buffers")}
         optional = {f"{qual}.{key}" if qual else key
                     for qual, mod in self.named_modules() for key in getattr(mod, "optional_buffers", ())}

@@ -47,7 +47,7 @@ DATASETS = ("synthetic", "digits")
 # digits: scikit-learn's 8x8 digits, all of them (1,437 train / 360 test).
 RECIPES = {"synthetic": {"train": 2000, "test": 500, "classes": 10, "image_size": 16, "epochs": 3},
            "digits": {"epochs": 3}}
-QUICK = {"datasets": DATASETS, "models": ("smallcnn", "resnet20"), "placements": ("every", "last"), "inits": ("he",),
+QUICK = {"datasets": DATASETS, "models": ("smallcnn", "resnet20"), "placements": PLACEMENTS, "inits": ("he",),
          "readings": ("none", "sigmoid+softmax", "none+softmax"), "seeds": (0, 1, 2),
          "recipes": {"synthetic": {**RECIPES["synthetic"], "train": 1000}, "digits": RECIPES["digits"]}}
 CELL_COLUMNS = ("dataset", "model", "placement", "init", "reading", "tau", "seed", "epochs", "train_images", "diverged",
@@ -229,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     csv_list = lambda s: tuple(x for x in s.split(",") if x)  # noqa: E731
     p.add_argument("--quick", action="store_true",
                    help=f"the bounded grid: data sets {', '.join(QUICK['datasets'])}; models "
-                        f"{', '.join(QUICK['models'])}; placements every, last; init he; readings {', '.join(QUICK['readings'])}; "
+                        f"{', '.join(QUICK['models'])}; placements {', '.join(QUICK['placements'])}; init he; readings "
+                        f"{', '.join(QUICK['readings'])}; "
                         f"seeds 0,1,2; synthetic 1,000 images x 3 epochs, digits 3 epochs")
     p.add_argument("--datasets", type=csv_list, default=DATASETS, help="comma-separated (default: all: %(default)s)")
     for name in ("models", "placements", "inits", "readings"):

@@ -1,5 +1,6 @@
-"""Training on CIFAR-100 (or the synthetic stand-in): the run loop, evaluation under both BA²M eval
-weightings, atomic checkpoints, metrics CSV, plots, and the ``train_cifar.py`` command line.
+"""Training on CIFAR-100 (or the synthetic stand-in): the run loop, evaluation under each of the
+three BA²M eval weightings, atomic checkpoints, metrics CSV, plots, and the ``train_cifar.py``
+command line.
 
 - :class:`Trainer` (``Trainer(config).run(resume=False)``), :func:`evaluate_checkpoint`
 - :func:`~.loop.train_epoch`, :func:`~.loop.evaluate`, :func:`~.loop.evaluate_all`

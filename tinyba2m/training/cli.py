@@ -144,10 +144,10 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
                    help="attention in each block: none, se (squeeze-and-excitation) or ba2m (batch aware attention; "
                         "at the end of the residual branch, before the skip addition) (default: %(default)s)")
     g.add_argument("--ba2m-placement", choices=PLACEMENTS,
-                   help="every: attention in every block (the spec's reading); last: only in the last block of "
-                        "each stage — the default, because in the BA²M study BA²M in every block of a ResNet-20 "
-                        "trained worse than no attention on the synthetic set and 'last' did not (docs/BA2M.md "
-                        "section 9). Applies to se too (default: %(default)s)")
+                   help="last: attention only in the last block of each stage (the library's default too: BA²M "
+                        "in every block of a ResNet-20 trained worse than no attention on held-out images and on "
+                        "the synthetic set, 'last' did not; docs/BA2M.md section 4); every: in every block (the "
+                        "first reading). Applies to se too (default: %(default)s)")
     g.add_argument("--init", choices=INIT_SCHEMES,
                    help="weight initialisation of conv and linear layers: he (He-normal) or torch (PyTorch's "
                         "default, kaiming-uniform with a=sqrt(5), i.e. U(+-1/sqrt(fan_in))) (default: %(default)s)")

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..attention import BA2MOptions
+
+BA2M_DEFAULTS = BA2MOptions()  # the command line's BA²M defaults are the library's
+
 # options that may differ when a run is resumed or a checkpoint evaluated (they do not change
 # the numbers a run computes, or say where things live)
 RUNTIME_OPTIONS = ("data_dir", "data_url", "backend", "out", "progress")
@@ -20,12 +24,12 @@ class TrainConfig:
     # model
     model: str = "smallcnn"
     attention: str = "ba2m"
-    ba2m_placement: str = "last"  # chosen by the BA²M study (docs/BA2M.md section 9); the spec's reading is "every"
+    ba2m_placement: str = BA2M_DEFAULTS.placement
     init: str = "he"
     zero_init_residual: bool = False
-    ba2m_sar: str = "sigmoid"
-    ba2m_temperature: float = 1.0
-    ba2m_normalisation: str = "softmax"
+    ba2m_sar: str = BA2M_DEFAULTS.sar_activation
+    ba2m_temperature: float = BA2M_DEFAULTS.temperature
+    ba2m_normalisation: str = BA2M_DEFAULTS.normalisation
     # optimisation
     epochs: int = 5
     batch_size: int = 64
@@ -83,12 +87,13 @@ class TrainConfig:
     def effective_eval_batch_size(self) -> int:
         return self.eval_batch_size or self.batch_size
 
-    def ba2m_options(self) -> dict:
-        """Keyword arguments for every BA²M module of the model (none without BA²M)."""
+    def ba2m_options(self) -> BA2MOptions:
+        """The one options object of the model's attention modules: the placement, and for BA²M
+        its reading (an SE block or no attention ignores the rest, so it is left at the defaults)."""
         if self.attention != "ba2m":
-            return {}
-        return {"temperature": float(self.ba2m_temperature), "normalisation": self.ba2m_normalisation,
-                "sar_activation": self.ba2m_sar}
+            return BA2MOptions(placement=self.ba2m_placement)
+        return BA2MOptions(placement=self.ba2m_placement, temperature=float(self.ba2m_temperature),
+                           normalisation=self.ba2m_normalisation, sar_activation=self.ba2m_sar)
 
     def architecture(self, num_classes: int) -> dict:
         return {"model": self.model, "attention": self.attention, "ba2m_placement": self.ba2m_placement,

@@ -1,11 +1,10 @@
 """One training epoch and one evaluation pass.
 
 ``train_epoch`` runs the steps of one epoch (stopped by a :class:`RunAwayGuard` when the loss
-explodes or the BA²M weights collapse): the learning rate of each step comes from the
-schedule as a function of the global step, the data order and augmentation from the epoch's own
-generator; it returns the epoch's statistics and, for BA²M models, the per-sample weight each
-training image received (mean over the model's BA²M modules; NaN for images in the dropped last
-partial batch). ``evaluate`` runs the test set in order, in eval mode, under one BA²M eval
+explodes or the BA²M weights collapse): the learning rate of each step comes from ``lr_at(global
+step)``, the data order and augmentation from the epoch's own generator; it returns the epoch's
+statistics and, for BA²M models, the per-sample weight each training image received (mean over
+the model's BA²M modules; NaN for images in the dropped last partial batch). ``evaluate`` runs the test set in order, in eval mode, under one BA²M eval
 weighting, and returns cross-entropy, top-1 and top-5.
 """
 from __future__ import annotations
@@ -20,7 +19,6 @@ from .. import backend
 from ..data import iterate_batches
 from ..attention.ba2m import EVAL_WEIGHTINGS
 from ..models import ba2m_modules, set_eval_weighting
-from ..optim import learning_rate
 from ..ops.losses import softmax_cross_entropy_forward
 from ..ops.validation import NonFiniteValueError
 
@@ -128,10 +126,10 @@ def _step_values(logits, loss, y, modules):
 
 
 def train_epoch(model, loss_fn, optimizer, images, labels, *, epoch: int, epochs: int, batch_size: int, rng,
-                global_step: int, total_steps: int, base_lr: float, schedule: str, warmup_steps: int,
-                progress: bool = True, track_weights: bool = False, augment: bool = True, guard=None,
-                read_every: int | None = None) -> dict:
-    """Train one epoch (last partial batch dropped). Returns a dict with ``lr`` (first step),
+                global_step: int, lr_at, progress: bool = True, track_weights: bool = False, augment: bool = True,
+                guard=None, read_every: int | None = None) -> dict:
+    """Train one epoch (last partial batch dropped), each step at the rate ``lr_at(global_step)``
+    (the global step before it). Returns a dict with ``lr`` (first step),
     ``train_loss``, ``train_acc``, ``images``, ``train_seconds``, ``global_step`` (after the
     epoch), ``weights`` (host float64 (N,) or None) and ``max_weight`` (the largest BA²M weight
     of any sample in any module, relative to its batch's mean weight; 1 without BA²M). ``guard`` (a
@@ -181,7 +179,7 @@ def train_epoch(model, loss_fn, optimizer, images, labels, *, epoch: int, epochs
     try:
         for step, (x, y, idx) in enumerate(iterate_batches(images, labels, batch_size, shuffle=True, rng=rng,
                                                            drop_last=True, augment=augment), start=1):
-            lr = learning_rate(global_step, total_steps, base_lr, schedule, warmup_steps)
+            lr = lr_at(global_step)
             first_lr = lr if first_lr is None else first_lr
             optimizer.lr = lr
             try:
@@ -233,10 +231,10 @@ def evaluate(model, images, labels, batch_size: int, weighting: str = "populatio
     return {"loss": loss_sum / max(n, 1), "top1": top1 / max(n, 1), "top5": top5 / max(n, 1)}
 
 
-def evaluate_all(model, images, labels, batch_size: int, has_ba2m: bool, epoch: int = 0) -> dict:
+def evaluate_all(model, images, labels, batch_size: int, epoch: int = 0) -> dict:
     """``{mode: {"loss", "top1", "top5"}}`` for every BA²M eval weighting (``EVAL_WEIGHTINGS``:
     population, batch, uniform); a model without BA²M is evaluated once, under every name."""
-    if not has_ba2m:
+    if not ba2m_modules(model):
         once = evaluate(model, images, labels, batch_size, "batch", epoch)
         return {mode: dict(once) for mode in EVAL_WEIGHTINGS}
     return {mode: evaluate(model, images, labels, batch_size, mode, epoch) for mode in EVAL_WEIGHTINGS}

@@ -71,7 +71,6 @@ from .checkpoint import WriteError, atomic_write_text, check_architecture, load_
 from .config import SYNTHETIC_DATA_SEED, TrainConfig
 from .folders import RunFolderError, missing_folders, remove_empty_folders, remove_stale_temp_files, run_folder_lock
 from .resume_checks import best_problem, check_fits_config_json, check_logs
-from ..attention import BA2MOptions
 from ..attention.ba2m import EVAL_WEIGHTINGS
 from .loop import NonFiniteLossError, RunAwayGuard, evaluate_all, train_epoch
 from .metrics import METRIC_COLUMNS, WEIGHT_COLUMNS, CsvLog, log_problem, read_rows, weight_statistics
@@ -121,16 +120,14 @@ def make_loss(config: TrainConfig):
 def make_model(config: TrainConfig, num_classes: int):
     """The model of ``config``, its weights drawn from the host generator seeded with ``config.seed``."""
     backend.seed(config.seed)
-    return build_model(config.model, config.attention, num_classes=num_classes, ba2m_placement=config.ba2m_placement,
-                       zero_init_residual=config.zero_init_residual, init=config.init,
-                       ba2m=BA2MOptions(**config.ba2m_options()))
+    return build_model(config.model, config.attention, num_classes=num_classes,
+                       zero_init_residual=config.zero_init_residual, init=config.init, ba2m=config.ba2m_options())
 
 
 def _test_columns(model, data, config: TrainConfig, epoch: int) -> dict:
     """The test columns of metrics.csv (``test_<loss|top1|top5>_<eval weighting>``) of ``model`` on
     the test split of ``data``, at ``config``'s eval batch size."""
-    ev = evaluate_all(model, data.test_images, data.test_labels, config.effective_eval_batch_size,
-                      bool(ba2m_modules(model)), epoch=epoch)
+    ev = evaluate_all(model, data.test_images, data.test_labels, config.effective_eval_batch_size, epoch=epoch)
     return {f"test_{k}_{mode}": v for mode in ev for k, v in ev[mode].items()}
 
 
@@ -163,6 +160,10 @@ class Trainer:
         self._last_good = None  # (model state, optimiser arrays, meta) of the last completed epoch
         self._last_weights = None  # BA²M weights of the last completed epoch (for the plots)
         self._last_plot = time.perf_counter()  # time of the last plot refresh (or of the start)
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of global step ``step``: the schedule over this run's total steps."""
+        return learning_rate(step, self.total_steps, self.config.lr, self.config.schedule, self.warmup_steps)
 
     # -- state -----------------------------------------------------------------------------------
     def _snapshot(self):
@@ -270,10 +271,9 @@ class Trainer:
         if cfg.epochs > saved_epochs:
             self._write_config(self._previous_extensions() + [saved_epochs])
             self._save(self._snapshot())  # the extension sticks, even after a kill
-            lr = learning_rate(self.global_step, self.total_steps, cfg.lr, cfg.schedule, self.warmup_steps)
             self.log(f"extending {self.out} from {saved_epochs} to {cfg.epochs} epochs: the remaining steps "
                      f"follow the {cfg.epochs}-epoch {cfg.schedule} schedule (lr at global step {self.global_step}: "
-                     f"{lr:.4g})")
+                     f"{self.lr_at(self.global_step):.4g})")
         elif not (self.out / CONFIG).exists():
             self._write_config()
         if self.epoch >= cfg.epochs:
@@ -358,8 +358,7 @@ class Trainer:
         rng = backend.new_host_rng([cfg.seed, e])
         st = train_epoch(self.model, self.loss_fn, self.optimizer, self.data.train_images, self.data.train_labels,
                          epoch=e, epochs=cfg.epochs, batch_size=cfg.batch_size, rng=rng, global_step=self.global_step,
-                         total_steps=self.total_steps, base_lr=cfg.lr, schedule=cfg.schedule,
-                         warmup_steps=self.warmup_steps, progress=cfg.progress, track_weights=self.has_ba2m,
+                         lr_at=self.lr_at, progress=cfg.progress, track_weights=self.has_ba2m,
                          augment=self.data.augment, guard=RunAwayGuard(self.num_classes))
         test = _test_columns(self.model, self.data, cfg, e)
         row = {"epoch": e, "lr": st["lr"], "train_loss": st["train_loss"], "train_acc": st["train_acc"], **test,
@@ -431,7 +430,7 @@ class Trainer:
 
 
 def evaluate_checkpoint(path, config: TrainConfig | None = None, data=None) -> dict:
-    """Evaluate the model stored at ``path`` on the test split under both eval weightings.
+    """Evaluate the model stored at ``path`` on the test split under each of the three eval weightings.
 
     ``config`` (default: the checkpoint's own) gives the data set, the eval batch size and the
     architecture the caller expects; a different architecture raises
