@@ -534,3 +534,14 @@ def test_a_folder_removed_under_the_probe_or_the_lock_is_made_again(tmp_path, mo
     with folders.run_folder_lock(folder):
         assert (folder / "run.lock").is_file()
     assert calls == ["mkstemp", "lock"] and not folder.exists()
+
+
+def test_the_temp_file_rule_matches_the_names_atomic_write_makes(tmp_path):
+    """The clean-up recognises exactly what atomic_write leaves behind (one rule, in checkpoint.py)."""
+    import tempfile
+    from tinyba2m.training.checkpoint import TEMP_NAME, TEMP_NAME_BEFORE_PID, temp_prefix
+    fd, name = tempfile.mkstemp(prefix=temp_prefix("metrics.csv", 4242), suffix=".tmp", dir=tmp_path)
+    os.close(fd)
+    base = os.path.basename(name)
+    assert TEMP_NAME.match(base)["pid"] == "4242"
+    assert TEMP_NAME.match("metrics.csv") is None and TEMP_NAME_BEFORE_PID.match("metrics.csv") is None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import tempfile
 
 from .. import __version__, backend
@@ -56,6 +57,17 @@ def _umask() -> int:
     return mask
 
 
+def temp_prefix(name: str, pid: int) -> str:
+    """The start of an atomic write's temporary file name; mkstemp adds 8 random characters and
+    ``.tmp``. The pid lets a later start remove only the files of writers that are gone."""
+    return f".{name}.{pid}."
+
+
+# the names temp_prefix + mkstemp make (group ``pid``), and the pid-less ones of earlier versions
+TEMP_NAME = re.compile(r"^\..+\.(?P<pid>[0-9]+)\.[a-z0-9_]{8}\.tmp$")
+TEMP_NAME_BEFORE_PID = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
 def atomic_write(path, write) -> None:
     """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it over ``path``.
     An ``OSError`` (ENOSPC, EFBIG, ...) leaves ``path`` as it was and raises :class:`WriteError`
@@ -64,8 +76,7 @@ def atomic_write(path, write) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # the pid in the name: a later start removes only the files of writers that are gone (folders.py)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name, os.getpid()), suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -20,21 +20,18 @@ import datetime
 import json
 import os
 import pathlib
-import re
 import socket
 import sys
 import tempfile
 import time
+
+from .checkpoint import TEMP_NAME, TEMP_NAME_BEFORE_PID
 
 try:
     import fcntl
 except ImportError:  # Windows: no flock
     fcntl = None
 
-# atomic_write's temporary files: mkstemp(prefix=".<name>.<pid>.", suffix=".tmp"), 8 random characters;
-# LEGACY_TEMP: those of versions before the pid was in the name
-STALE_TEMP = re.compile(r"^\..+\.(?P<pid>[0-9]+)\.[a-z0-9_]{8}\.tmp$")
-LEGACY_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 PROBE_PREFIX = ".tinyba2m-write-test."
 LOCK_NAME = "run.lock"
 
@@ -144,11 +141,11 @@ def process_is_alive(pid: int) -> bool:
 def _is_stale_temp(name: str) -> bool:
     """``name`` is a temporary file of an atomic write whose writer is gone: this process (which
     writes nothing while it starts or resumes) or one no longer running; or a pre-pid name."""
-    m = STALE_TEMP.match(name)
+    m = TEMP_NAME.match(name)
     if m:
         pid = int(m["pid"])
         return pid == os.getpid() or not process_is_alive(pid)
-    return LEGACY_TEMP.match(name) is not None
+    return TEMP_NAME_BEFORE_PID.match(name) is not None
 
 
 def remove_stale_temp_files(folder) -> list:
