@@ -15,7 +15,7 @@ settings.register_profile("ci", derandomize=True, max_examples=25, deadline=None
 settings.register_profile("dev", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-BACKENDS = ["numpy", "cupy"]
+BACKENDS = ["numpy", "cupy", "cupysim"]
 
 
 @pytest.fixture(params=BACKENDS)
