@@ -199,6 +199,9 @@ class Module:
                 old = store[key]
                 value = backend.to_host(state[k]).astype(backend.dtype_of(old))
                 store[key] = backend.to_device(value) if backend.is_device_array(old) else value
+        for _, mod in self.named_modules():  # host mirrors of loaded buffers are out of date
+            if hasattr(mod, "state_loaded"):
+                mod.state_loaded()
 
     def extra_repr(self) -> str:
         return ""
