@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from tinyba2m.cupysim import counters
 from tinyba2m.cupysim.array import ndarray
-from tinyba2m.cupysim.module import MODULE as module
+from tinyba2m.cupysim.arraymodule import MODULE as module
 
-namespace_source = module.namespace_source
+namespace_source = module.__namespace_source__
 
 __all__ = ["counters", "module", "ndarray", "namespace_source"]

@@ -97,11 +97,11 @@ class ndarray:  # noqa: N801 (CuPy's name)
                         "construct a NumPy array explicitly. (cupysim: use backend.to_host)")
 
     def __array_function__(self, func, types, args, kwargs):
-        from tinyba2m.cupysim.module import dispatch_numpy_function
+        from tinyba2m.cupysim.arraymodule import dispatch_numpy_function
         return dispatch_numpy_function(func, args, kwargs)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        from tinyba2m.cupysim.module import dispatch_numpy_ufunc
+        from tinyba2m.cupysim.arraymodule import dispatch_numpy_ufunc
         return dispatch_numpy_ufunc(ufunc, method, inputs, kwargs)
 
     def get(self, stream=None, order="C", out=None, blocking=True):
@@ -179,7 +179,7 @@ class ndarray:  # noqa: N801 (CuPy's name)
         self._host[unwrap(key, "indexing", allow_host=True)] = unwrap(value, "assignment", allow_host=True)
 
     def __getattr__(self, name):
-        from tinyba2m.cupysim.module import array_method
+        from tinyba2m.cupysim.arraymodule import array_method
         return array_method(self, name)
 
     # -- operators ------------------------------------------------------------------------------------

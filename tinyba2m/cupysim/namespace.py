@@ -63,7 +63,13 @@ def _entry(obj) -> dict:
 
 
 def namespace_of(cupy) -> dict:
-    """The spec (see the module docstring) of an imported ``cupy`` module."""
+    """The spec (see the module docstring) of an imported ``cupy`` module. Scanned twice: reading an
+    attribute can import a lazy one (``cupy.random.Generator``), which changes ``dir``."""
+    _scan(cupy)
+    return _scan(cupy)
+
+
+def _scan(cupy) -> dict:
     spec = {"version": cupy.__version__}
     spec["top"] = {n: _entry(getattr(cupy, n)) for n in _public(cupy)}
     for key, path in SUBMODULES.items():

@@ -30,6 +30,12 @@ from tinyba2m.cupysim.namespace import read_namespace
 UFUNC_KWARGS = frozenset({"out", "dtype", "casting"})
 CROSSINGS = frozenset({"array", "asarray", "asanyarray", "ascontiguousarray"})
 READS = {"bincount": 2, "nonzero": 1, "argwhere": 1, "flatnonzero": 1, "unique": 1, "extract": 1, "compress": 1}
+# CuPy names that NumPy 2 dropped or spells otherwise: NumPy's object under its NumPy 2 name
+ALIASES = {"round_": "round", "product": "prod", "cumproduct": "cumprod", "alltrue": "all", "sometrue": "any",
+           "trapz": "trapezoid", "in1d": "isin"}
+VALUES = {"PZERO": 0.0, "NZERO": -0.0, "PINF": float("inf"), "NINF": float("-inf"), "NaN": float("nan"),
+          "NAN": float("nan"), "Inf": float("inf"), "Infinity": float("inf"), "infty": float("inf"),
+          "disable_experimental_feature_warning": False}
 NUMPY_HOMES = {"top": numpy, "random": numpy.random, "linalg": numpy.linalg, "fft": numpy.fft,
                "stride_tricks": numpy.lib.stride_tricks}
 
@@ -181,24 +187,24 @@ class _Indexer:
 def _fill(mod, label, entries, home):
     for name, entry in entries.items():
         kind = entry["kind"]
-        np_obj = getattr(home, name, None)
+        np_obj = getattr(home, ALIASES.get(name, name) if home is numpy else name, None)
         full = f"{label}.{name}"
-        if kind == "ufunc":
-            value = ufunc(name, np_obj, entry["methods"]) if isinstance(np_obj, numpy.ufunc) else _not_simulated(full)
+        if kind == "ufunc" and isinstance(np_obj, numpy.ufunc):
+            value = ufunc(name, np_obj, entry["methods"])
+        elif kind == "ufunc":  # a plain function in NumPy (i0, sinc, fix)
+            value = make_function(full, np_obj, {"params": None}) if callable(np_obj) else _not_simulated(full)
         elif kind == "function":
             value = make_function(full, np_obj, entry) if callable(np_obj) else _not_simulated(full)
         elif kind == "type":
             value = np_obj if isinstance(np_obj, type) else type(name, (), {"__init__": _not_simulated(full)})
         elif kind == "value":
-            if np_obj is None and name != "newaxis":
-                continue
-            value = np_obj
+            value = VALUES.get(name, np_obj) if home is numpy else np_obj
         elif kind == "other":
             value = _Indexer(np_obj) if name in ("r_", "c_", "mgrid", "ogrid") else np_obj
-            if value is None:
-                continue
-        else:  # modules are filled by build_module
-            continue
+            if value is None:  # a CuPy-only object (cupy.fft.config): present, not simulated
+                value = _submodule(f"{mod.__name__}.{name}")
+        else:  # a module: empty here (build_module fills the simulated ones)
+            value = _submodule(f"{mod.__name__}.{name}")
         setattr(mod, name, value)
 
 
@@ -212,7 +218,7 @@ def build_module():
     mod = _submodule("cupysim")
     mod.__doc__ = f"cupysim: CuPy's names ({source}) over NumPy arrays on the host."
     mod.__version__ = spec["version"]
-    mod.namespace_source = source
+    mod.__namespace_source__ = source  # where the names came from (a dunder: the public names are exactly CuPy's)
     _fill(mod, "cupy", spec["top"], numpy)
     mod.ndarray = ndarray
     mod.asnumpy = _asnumpy
@@ -228,6 +234,11 @@ def build_module():
     mod.lib = lib
     mod.random = _random_module(spec)
     mod.cuda = _submodule("cupysim.cuda")  # no CUDA runtime: every attribute is an AttributeError
+    for name in ("polynomial", "typing", "testing"):  # not simulated: empty
+        if name in spec["top"]:
+            setattr(mod, name, _submodule(f"cupysim.{name}"))
+    if "exceptions" in spec["top"]:
+        mod.exceptions = numpy.exceptions  # AxisError, ComplexWarning...: NumPy's classes, as CuPy's are
     return mod
 
 
@@ -250,10 +261,20 @@ def _random_module(spec):
                                if n not in ("default_rng", "RandomState", "Generator", "get_random_state")},
           numpy.random)
     gen_names, rs_names = spec["generator"], spec["random_state"]
+
+    class Generator(_Restricted):
+        """``cupy.random.Generator``: NumPy's PCG64 generator behind CuPy's method names (the bit
+        generator's kind is not simulated: only its ``seed`` attribute, if any, is used)."""
+
+        def __init__(self, bit_generator=None, _host=None):
+            host = _host if _host is not None else numpy.random.default_rng(getattr(bit_generator, "seed", None))
+            super().__init__(host, gen_names, "Generator")
+
+    rnd.Generator = Generator
     if "default_rng" in spec["random"]:
         def default_rng(seed=None):
             counters.call()
-            return _Restricted(numpy.random.default_rng(seed), gen_names, "Generator")
+            return Generator(_host=numpy.random.default_rng(seed))
         rnd.default_rng = default_rng
     if "RandomState" in spec["random"]:
         rnd.RandomState = lambda seed=None, method=None: _Restricted(numpy.random.RandomState(seed), rs_names,
