@@ -155,3 +155,31 @@ def test_the_environment_variable_selects_cupysim():
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "TINYBA2M_BACKEND": "cupysim"},
                          capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["cupysim", "True"]
+
+
+# The gradient checker's built-in cases on cupysim (all of them: python -m tinyba2m.gradcheck
+# --backend cupysim, ~30 s); those over a second each are marked slow to keep the suite short.
+SLOW_CASES = {"ba2m", "ba2m_branch_subset", "ba2m_eval", "ba2m_raw_sar", "ba2m_sigmoid", "ba2m_softmax_sum"}
+
+
+def _case_params():
+    from tinyba2m.gradcheck.registry import all_cases
+    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES else n for n in sorted(all_cases())]
+
+
+@pytest.mark.parametrize("case", _case_params())
+def test_gradcheck_builtin_case_on_cupysim(cp, case):
+    from tinyba2m.gradcheck.registry import all_cases
+    result = all_cases()[case]()
+    assert result.passed, result.failure_summary()
+
+
+def test_gradcheck_takes_backend_cupysim(capsys):
+    from tinyba2m.gradcheck.__main__ import main
+    previous = backend.name
+    try:
+        assert main(["--backend", "cupysim", "relu", "linear"]) == 0
+    finally:
+        backend.use_backend(previous)
+    out = capsys.readouterr().out
+    assert "2/2 passed" in out and "on backend cupysim" in out

@@ -145,3 +145,14 @@ def test_a_training_step_reads_nothing_and_the_loop_reads_every_few_steps(sim, a
     backend.reset_device_counters()
     loop.evaluate(t.model, data.test_images, data.test_labels, 16, "batch")
     assert syncs()[0] == 1, syncs()   # 3 batches, one read
+
+
+def test_the_numerical_gradient_reads_the_device_once(sim):
+    """One copy of x's values; the central differences stay on the device (was two reads per coordinate)."""
+    from tinyba2m.gradcheck.numeric import numerical_gradient
+    x = sim.asarray(backend.new_host_rng(0).standard_normal((3, 4)))
+    dout = sim.ones((3, 4))
+    backend.reset_device_counters()
+    g = numerical_gradient(lambda v: v * v, x, dout)
+    assert syncs()[0] == 1
+    np.testing.assert_allclose(backend.to_host(g), 2 * backend.to_host(x), rtol=1e-6)
