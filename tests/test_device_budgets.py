@@ -156,3 +156,21 @@ def test_the_numerical_gradient_reads_the_device_once(sim):
     g = numerical_gradient(lambda v: v * v, x, dout)
     assert syncs()[0] == 1
     np.testing.assert_allclose(backend.to_host(g), 2 * backend.to_host(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["conv2d", "conv2d(1x1)", "nonlocal_attention"])
+def test_device_chunks_run_serially_never_on_the_host_pool(sim, name, monkeypatch):
+    """The host thread pool is for NumPy arrays; on a device every chunk runs in the caller's thread."""
+    class NoPool:
+        def map(self, *args):
+            raise AssertionError("a device array's chunks went to the host thread pool")
+    from tinyba2m.attention import nonlocal_attention
+    from tinyba2m.ops import conv
+    monkeypatch.setattr(backend, "_host_threads", 2)
+    monkeypatch.setattr(backend, "_host_pool", NoPool())
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 1)               # on the host: one chunk per sample
+    monkeypatch.setattr(nonlocal_attention, "CHUNK_BYTES", 1)
+    forward, backward, make = SPECS[name]
+    args, kwargs = make(sim, "float32", backend.new_host_rng(0))
+    out, cache = forward(*args, **kwargs)
+    backward(sim.ones(out.shape, dtype=out.dtype), cache)
