@@ -174,3 +174,23 @@ def test_device_chunks_run_serially_never_on_the_host_pool(sim, name, monkeypatc
     args, kwargs = make(sim, "float32", backend.new_host_rng(0))
     out, cache = forward(*args, **kwargs)
     backward(sim.ones(out.shape, dtype=out.dtype), cache)
+
+
+def test_a_checkpoint_reads_once_per_dtype(sim):
+    """state_dict of a model and of its optimizer: one read per dtype (was one per array)."""
+    from tinyba2m.models import build_model
+    from tinyba2m.optim import SGD
+    backend.seed(0)
+    model = build_model("smallcnn", attention="ba2m", num_classes=10)
+    opt = SGD(model, lr=0.1, momentum=0.9)
+    x = sim.asarray(backend.new_host_rng(0).standard_normal((4, 3, 12, 12)).astype("float32"))
+    out = model.forward(x)
+    model.backward(sim.ones(out.shape, dtype=out.dtype))
+    opt.step()
+    backend.reset_device_counters()
+    state, velocity = model.state_dict(), opt.state_dict()["arrays"]
+    assert len(state) > 20 and len(velocity) > 10
+    assert syncs()[0] <= 2
+    for name, mod, key in model.named_parameters():
+        assert np.array_equal(state[name], backend.to_host(mod.params[key]))
+    assert all(type(v) is np.ndarray for v in list(state.values()) + list(velocity.values()))

@@ -14,7 +14,8 @@ Every other file of the package asks this module for its arrays; only this file 
                           with exit status 2).
 - ``array_module(x)``     the module an existing array belongs to (ops use this, so an op works on
                           whatever arrays it is given).
-- ``to_host(x)`` / ``to_device(x)``  explicit moves between NumPy (host) and the active backend.
+- ``to_host(x)`` / ``to_device(x)``  explicit moves between NumPy (host) and the active backend;
+                          ``to_host_all(arrays)`` reads many at once (one read per dtype).
 - ``seed(s)`` / ``host_rng()``  one seeded host generator; random numbers are drawn on the host and
                           moved, so NumPy and CuPy runs with the same seed see the same numbers.
 - ``default_dtype``       float32 for training; gradient checks ask for float64 explicitly.
@@ -158,6 +159,28 @@ def to_host(x):
     if is_device_array(x):
         return x.get()
     return numpy.asarray(x)
+
+
+def to_host_all(arrays) -> list:
+    """Host copies of several arrays, with ONE read per dtype for device arrays (each ``to_host``
+    is a sync: a state dict of a hundred parameters would be a hundred): they are flattened and
+    concatenated on the device, read, and split on the host. Host arrays are copied."""
+    arrays = list(arrays)
+    out, groups = [None] * len(arrays), {}
+    for i, a in enumerate(arrays):
+        if is_device_array(a):
+            groups.setdefault(numpy.dtype(a.dtype), []).append(i)
+        else:
+            out[i] = numpy.array(a, copy=True)
+    for idx in groups.values():
+        xp = array_module(arrays[idx[0]])
+        flat = to_host(xp.concatenate([arrays[i].reshape(-1) for i in idx]))
+        start = 0
+        for i in idx:
+            size = arrays[i].size
+            out[i] = flat[start:start + size].reshape(arrays[i].shape)
+            start += size
+    return out
 
 
 def to_device(x, dtype=None):
