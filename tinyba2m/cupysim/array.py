@@ -62,14 +62,6 @@ def wrap(value, keep=()):
     return value
 
 
-def _devices_in(values):
-    for v in values:
-        if isinstance(v, ndarray):
-            yield v
-        elif isinstance(v, (list, tuple)):
-            yield from _devices_in(v)
-
-
 def _binary(name):
     def op(self, other):
         if is_host_array(other):

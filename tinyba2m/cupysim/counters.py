@@ -4,21 +4,19 @@
 ``.item()``, ``.tolist()``, ``repr``/``str``, boolean-mask indexing and the functions whose CuPy
 implementation reads a value back, such as ``bincount`` and ``nonzero``); ``calls`` counts every
 call of a function of the simulated array module (its ufuncs, their methods and its submodules'
-functions included; array methods and operators are not counted). ``last_sync`` names the kind of
-the last read, to say where a budget was broken.
+functions included; array methods and operators are not counted). ``by_kind`` counts the reads by
+kind (``"get"``, ``"float"``, ``"cupy.bincount"``...), to say where a budget was broken.
 """
 from __future__ import annotations
 
 syncs = 0
 calls = 0
-last_sync = ""
 by_kind: dict = {}
 
 
 def sync(kind: str) -> None:
-    global syncs, last_sync
+    global syncs
     syncs += 1
-    last_sync = kind
     by_kind[kind] = by_kind.get(kind, 0) + 1
 
 
@@ -32,7 +30,6 @@ def read() -> dict:
 
 
 def reset() -> None:
-    global syncs, calls, last_sync
+    global syncs, calls
     syncs = calls = 0
-    last_sync = ""
     by_kind.clear()
