@@ -9,9 +9,10 @@ as on CuPy. Each function:
   (ufuncs take ``out``, ``dtype`` and ``casting``, as CuPy's ``ufunc.__call__``);
 - refuses NumPy arrays of ndim > 0 as operands (``TypeError``), except the crossings ``array``,
   ``asarray``, ``asanyarray`` and ``ascontiguousarray`` (copies to the device, never views of the host);
-- counts one call, plus the reads CuPy's implementation makes (``bincount`` reads twice:
-  ``x.min() < 0`` and ``int(x.max())``; ``nonzero``/``argwhere``/``flatnonzero``/``unique``/
-  ``extract``/``compress``/one-argument ``where`` read the output size);
+- counts one call, plus the reads CuPy's implementation makes (``bincount`` reads twice: CuPy
+  14.2's ``cupy/_statistics/histogram.py`` has ``if (x < 0).any():`` and ``int(cupy.max(x))``,
+  both marked ``# synchronize!``; ``nonzero``/``argwhere``/``flatnonzero``/``unique``/``extract``/
+  ``compress``/one-argument ``where`` size their output from the data, read once);
 - returns device arrays (NumPy scalars become 0-d arrays, as CuPy's reductions return).
 
 A CuPy name NumPy lacks (``fuse``, ``RawKernel``...) is present and raises ``NotImplementedError``
