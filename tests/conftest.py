@@ -15,7 +15,7 @@ settings.register_profile("ci", derandomize=True, max_examples=25, deadline=None
 settings.register_profile("dev", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-BACKENDS = ["numpy", "cupy"]
+BACKENDS = ["numpy", "cupy", "cupysim"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -62,3 +62,16 @@ def finished_run(tmp_path_factory, small_data):
     out = tmp_path_factory.mktemp("cli") / "run"
     assert main(tiny_args(out), data=small_data) == 0
     return out
+
+
+# cupysim duplicates of the heaviest backend-parametrised tests (several seconds each on the
+# simulated device); their NumPy runs stay in the default suite, `-m slow` runs these too.
+SLOW_ON_CUPYSIM = {"test_ba2m_finite_differences_train_mode"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        if spec is not None and spec.params.get("xp") == "cupysim" and item.originalname in SLOW_ON_CUPYSIM:
+            item.add_marker(pytest.mark.slow)

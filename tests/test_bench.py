@@ -99,3 +99,32 @@ def test_interleaved_seconds_alternates_the_sides():
     t = interleaved_seconds({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3, warmup=1)
     assert order == ["a", "b"] * 4
     assert all(len(v["runs_s"]) == 3 and v["min_s"] <= v["median_s"] for v in t.values())
+
+
+def test_bench_counters_on_cupysim(tmp_path, capsys, monkeypatch):
+    """--counters: syncs and calls per step of none / SE / BA²M on cupysim, and the names' source
+    (counted here on the small CNN; the command counts ResNet-20)."""
+    from tinyba2m.bench import __main__ as bench_main
+    from tinyba2m.bench.step import device_counts
+    monkeypatch.setattr(bench_main, "device_counts", lambda name: device_counts("smallcnn", 2))
+    path = tmp_path / "counts.json"
+    assert main(["--counters", "--json", str(path)]) == 0
+    counts = json.loads(path.read_text())["device_counts"]
+    assert set(counts["rows"]) == {"none", "se", "ba2m"}
+    assert all(r["syncs_per_step"] == 0 and r["calls_per_step"] > 50 for r in counts["rows"].values())
+    out = capsys.readouterr().out
+    assert "syncs/step" in out and "calls/step" in out and "CuPy names from " in out
+    assert counts["names"].startswith(("cupy ", "snapshot of cupy "))
+
+
+@pytest.mark.slow
+def test_bench_on_cupysim_runs_and_prints_the_counters(tmp_path, capsys):
+    from tinyba2m import backend
+    previous, path = backend.name, tmp_path / "bench.json"
+    try:
+        assert main(["--backend", "cupysim", "--quick", "--batch-size", "2", "--repeats", "1", "--json", str(path)]) == 0
+    finally:
+        backend.use_backend(previous)
+    figures = json.loads(path.read_text())
+    assert figures["machine"]["backend"] == "cupysim" and set(figures["device_counts"]["rows"]) == {"none", "se", "ba2m"}
+    assert "syncs/step" in capsys.readouterr().out

@@ -4,7 +4,8 @@ Every other file of the package asks this module for its arrays; only this file 
 ``numpy`` or ``cupy`` (a test walks the package and enforces it).
 
 - ``get_xp()``            the active array module (``numpy`` by default, ``cupy`` when chosen).
-- ``use_backend(name)``   switch to ``"numpy"`` or ``"cupy"``; CuPy missing or no GPU raises
+- ``use_backend(name)``   switch to ``"numpy"``, ``"cupy"`` or ``"cupysim"`` (CuPy's rules and names
+                          simulated on the host, :mod:`tinyba2m.cupysim`); CuPy missing or no GPU raises
                           :class:`BackendUnavailableError` saying how to install it (never a silent
                           fallback). ``env_backend()`` reads the environment variable
                           ``TINYBA2M_BACKEND`` (the only place that does), which picks the backend
@@ -13,10 +14,14 @@ Every other file of the package asks this module for its arrays; only this file 
                           with exit status 2).
 - ``array_module(x)``     the module an existing array belongs to (ops use this, so an op works on
                           whatever arrays it is given).
-- ``to_host(x)`` / ``to_device(x)``  explicit moves between NumPy (host) and the active backend.
+- ``to_host(x)`` / ``to_device(x)``  explicit moves between NumPy (host) and the active backend;
+                          ``to_host_all(arrays)`` reads many at once (one read per dtype).
 - ``seed(s)`` / ``host_rng()``  one seeded host generator; random numbers are drawn on the host and
                           moved, so NumPy and CuPy runs with the same seed see the same numbers.
 - ``default_dtype``       float32 for training; gradient checks ask for float64 explicitly.
+- ``on_device()``         True on ``cupy`` and ``cupysim`` (reads from the device are costly there).
+- ``device_counters()`` / ``reset_device_counters()``  host syncs and array-module calls counted by
+                          ``cupysim`` (zeros on the other backends).
 - ``map_chunks(fn, chunks)``  batch chunks of host work on every core (a small thread pool sized
                           by the BLAS thread count; serial on a GPU).
 """
@@ -32,7 +37,8 @@ import numpy
 numpy_module = numpy  # exposed for the few host-only helpers (data files, checkpoints)
 
 BACKEND_ENV_VAR = "TINYBA2M_BACKEND"
-BACKENDS = ("numpy", "cupy")
+BACKENDS = ("numpy", "cupy", "cupysim")
+DEVICE_BACKENDS = ("cupy", "cupysim")
 CUPY_INSTALL_HINT = (
     "Install CuPy for your CUDA version, e.g. `pip install cupy-cuda12x` (CUDA 12) or "
     "`pip install cupy-cuda11x` (CUDA 11), or `pip install -e \".[gpu]\"`; see "
@@ -76,17 +82,41 @@ def cupy_available() -> tuple[bool, str]:
     return True, ""
 
 
+@functools.cache
+def _cupysim():
+    """The simulated CuPy package (imported on first use: it reads CuPy's names)."""
+    from tinyba2m import cupysim
+    return cupysim
+
+
 def use_backend(backend_name: str):
-    """Make ``"numpy"`` or ``"cupy"`` the active backend and return its array module."""
+    """Make ``"numpy"``, ``"cupy"`` or ``"cupysim"`` the active backend and return its array module."""
     global _xp, name
     key = str(backend_name).strip().lower()
     if key == "numpy":
         _xp, name = numpy, "numpy"
     elif key == "cupy":
         _xp, name = _import_cupy(), "cupy"
+    elif key == "cupysim":
+        _xp, name = _cupysim().module, "cupysim"
     else:
-        raise ValueError(f"unknown backend {backend_name!r}: expected 'numpy' or 'cupy'")
+        raise ValueError(f"unknown backend {backend_name!r}: expected one of {', '.join(map(repr, BACKENDS))}")
     return _xp
+
+
+def on_device() -> bool:
+    """True where arrays live on a (real or simulated) device: every read back to the host is a sync."""
+    return name in DEVICE_BACKENDS
+
+
+def device_counters() -> dict:
+    """``{"syncs": ..., "calls": ..., "sync_kinds": {...}}`` counted by ``cupysim`` since the last
+    reset: device-to-host reads and array-module calls (see :mod:`tinyba2m.cupysim.counters`)."""
+    return _cupysim().counters.read()
+
+
+def reset_device_counters() -> None:
+    _cupysim().counters.reset()
 
 
 def env_backend() -> str:
@@ -105,22 +135,52 @@ def get_xp():
 
 
 def array_module(*arrays):
-    """The array module of the given arrays (``cupy`` if any is a CuPy array, else ``numpy``)."""
+    """The array module of the given arrays (``cupy``/``cupysim`` if any is a device array, else ``numpy``)."""
     for a in arrays:
+        if _is_sim_array(a):
+            return _cupysim().module
         if is_device_array(a):
             return _import_cupy()
     return numpy
 
 
+def _is_sim_array(x) -> bool:
+    return type(x).__module__ == "tinyba2m.cupysim.array"
+
+
 def is_device_array(x) -> bool:
-    return type(x).__module__.split(".")[0] == "cupy"
+    """True for CuPy arrays and cupysim's simulated device arrays."""
+    return type(x).__module__.split(".")[0] == "cupy" or _is_sim_array(x)
 
 
 def to_host(x):
-    """A NumPy copy (or the same NumPy array) of ``x``; CuPy arrays are copied from the GPU."""
+    """A NumPy copy (or the same NumPy array) of ``x``; CuPy arrays are copied from the GPU (on
+    cupysim: one counted sync)."""
     if is_device_array(x):
         return x.get()
     return numpy.asarray(x)
+
+
+def to_host_all(arrays) -> list:
+    """Host copies of several arrays, with ONE read per dtype for device arrays (each ``to_host``
+    is a sync: a state dict of a hundred parameters would be a hundred): they are flattened and
+    concatenated on the device, read, and split on the host. Host arrays are copied."""
+    arrays = list(arrays)
+    out, groups = [None] * len(arrays), {}
+    for i, a in enumerate(arrays):
+        if is_device_array(a):
+            groups.setdefault(numpy.dtype(a.dtype), []).append(i)
+        else:
+            out[i] = numpy.array(a, copy=True)
+    for idx in groups.values():
+        xp = array_module(arrays[idx[0]])
+        flat = to_host(xp.concatenate([arrays[i].reshape(-1) for i in idx]))
+        start = 0
+        for i in idx:
+            size = arrays[i].size
+            out[i] = flat[start:start + size].reshape(arrays[i].shape)
+            start += size
+    return out
 
 
 def to_device(x, dtype=None):

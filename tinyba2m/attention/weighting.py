@@ -183,6 +183,7 @@ class SampleWeighting(Module):
         xp = backend.get_xp()
         self.buffers["population_log_norm"] = xp.zeros((1,), dtype=backend.default_dtype)
         self.buffers["population_batch_size"] = xp.zeros((1,), dtype=backend.default_dtype)
+        self._n_train = 0  # host mirror of population_batch_size (None: to be read), see n_train
         self.last_weights = None
         self._warned_fallback = False
 
@@ -200,7 +201,7 @@ class SampleWeighting(Module):
         if self.training:
             mode, n_train = "train", 0
         else:
-            n_train = int(round(float(backend.to_host(self.buffers["population_batch_size"])[0])))
+            n_train = self.n_train()
             mode = self.eval_weighting
             if mode == "population" and n_train == 0 and self.normalisation != "sigmoid" and not self._warned_fallback:
                 warnings.warn(f"{self.label()}: eval_weighting 'population' has no training statistics (never "
@@ -237,6 +238,17 @@ class SampleWeighting(Module):
         self.last_weights = cache[1]
         return self.keep(y, (backward, cache))
 
+    def n_train(self) -> int:
+        """``population_batch_size`` as an int, from a host mirror kept by the training batches (a
+        read from the device per eval pass would be a sync): read once after a ``load_state_dict``."""
+        if self._n_train is None:
+            self._n_train = int(round(float(backend.to_host(self.buffers["population_batch_size"])[0])))
+        return self._n_train
+
+    def state_loaded(self) -> None:
+        """Called by ``Module.load_state_dict``: the buffer may hold a new value."""
+        self._n_train = None
+
     def _track_population(self, a) -> None:
         """``m <- (1 - 0.1) m + 0.1 l_B`` (the first training batch sets m), no host read."""
         xp = backend.array_module(a)
@@ -245,6 +257,7 @@ class SampleWeighting(Module):
         self.buffers["population_log_norm"] = xp.where(
             size > 0, (1.0 - POPULATION_MOMENTUM) * log_norm + POPULATION_MOMENTUM * batch, batch).astype(log_norm.dtype)
         self.buffers["population_batch_size"] = xp.full((1,), a.shape[0], dtype=size.dtype)
+        self._n_train = a.shape[0]
 
     def backward(self, dy):
         backward, cache = self.saved(dy)

@@ -5,7 +5,9 @@ shape of ResNet-20 at the batch size (forward/backward time, GFLOP/s, fraction o
 ceiling), full training steps of ResNet-20 with attention none / se / ba2m where the library puts
 it (the last block of each stage) and, as an extra row, ba2m-every (BA²M in every block) (images/s,
 ratio to none, peak memory of the step) and the time share of each BA²M part. Every figure is the
-median of several repeats after a warm-up. ``--vs-torch`` adds the same conv shapes and steps
+median of several repeats after a warm-up. On ``--backend cupysim``, and alone with ``--counters``
+(on any machine), it prints the host syncs and array-module calls of one training step of
+none / SE / BA²M, counted on the simulated device, and where CuPy's names came from. ``--vs-torch`` adds the same conv shapes and steps
 in PyTorch eager, timed interleaved with ours, with the ratios (see ``bench.versus``).
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .. import __version__, backend
 from ..attention import BA2MOptions
 from ..models import build_model
 from .kernels import conv_shapes_of, matmul_gflops, time_conv
-from .step import BA2M_PARTS, STEP_ROWS, bench_training_steps
+from .step import BA2M_PARTS, STEP_ROWS, bench_training_steps, device_counts
 from .timing import peak_rss_bytes
 from .torch_ref import torch_available, torch_device
 from .versus import TORCH_HINT, compare_convs, compare_steps
@@ -79,11 +81,25 @@ def run(args) -> dict:
     say(f"  peak RSS of this process: {peak_rss_bytes() / 2**20:.0f} MiB")
     figures = {"machine": info, "batch_size": args.batch_size, "quick": args.quick, "matmul_gflops": ceiling,
                "convs": convs, "training_steps": steps}
+    if backend.name == "cupysim":
+        figures["device_counts"] = print_counts(say)
     if args.vs_torch:
         figures["vs_torch"] = side_by_side(args, shapes, say)
     figures["seconds"] = elapsed = time.perf_counter() - start
     say(f"\nbenchmark took {elapsed:.0f} s")
     return figures
+
+
+def print_counts(say) -> dict:
+    """Syncs and calls per training step of ResNet-20 none / SE / BA²M, counted on cupysim."""
+    counts = device_counts("resnet20")
+    say(f"\ncupysim counters per ResNet-20 training step (forward, loss, backward, SGD; CuPy names from "
+        f"{counts['names']}):")
+    say(f"  {'attention':<10} {'syncs/step':>10} {'calls/step':>10}  sync kinds")
+    for row, c in counts["rows"].items():
+        kinds = ", ".join(f"{k} {v}" for k, v in c["sync_kinds"].items()) or "-"
+        say(f"  {row:<10} {c['syncs_per_step']:>10} {c['calls_per_step']:>10}  {kinds}")
+    return counts
 
 
 def load_average() -> list:
@@ -137,6 +153,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per figure (default 5, --quick 2)")
     parser.add_argument("--backend", choices=backend.BACKENDS, default=None,
                         help="array backend (default: $TINYBA2M_BACKEND or numpy)")
+    parser.add_argument("--counters", action="store_true",
+                        help="only print the host syncs and array-module calls per training step of none / SE / "
+                             "BA²M, counted on cupysim (seconds; any machine)")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -147,6 +166,12 @@ def main(argv=None) -> int:
             backend.use_backend(args.backend)
         except backend.BackendUnavailableError as exc:
             parser.error(str(exc))
+    if args.counters:
+        figures = {"device_counts": print_counts(print)}
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(figures, fh, indent=2)
+        return 0
     args.repeats = args.repeats or (2 if args.quick else 5)
     args.matmul_size = 1024 if args.quick else 2048
     figures = run(args)

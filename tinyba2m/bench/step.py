@@ -105,3 +105,24 @@ def bench_training_steps(model_name="resnet20", batch_size=128, rows=STEP_ROWS, 
     for entry in results.values():
         entry["ratio_to_none"] = entry["images_per_s"] / base if base else None
     return results
+
+
+def device_counts(model_name="resnet20", batch_size=8, rows=("none", "se", "ba2m")) -> dict:
+    """Host syncs and array-module calls of one training step (forward, loss, backward, SGD) of
+    each row, counted on ``cupysim`` (switched on for the count, then back): what each step would
+    cost a GPU in blocking reads and kernel launches, whatever the machine. Also where CuPy's names
+    came from (``names``: the installed CuPy's version, or the snapshot)."""
+    previous = backend.name
+    xp = backend.use_backend("cupysim")
+    try:
+        out = {"names": xp.__namespace_source__, "rows": {}}
+        for row in rows:
+            _, step = make_training_step(model_name, row, batch_size)
+            step()  # warm-up (the first step makes the optimizer's buffers)
+            backend.reset_device_counters()
+            step()
+            c = backend.device_counters()
+            out["rows"][row] = {"syncs_per_step": c["syncs"], "calls_per_step": c["calls"], "sync_kinds": c["sync_kinds"]}
+    finally:
+        backend.use_backend(previous)
+    return out

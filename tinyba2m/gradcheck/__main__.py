@@ -224,7 +224,15 @@ def main(argv=None) -> int:
     parser.add_argument("--input-shape", type=parse_shape, default=None, help="input shape for a --target module, e.g. 2,3,6,6")
     parser.add_argument("--shapes", type=parse_shape, nargs="+", default=None, help="input shapes for a --target op pair")
     parser.add_argument("--tol", type=parse_tolerance, default=DEFAULT_TOLERANCE, help=f"tolerance for --target checks (default {DEFAULT_TOLERANCE:g})")
+    parser.add_argument("--backend", choices=backend.BACKENDS, default=None,
+                        help="array backend of the checks (default: $TINYBA2M_BACKEND, else numpy); cupysim "
+                             "runs them under CuPy's rules without a GPU")
     args = parser.parse_args(argv)
+    if args.backend:
+        try:
+            backend.use_backend(args.backend)
+        except backend.BackendUnavailableError as exc:
+            parser.error(str(exc))
 
     cases = all_cases()
     if args.list:

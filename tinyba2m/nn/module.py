@@ -157,8 +157,9 @@ class Module:
     # -- saving and loading ------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, object]":
         """Qualified name -> host (NumPy) copy of every parameter and buffer."""
-        return OrderedDict((name, backend.to_host(store[key]).copy())
-                           for name, _, store, key in self._entries("params", "buffers"))
+        entries = [(name, store[key]) for name, _, store, key in self._entries("params", "buffers")]
+        hosts = backend.to_host_all(v for _, v in entries)     # one device read per dtype, not per entry
+        return OrderedDict((name, h) for (name, _), h in zip(entries, hosts))
 
     def load_state_dict(self, state: dict, strict: bool = True) -> None:
         """Copy arrays from ``state`` into this module, checking names and shapes first.
@@ -199,6 +200,9 @@ class Module:
                 old = store[key]
                 value = backend.to_host(state[k]).astype(backend.dtype_of(old))
                 store[key] = backend.to_device(value) if backend.is_device_array(old) else value
+        for _, mod in self.named_modules():  # host mirrors of loaded buffers are out of date
+            if hasattr(mod, "state_loaded"):
+                mod.state_loaded()
 
     def extra_repr(self) -> str:
         return ""

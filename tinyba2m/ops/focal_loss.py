@@ -25,7 +25,7 @@ product with ``log p`` (which is ~ ``-(1 - p)``) is still exact in the limit.
 from __future__ import annotations
 
 from .. import backend
-from .losses import check_logits_and_labels, log_softmax, target_distribution
+from .losses import check_logits_and_labels, log_softmax, nan_if_bad_labels, target_distribution
 from .validation import require_dout
 
 
@@ -52,7 +52,7 @@ def focal_loss_forward(logits, y, gamma=2.0, label_smoothing=0.0):
     q = target_distribution(logits, y, float(label_smoothing))
     one_minus_p = -xp.expm1(logp)
     modulator = one_minus_p ** gamma if gamma != 0.0 else xp.ones_like(logp)
-    loss = -(q * modulator * logp).sum() / n
+    loss = nan_if_bad_labels(-(q * modulator * logp).sum() / n, y, logits.shape[1])
     return loss, (logp, q, one_minus_p, modulator, gamma)
 
 

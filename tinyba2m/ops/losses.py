@@ -20,7 +20,9 @@ def log_softmax(x):
 
 def check_logits_and_labels(op: str, logits, y):
     """``logits`` must be a float (N, K) array with N >= 1, ``y`` integer class indices of shape
-    (N,) within [0, K)."""
+    (N,) within [0, K). The range is checked here for host labels only: on a device it would be a
+    read per call (a sync per training step); there an out-of-range label makes the loss NaN
+    instead (:func:`nan_if_bad_labels`), which the training loop's periodic read reports."""
     require_ndim(op, "logits", logits, 2, "(N, K)")
     require_float(op, "logits", logits)
     n, k = logits.shape
@@ -28,15 +30,26 @@ def check_logits_and_labels(op: str, logits, y):
         raise ValueError(f"{op}: expected labels of shape ({n},), got {tuple(getattr(y, 'shape', ()))}")
     if getattr(y, "dtype", None) is None or backend.dtype_of(y).kind not in "iu":
         raise ValueError(f"{op}: labels must be an integer array, got dtype {getattr(y, 'dtype', None)}")
-    if n and bool(((y < 0) | (y >= k)).any()):  # one device-to-host read; the range only for the message
+    if n and not backend.is_device_array(y) and bool(((y < 0) | (y >= k)).any()):
         raise ValueError(f"{op}: labels must lie in [0, {k}), got range [{int(y.min())}, {int(y.max())}]")
     require_batch(op, logits)
 
 
+def nan_if_bad_labels(loss, y, k: int):
+    """``loss``, or NaN where a device label lies outside [0, K) (checked without a read)."""
+    if not backend.is_device_array(y):
+        return loss
+    xp = backend.array_module(loss)
+    return xp.where(((y < 0) | (y >= k)).any(), xp.asarray(float("nan"), dtype=loss.dtype), loss)
+
+
 def target_distribution(logits, y, label_smoothing=0.0):
-    """``(1 - eps) * onehot(y) + eps / K``, shape (N, K), dtype of the logits."""
+    """``(1 - eps) * onehot(y) + eps / K``, shape (N, K), dtype of the logits (device labels are
+    clipped into [0, K): a bad one has made the loss NaN, see :func:`nan_if_bad_labels`)."""
     xp = backend.array_module(logits)
     n, k = logits.shape
+    if backend.is_device_array(y):
+        y = xp.clip(y, 0, k - 1)
     q = xp.full((n, k), label_smoothing / k, dtype=logits.dtype)
     q[xp.arange(n), y] += 1.0 - label_smoothing
     return q
@@ -53,7 +66,7 @@ def softmax_cross_entropy_forward(logits, y, label_smoothing=0.0):
     n = logits.shape[0]
     logp = log_softmax(logits)
     q = target_distribution(logits, y, float(label_smoothing))
-    loss = -(q * logp).sum() / n
+    loss = nan_if_bad_labels(-(q * logp).sum() / n, y, logits.shape[1])
     return loss, (logp, q)
 
 

@@ -85,7 +85,9 @@ class SGD:
     def state_dict(self) -> dict:
         """``{"velocity.<param name>": host array, ...}`` plus the hyper-parameters under
         ``"hparams"`` (a dict of numbers) — arrays and JSON-able values kept apart."""
-        arrays = {f"velocity.{k}": backend.to_host(v).copy() for k, v in self.velocity.items()}
+        names = list(self.velocity)
+        hosts = backend.to_host_all(self.velocity[k] for k in names)   # one device read per dtype
+        arrays = {f"velocity.{k}": h for k, h in zip(names, hosts)}
         return {"arrays": arrays, "hparams": {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
                                               "weight_decay": self.weight_decay, "steps": self.steps}}
 

@@ -198,7 +198,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
                         "themselves are fixed (default: %(default)s)")
     g = p.add_argument_group("run")
     g.add_argument("--backend", choices=backend.BACKENDS,
-                   help="array backend: numpy (CPU) or cupy (NVIDIA GPU) (default: $TINYBA2M_BACKEND, else numpy)")
+                   help="array backend: numpy (CPU), cupy (NVIDIA GPU) or cupysim (CuPy's rules simulated on the "
+                        "CPU, counting host syncs) (default: $TINYBA2M_BACKEND, else numpy)")
     g.add_argument("--out", metavar="DIR",
                    help="run folder, created if missing; a new run needs one that holds no run yet (default: "
                         "runs/<timestamp>_<model>_<attention>)")

@@ -137,7 +137,7 @@ def train_epoch(model, loss_fn, optimizer, images, labels, *, epoch: int, epochs
 
     ``read_every``: steps whose statistics (loss, accuracy, BA²M weights, NaN check) are read from
     the device at once; default 1 for host arrays (each step is checked before its update) and
-    :data:`DEVICE_READ_EVERY` on a GPU, where a read per step would stall the queue. A NaN or a
+    :data:`DEVICE_READ_EVERY` on a device (cupy, cupysim), where a read per step would stall the queue. A NaN or a
     run-away is reported at the step where it happened either way; with ``read_every`` > 1 the
     steps up to the read have updated the model (the run stops all the same, and its checkpoint
     is that of the last completed epoch)."""
@@ -145,7 +145,7 @@ def train_epoch(model, loss_fn, optimizer, images, labels, *, epoch: int, epochs
     n = images.shape[0]
     steps = n // batch_size
     if read_every is None:
-        read_every = DEVICE_READ_EVERY if backend.name == "cupy" else 1
+        read_every = DEVICE_READ_EVERY if backend.on_device() else 1
     weights = backend.numpy_module.full(n, float("nan")) if track_weights else None
     modules = [m for _, m in ba2m_modules(model)] if (track_weights or guard is not None) else []
     loss_sum, correct, seen, first_lr, max_weight, done = 0.0, 0, 0, None, 1.0, 0
