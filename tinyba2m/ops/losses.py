@@ -18,6 +18,13 @@ def log_softmax(x):
     return z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
 
 
+def batch_size(logits):
+    """N as a scalar of the logits' dtype, the divisor of a batch mean. A Python ``int`` would do
+    under NumPy 2's promotion rules, but under NumPy 1.x ``float32 scalar / int`` is float64: the
+    loss, and the gradient seeded with it, would silently double in size."""
+    return backend.dtype_of(logits).type(logits.shape[0])
+
+
 def check_logits_and_labels(op: str, logits, y):
     """``logits`` must be a float (N, K) array with N >= 1, ``y`` integer class indices of shape
     (N,) within [0, K)."""
@@ -50,10 +57,9 @@ def softmax_cross_entropy_forward(logits, y, label_smoothing=0.0):
     check_logits_and_labels("softmax_cross_entropy", logits, y)
     if not 0.0 <= float(label_smoothing) < 1.0:
         raise ValueError(f"softmax_cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing}")
-    n = logits.shape[0]
     logp = log_softmax(logits)
     q = target_distribution(logits, y, float(label_smoothing))
-    loss = -(q * logp).sum() / n
+    loss = -(q * logp).sum() / batch_size(logits)
     return loss, (logp, q)
 
 
@@ -62,4 +68,4 @@ def softmax_cross_entropy_backward(dloss, cache):
     xp = backend.array_module(cache[0])
     logp, q = cache
     require_dout("softmax_cross_entropy", dloss, ())
-    return (xp.exp(logp) - q) * (dloss / logp.shape[0])
+    return (xp.exp(logp) - q) * (dloss / batch_size(logp))
