@@ -21,7 +21,7 @@ def log_softmax(x):
 def batch_size(logits):
     """N as a scalar of the logits' dtype, the divisor of a batch mean. A Python ``int`` would do
     under NumPy 2's promotion rules, but under NumPy 1.x ``float32 scalar / int`` is float64: the
-    loss, and the gradient seeded with it, would silently double in size."""
+    loss would silently be float64, and so the gradient seeded with it (twice the memory)."""
     return backend.dtype_of(logits).type(logits.shape[0])
 
 
