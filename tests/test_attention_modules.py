@@ -55,7 +55,10 @@ def test_branch_finite_differences(xp, case):
 def test_ba2m_finite_differences_train_mode(xp, kwargs):
     module = ba2m(**kwargs)
     zero = known_zero(module, SHAPE)
-    r = check_module(module, SHAPE, method="full", known_zero=zero)
+    # h = 1e-5: at the default 1e-6 the small gradients of the branch BNs' gamma (reached through
+    # the SAR sigmoid) are rounding-noise bound, worst 3.8e-7 (sigmoid, tau 0.5; NumPy 2.4), 3.0e-7
+    # (NumPy 1.23) against the tolerance 1e-6; at 1e-5 every case is below 2e-8 on both.
+    r = check_module(module, SHAPE, method="full", known_zero=zero, h=1e-5)
     assert r.passed, str(r)
 
 
@@ -104,7 +107,7 @@ def test_cross_sample_gradient_softmax_train(xp):
 
 
 def test_cross_sample_gradient_softmax_eval_comes_from_the_weighting(xp):
-    module = ba2m().eval()                                  # running statistics: BN couples nothing
+    module = ba2m(eval_weighting="batch").eval()            # running statistics: BN couples nothing
     ana, num = cross_sample_gradient(module, x_of(xp, SHAPE))
     assert np.allclose(ana, num, atol=1e-8, rtol=1e-6)
     assert np.abs(ana).max() > 1e-3

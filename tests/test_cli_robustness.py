@@ -300,6 +300,27 @@ def test_resume_cannot_shrink_a_run(finished_run, small_data, capsys):
     assert code == 2 and "--epochs can only grow" in err and "a run of 2 epochs" in err
 
 
+@pytest.mark.parametrize("argv", [["--resume", "--epochs", "3"], ["--eval-only", "--checkpoint"]])
+def test_the_checkpoint_is_read_once(finished_run, tmp_path, small_data, monkeypatch, argv):
+    """The command line reads checkpoint.npz for the saved config and passes it down: the trainer's
+    resume and the evaluation do not read it again."""
+    from tinyba2m.training import resume_checks
+    out = copy_run(finished_run, tmp_path)
+    reads = []
+
+    def counting(path):
+        reads.append(pathlib.Path(path).name)
+        return load_checkpoint(path)
+    for module in (cli_module, trainer_module, resume_checks):
+        monkeypatch.setattr(module, "load_checkpoint", counting)
+    if argv[0] == "--resume":
+        argv = ["--resume", "--out", str(out), "--epochs", "3", "--no-progress"]
+    else:
+        argv = ["--eval-only", "--checkpoint", str(out / "checkpoint.npz")]
+    assert main(argv, data=small_data) == 0
+    assert reads.count("checkpoint.npz") == 1, reads
+
+
 def test_resume_of_a_finished_run_says_how_to_extend_it(tmp_path, finished_run, small_data, capsys):
     out = copy_run(finished_run, tmp_path)
     assert main(["--resume", "--out", str(out), "--no-progress"], data=small_data) == 0

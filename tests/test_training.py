@@ -144,7 +144,8 @@ def test_evaluate(tiny_data):
     assert 0 <= r["top1"] <= r["top5"] <= 1 and r["loss"] > 0
     assert model.training  # left in train mode, eval weighting back to the default "population"
     assert all(m.eval_weighting == "population" for _, m in ba2m_modules(model))
-    every = evaluate_all(model, tiny_data.test_images, tiny_data.test_labels, 16)
+    with pytest.warns(RuntimeWarning, match="'population' has no training statistics"):  # never trained: batch instead
+        every = evaluate_all(model, tiny_data.test_images, tiny_data.test_labels, 16)
     assert set(every) == {"population", "batch", "uniform"} and every["batch"] == r
     one = evaluate_all(model, tiny_data.test_images[:5], tiny_data.test_labels[:5], 1)
     assert one["batch"] == one["uniform"]  # batch of one: the batch softmax and uniform weighting agree

@@ -25,7 +25,7 @@ product with ``log p`` (which is ~ ``-(1 - p)``) is still exact in the limit.
 from __future__ import annotations
 
 from .. import backend
-from .losses import check_logits_and_labels, log_softmax, nan_if_bad_labels, target_distribution
+from .losses import batch_size, check_logits_and_labels, log_softmax, nan_if_bad_labels, target_distribution
 from .validation import require_dout
 
 
@@ -47,12 +47,11 @@ def focal_loss_forward(logits, y, gamma=2.0, label_smoothing=0.0):
     if not 0.0 <= float(label_smoothing) < 1.0:
         raise ValueError(f"focal_loss: label_smoothing must be in [0, 1), got {label_smoothing}")
     xp = backend.array_module(logits)
-    n = logits.shape[0]
     logp = log_softmax(logits)
     q = target_distribution(logits, y, float(label_smoothing))
     one_minus_p = -xp.expm1(logp)
     modulator = one_minus_p ** gamma if gamma != 0.0 else xp.ones_like(logp)
-    loss = nan_if_bad_labels(-(q * modulator * logp).sum() / n, y, logits.shape[1])
+    loss = nan_if_bad_labels(-(q * modulator * logp).sum() / batch_size(logits), y, logits.shape[1])
     return loss, (logp, q, one_minus_p, modulator, gamma)
 
 
@@ -68,4 +67,4 @@ def focal_loss_backward(dloss, cache):
         g = g - gamma * xp.maximum(one_minus_p, tiny) ** (gamma - 1.0) * p * logp
     g = q * g
     dx = -g + p * g.sum(axis=1, keepdims=True)
-    return dx * (dloss / logp.shape[0])
+    return dx * (dloss / batch_size(logp))

@@ -18,6 +18,13 @@ def log_softmax(x):
     return z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
 
 
+def batch_size(logits):
+    """N as a scalar of the logits' dtype, the divisor of a batch mean. A Python ``int`` would do
+    under NumPy 2's promotion rules, but under NumPy 1.x ``float32 scalar / int`` is float64: the
+    loss would silently be float64, and so the gradient seeded with it (twice the memory)."""
+    return backend.dtype_of(logits).type(logits.shape[0])
+
+
 def check_logits_and_labels(op: str, logits, y):
     """``logits`` must be a float (N, K) array with N >= 1, ``y`` integer class indices of shape
     (N,) within [0, K). The range is checked here for host labels only: on a device it would be a
@@ -63,10 +70,9 @@ def softmax_cross_entropy_forward(logits, y, label_smoothing=0.0):
     check_logits_and_labels("softmax_cross_entropy", logits, y)
     if not 0.0 <= float(label_smoothing) < 1.0:
         raise ValueError(f"softmax_cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing}")
-    n = logits.shape[0]
     logp = log_softmax(logits)
     q = target_distribution(logits, y, float(label_smoothing))
-    loss = nan_if_bad_labels(-(q * logp).sum() / n, y, logits.shape[1])
+    loss = nan_if_bad_labels(-(q * logp).sum() / batch_size(logits), y, logits.shape[1])
     return loss, (logp, q)
 
 
@@ -75,4 +81,4 @@ def softmax_cross_entropy_backward(dloss, cache):
     xp = backend.array_module(cache[0])
     logp, q = cache
     require_dout("softmax_cross_entropy", dloss, ())
-    return (xp.exp(logp) - q) * (dloss / logp.shape[0])
+    return (xp.exp(logp) - q) * (dloss / batch_size(logp))

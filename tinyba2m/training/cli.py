@@ -273,20 +273,21 @@ def _check(parser, args) -> None:
 
 
 def _saved_config(parser, label: str, path, args, explicit, options, advice=None) -> tuple:
-    """``(meta, config, given)``: the metadata and config of the checkpoint at ``path`` (an unreadable
+    """``(checkpoint, config, given)``: the checkpoint at ``path`` as ``load_checkpoint`` returns it
+    (read here once and passed down to the trainer or the evaluation) and its config (an unreadable
     one is a usage error naming ``label``; with ``advice``, one line ending with ``advice()``), with
     those of ``options`` given on the command line put in, and every option's value as given (a dict)."""
     try:
-        meta, _, _ = load_checkpoint(path)
+        checkpoint = load_checkpoint(path)
     except CheckpointError as exc:
         if advice is not None:
             _fail_on(parser, f"{label}: {exc}. {advice()}")
         parser.error(f"{label}: {exc}")
-    config, given = TrainConfig.from_dict(meta["config"]), _config_from_args(args).to_dict()
+    config, given = TrainConfig.from_dict(checkpoint[0]["config"]), _config_from_args(args).to_dict()
     for k in options:
         if k in explicit:
             setattr(config, k, given[k])
-    return meta, config, given
+    return checkpoint, config, given
 
 
 def _best_instead(out: pathlib.Path) -> str:
@@ -302,15 +303,13 @@ def _best_instead(out: pathlib.Path) -> str:
             f"the later epochs are trained again)")
 
 
-def _resume_config(parser, args, explicit) -> TrainConfig:
-    """The saved config of the run in --out; only RUNTIME_OPTIONS and a larger --epochs may be given anew.
+def _resume_config(parser, args, explicit) -> tuple:
+    """``(config, checkpoint)``: the saved config of the run in --out, and its checkpoint as read; only
+    RUNTIME_OPTIONS and --epochs may be given anew (the trainer refuses fewer epochs than the run's).
     A damaged checkpoint.npz is one line naming the intact best.npz and how to continue from it."""
     out = pathlib.Path(args.out)
-    meta, saved, given = _saved_config(parser, "--resume", out / CHECKPOINT, args, explicit, RUNTIME_OPTIONS,
-                                       advice=lambda: _best_instead(out))
-    if "epochs" in explicit and given["epochs"] < saved.epochs:
-        parser.error(f"--resume: --epochs can only grow: {args.out} is a run of {saved.epochs} epochs "
-                     f"({meta.get('epoch')} done), got --epochs {given['epochs']}")
+    checkpoint, saved, given = _saved_config(parser, "--resume", out / CHECKPOINT, args, explicit, RUNTIME_OPTIONS,
+                                             advice=lambda: _best_instead(out))
     if "epochs" in explicit:
         saved.epochs = given["epochs"]            # extend the run (see --help of --resume)
     fixed = sorted(k for k in explicit if k in given and k not in RUNTIME_OPTIONS and given[k] != getattr(saved, k))
@@ -318,7 +317,7 @@ def _resume_config(parser, args, explicit) -> TrainConfig:
         diff = "; ".join(f"--{k.replace('_', '-')} {given[k]} (saved: {getattr(saved, k)})" for k in fixed)
         parser.error(f"--resume continues {args.out} with its saved options, but these differ: {diff}. "
                      f"Drop them, or start a new run with another --out")
-    return saved
+    return saved, checkpoint
 
 
 def _fail_on(parser, problem) -> None:
@@ -404,7 +403,7 @@ def _sigterm_raises():
 
 
 def _eval_only(parser, args, explicit, held, data=None) -> int:
-    _, cfg, _ = _saved_config(parser, "--checkpoint", args.checkpoint, args, explicit, EVAL_OPTIONS)
+    checkpoint, cfg, _ = _saved_config(parser, "--checkpoint", args.checkpoint, args, explicit, EVAL_OPTIONS)
     training_only = {f.name: "--eval-only evaluates the checkpoint as it was trained"
                      for f in dataclasses.fields(TrainConfig) if f.name not in EVAL_OPTIONS}
     _fail_on(parser, _inactive_problem(cfg, explicit, training_only))
@@ -413,7 +412,7 @@ def _eval_only(parser, args, explicit, held, data=None) -> int:
     if args.out:
         _hold(parser, held, args.out)
     try:
-        result = evaluate_checkpoint(args.checkpoint, cfg, data=data)
+        result = evaluate_checkpoint(args.checkpoint, cfg, data=data, checkpoint=checkpoint)
     except (ArchitectureMismatchError, backend.BackendUnavailableError) as exc:
         parser.error(str(exc))
     for mode in EVAL_WEIGHTINGS:
@@ -446,8 +445,9 @@ def _run(parser, args, explicit, held, data, on_epoch_end) -> int:
         if args.resume:
             _fail_on(parser, run_folder_problem(args.out, True, (CHECKPOINT, METRICS)))
             _hold(parser, held, args.out)
-            config = _resume_config(parser, args, explicit)
+            config, checkpoint = _resume_config(parser, args, explicit)
         else:
+            checkpoint = None
             config = _config_from_args(args)
             if config.out is None:
                 stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -455,7 +455,8 @@ def _run(parser, args, explicit, held, data, on_epoch_end) -> int:
         _check_config(parser, config, args.resume, explicit, held)
         try:
             summary = Trainer(config, data=data, on_epoch_end=on_epoch_end).run(resume=args.resume,
-                                                                                 rebuild_logs=args.rebuild_metrics)
+                                                                                 rebuild_logs=args.rebuild_metrics,
+                                                                                 checkpoint=checkpoint)
         except (RunFolderError, ArchitectureMismatchError) as exc:
             _fail_on(parser, str(exc))
         except backend.BackendUnavailableError as exc:

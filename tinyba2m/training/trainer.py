@@ -244,19 +244,22 @@ class Trainer:
             remove_empty_folders(made)
             raise
 
-    def _resume(self, rebuild_logs: bool = False) -> None:
+    def _resume(self, rebuild_logs: bool = False, checkpoint=None) -> None:
+        """``checkpoint``: the run folder's checkpoint as ``load_checkpoint`` returned it, when the caller
+        has read it already (the command line does, for the saved config); else it is read here."""
         cfg = self.config
         path = self.out / CHECKPOINT
-        if not path.is_file():
+        if checkpoint is None and not path.is_file():
             raise RunFolderError(f"nothing to resume: no {CHECKPOINT} in {self.out}")
         self._remove_stale_temp_files()
-        meta, model_state, optim_arrays = load_checkpoint(path)
+        meta, model_state, optim_arrays = checkpoint if checkpoint is not None else load_checkpoint(path)
+        saved_epochs = int(meta.get("config", {}).get("epochs", cfg.epochs))
+        if cfg.epochs < saved_epochs:  # the one place this is checked (the command line relies on it)
+            raise RunFolderError(f"--resume: --epochs can only grow: {self.out} is a run of {saved_epochs} epochs "
+                                 f"({meta.get('epoch')} done), got --epochs {cfg.epochs}")
         check_fits_config_json(self.out / CONFIG, path, meta, model_state, make_model, self.log)
         damaged_best = best_problem(self.out / BEST, meta, self.model)
-        saved_epochs = self._restore(path, meta, model_state, optim_arrays)
-        if cfg.epochs < saved_epochs:
-            raise RunFolderError(f"{self.out} is a run of {saved_epochs} epochs; --epochs can only grow on "
-                                 f"--resume, got {cfg.epochs}")
+        self._restore(path, meta, model_state, optim_arrays)
         logs = [(self.out / METRICS, METRIC_COLUMNS, "metrics")]
         if self.has_ba2m:
             logs.append((self.out / WEIGHTS_CSV, WEIGHT_COLUMNS, "ba2m_weights"))
@@ -289,13 +292,14 @@ class Trainer:
                      f"{', '.join(p.name for p in stale)}")
 
     # -- the run ---------------------------------------------------------------------------------
-    def run(self, resume: bool = False, rebuild_logs: bool = False) -> dict:
+    def run(self, resume: bool = False, rebuild_logs: bool = False, checkpoint=None) -> dict:
         """Train (or resume) to ``config.epochs``, holding the run folder's lock throughout; returns a
         summary. ``rebuild_logs``: on resume, rewrite a malformed metrics.csv / ba2m_weights.csv from the
-        checkpoint's history."""
+        checkpoint's history. ``checkpoint``: on resume, the folder's checkpoint.npz already read by
+        ``load_checkpoint`` (so that it is read once), else None."""
         with run_folder_lock(self.out, self.log):
             try:
-                return self._run(resume, rebuild_logs)
+                return self._run(resume, rebuild_logs, checkpoint)
             except WriteError as exc:
                 raise RunSaveError(self._save_failure(exc)) from exc
 
@@ -308,10 +312,10 @@ class Trainer:
                 f"Free some space (or raise the file-size limit) and continue with: python train_cifar.py --resume "
                 f"--out {self.out}")
 
-    def _run(self, resume: bool, rebuild_logs: bool) -> dict:
+    def _run(self, resume: bool, rebuild_logs: bool, checkpoint=None) -> dict:
         cfg = self.config
         if resume:
-            self._resume(rebuild_logs)
+            self._resume(rebuild_logs, checkpoint)
         else:
             self._start_fresh()
         self._last_good = self._snapshot()  # what Ctrl-C writes back: the last completed epoch
@@ -429,13 +433,14 @@ class Trainer:
                                     f"BA²M weight (un-augmented originals)")
 
 
-def evaluate_checkpoint(path, config: TrainConfig | None = None, data=None) -> dict:
+def evaluate_checkpoint(path, config: TrainConfig | None = None, data=None, checkpoint=None) -> dict:
     """Evaluate the model stored at ``path`` on the test split under each of the three eval weightings.
 
     ``config`` (default: the checkpoint's own) gives the data set, the eval batch size and the
     architecture the caller expects; a different architecture raises
-    :class:`.checkpoint.ArchitectureMismatchError` naming both."""
-    meta, model_state, _ = load_checkpoint(path)
+    :class:`.checkpoint.ArchitectureMismatchError` naming both. ``checkpoint``: what
+    ``load_checkpoint(path)`` returned, when the caller has read it already."""
+    meta, model_state, _ = checkpoint if checkpoint is not None else load_checkpoint(path)
     cfg = config or TrainConfig.from_dict(meta["config"])
     backend.use_backend(cfg.backend)
     check_architecture(meta, cfg.architecture(meta.get("num_classes")), path)  # before loading any data
