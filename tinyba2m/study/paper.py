@@ -32,6 +32,7 @@ import time
 
 from .. import backend
 from ..data import load_dataset, make_synthetic
+from ..data.cifar100 import DatasetError
 from ..models import MODEL_NAMES, build_model
 from ..nn.focal import FocalLoss
 from ..nn.loss import SoftmaxCrossEntropy
@@ -54,6 +55,7 @@ QUICK = {"models": ("resnet20",), "methods": tuple(METHODS), "seeds": (0, 1),
          "recipe": {"dataset": "synthetic", "epochs": 1, "batch_size": 32, "lr": 0.05, "momentum": 0.9,
                     "weight_decay": 5e-4, "schedule": "cosine"},
          "synthetic": {"n_train": 128, "n_test": 64, "num_classes": 10, "image_size": 12}}
+CIFAR100_SIZES = (50_000, 10_000, 32, 100)   # training images, test images, image size, classes
 KEY = ("dataset", "epochs", "model", "method", "seed")
 CELL_COLUMNS = KEY + ("diverged", "train_loss", "top1", "best_top1", "seconds")
 
@@ -249,6 +251,14 @@ def _check(parser, args) -> None:
         parser.error(f"--epochs must be at least 1, got {args.epochs}")
 
 
+def _sizes(args) -> tuple:
+    """(training images, test images, image size, classes) of the study's data set."""
+    if args.quick:
+        q = QUICK["synthetic"]
+        return q["n_train"], q["n_test"], q["image_size"], q["num_classes"]
+    return CIFAR100_SIZES
+
+
 def _load(args, recipe):
     if args.quick:
         q = QUICK["synthetic"]
@@ -296,17 +306,14 @@ def _train(args, recipe, backend_name, out, cells_csv) -> int:
         else:
             todo.append(cell)
     backend.use_backend(backend_name)
-    data = _load(args, recipe) if todo else None
-    n_train = int(data.train_images.shape[0]) if data is not None else 0
-    n_test = int(data.test_images.shape[0]) if data is not None else 0
-    size = int(data.train_images.shape[-1]) if data is not None else 32
+    n_train, n_test, size, classes = _sizes(args)
     print(f"paper study -> {out}: {len(args.models)} models x {len(args.methods)} methods x {len(args.seeds)} seeds "
           f"= {len(todo) + skipped} runs of {recipe['epochs']} epochs on {recipe['dataset']}, {len(todo)} to train "
           f"({skipped} already in {cells_csv.name}); backend {backend_name}"
           + (f" ({backend.device_description()})" if backend.device_description() else ""), flush=True)
     if not todo:
         return 0
-    steps = {(m, k): step_seconds(m, k, recipe, size, data.num_classes)
+    steps = {(m, k): step_seconds(m, k, recipe, size, classes)
              for m, k in sorted({(c["model"], c["method"]) for c in todo})}
     total = sum(run_seconds(steps[(c["model"], c["method"])], c["method"], recipe, n_train, n_test) for c in todo)
     per_step = ", ".join(f"{m}/{k} {1000 * s:.0f} ms" for (m, k), s in steps.items())
@@ -314,6 +321,11 @@ def _train(args, recipe, backend_name, out, cells_csv) -> int:
           f"{per_step})", flush=True)
     if args.plan_only:
         return 0
+    try:
+        data = _load(args, recipe)
+    except DatasetError as exc:
+        print(f"paper study: {exc}", file=sys.stderr)
+        return 1
     for i, cell in enumerate(todo, 1):
         folder = out / "runs" / "_".join(str(cell[k]) for k in KEY)
         if folder.exists():              # a run interrupted half-way starts again
