@@ -99,3 +99,19 @@ def test_interleaved_seconds_alternates_the_sides():
     t = interleaved_seconds({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3, warmup=1)
     assert order == ["a", "b"] * 4
     assert all(len(v["runs_s"]) == 3 and v["min_s"] <= v["median_s"] for v in t.values())
+
+
+def test_the_bench_says_whether_the_host_pool_is_on(monkeypatch):
+    """threadpoolctl is a dependency (the pool is off without it); the bench prints which it is."""
+    import pathlib
+    import sys
+
+    from tinyba2m import backend
+    from tinyba2m.bench.__main__ import host_pool_line
+    pyproject = (pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text()
+    deps = [line for line in pyproject.splitlines() if line.startswith("dependencies")]
+    assert deps and '"threadpoolctl' in deps[0]
+    monkeypatch.setattr(backend, "host_threads", lambda: 2)
+    assert host_pool_line().startswith("host thread pool: on, 2 threads (threadpoolctl ")
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)         # as on an install without it
+    assert host_pool_line().startswith("host thread pool: OFF (threadpoolctl is not installed")
