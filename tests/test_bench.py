@@ -128,3 +128,17 @@ def test_bench_on_cupysim_runs_and_prints_the_counters(tmp_path, capsys):
     figures = json.loads(path.read_text())
     assert figures["machine"]["backend"] == "cupysim" and set(figures["device_counts"]["rows"]) == {"none", "se", "ba2m"}
     assert "syncs/step" in capsys.readouterr().out
+def test_the_bench_says_whether_the_host_pool_is_on(monkeypatch):
+    """threadpoolctl is a dependency (the pool is off without it); the bench prints which it is."""
+    import pathlib
+    import sys
+
+    from tinyba2m import backend
+    from tinyba2m.bench.__main__ import host_pool_line
+    pyproject = (pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text()
+    deps = [line for line in pyproject.splitlines() if line.startswith("dependencies")]
+    assert deps and '"threadpoolctl' in deps[0]
+    monkeypatch.setattr(backend, "host_threads", lambda: 2)
+    assert host_pool_line().startswith("host thread pool: on, 2 threads (threadpoolctl ")
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)         # as on an install without it
+    assert host_pool_line().startswith("host thread pool: OFF (threadpoolctl is not installed")

@@ -62,6 +62,22 @@ def test_batch_of_one_with_ba2m_is_refused_up_front(tmp_path, small_data, capsys
     assert not (tmp_path / "run").exists()
 
 
+def test_batch_of_one_with_bam_is_refused_up_front(tmp_path, small_data, capsys, no_work):
+    code, err = refused(tiny_args(tmp_path / "run", "--batch-size", "1", "--attention", "bam"), capsys, data=small_data)
+    assert code == 2
+    line, = [line for line in err.splitlines() if line.startswith("train_cifar.py: error: ")]
+    assert "--batch-size 1 with --attention bam" in line and "batch norm" in line and "2 or more" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_header_names_the_placement_only_where_it_applies(tmp_path, small_data, capsys):
+    """BAM goes between stages (no placement); SE, CBAM and BA²M show theirs."""
+    for attention, shown in (("bam", "smallcnn + bam, "), ("cbam", "smallcnn + cbam (last), ")):
+        out = tmp_path / attention
+        assert main(tiny_args(out, "--attention", attention, epochs=1), data=small_data) == 0
+        assert shown in capsys.readouterr().out
+
+
 def test_batch_of_one_without_ba2m_trains(tmp_path, small_data):
     data = make_synthetic(6, 4, seed=0, num_classes=10, image_size=12)
     out = tmp_path / "run"

@@ -1,6 +1,6 @@
 """Gradients computed in float32 against the same computation in float64, from the same
-float32-rounded inputs: conv, batch norm, pooling, softmax, softmax cross-entropy and the three
-BA²M branches. A backward pass that subtracts nearly equal numbers shows up here as an error far
+float32-rounded inputs: conv, batch norm, pooling, softmax, softmax cross-entropy, the three
+BA²M branches, CBAM and BAM. A backward pass that subtracts nearly equal numbers shows up here as an error far
 above float32's rounding (eps = 1.2e-7); the errors measured when these tests were written were
 3e-8 to 3e-6. Relative errors are ``||g32 - g64|| / ||g64||`` per gradient; for parameters whose
 exact gradient is zero (a bias feeding a batch norm) the float32 gradient must be ~0.
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tinyba2m import backend
+from tinyba2m.attention import BAM, CBAM
 from tinyba2m.attention.branches import ChannelBranch, GlobalSpatialBranch, LocalSpatialBranch
 from tinyba2m.ops import activations, batchnorm, conv, losses, pooling
 
@@ -107,7 +108,8 @@ def test_softmax_cross_entropy(xp, scale, labels):
     assert err < 1e-5, f"cross-entropy at logit scale {scale}, {labels} labels: dlogits error {err:.1e}"
 
 
-BRANCHES = {"channel": ChannelBranch, "local": LocalSpatialBranch, "global": GlobalSpatialBranch}
+# the three BA²M branches, and the two baselines built from the same kinds of layers
+BRANCHES = {"channel": ChannelBranch, "local": LocalSpatialBranch, "global": GlobalSpatialBranch, "cbam": CBAM, "bam": BAM}
 
 
 @pytest.mark.parametrize("scale", [1.0, 3.0, 30.0])

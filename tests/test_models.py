@@ -11,7 +11,7 @@ from tinyba2m.models import (MODEL_NAMES, CifarResNet, SmallCNN, ZeroPadShortcut
                              set_eval_weighting, zero_pad_shortcut_backward, zero_pad_shortcut_forward)
 
 np = backend.numpy_module
-ATTENTIONS = ["none", "se", "ba2m"]
+ATTENTIONS = ["none", "se", "cbam", "bam", "ba2m"]
 EVERY = BA2MOptions(placement="every")  # attention in both slots of the small CNN
 
 
@@ -20,8 +20,8 @@ def images(n, size=32, seed=0, channels=3):
 
 
 def count_attention(model):
-    from tinyba2m.attention import BA2M, SEBlock
-    return sum(isinstance(m, (BA2M, SEBlock)) for _, m in model.named_modules())
+    from tinyba2m.attention import BA2M, BAM, CBAM, SEBlock
+    return sum(isinstance(m, (BA2M, SEBlock, CBAM, BAM)) for _, m in model.named_modules())
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -37,7 +37,7 @@ def test_output_shape_and_dtype(name):
     assert dx.shape == x.shape and backend.dtype_of(dx) == np.float32
 
 
-@pytest.mark.parametrize("attention", ["se", "ba2m"])
+@pytest.mark.parametrize("attention", ["se", "cbam", "bam", "ba2m"])
 def test_output_shape_with_attention(attention):
     backend.seed(0)
     for name in ("smallcnn", "resnet20"):
@@ -66,7 +66,7 @@ def test_parameter_counts():
     assert counts["resnet20"] < se < ba2m < 1.2 * counts["resnet20"]
 
 
-@pytest.mark.parametrize("attention", ["se", "ba2m"])
+@pytest.mark.parametrize("attention", ["se", "cbam", "ba2m"])
 def test_placement(attention):
     backend.seed(0)
     assert count_attention(build_model("resnet20", attention, placement="every")) == 9
@@ -77,6 +77,25 @@ def test_placement(attention):
     assert count_attention(build_model("smallcnn", attention, placement="every")) == 2
     assert count_attention(build_model("smallcnn", attention)) == 1
     assert count_attention(build_model("resnet20", "none")) == 0
+
+
+def test_bam_goes_where_the_resolution_changes():
+    """BAM: one module on the output of stages 1 and 2 of a ResNet (before the next stage halves the
+    map), one before each max pool of the small CNN; none inside a block."""
+    backend.seed(0)
+    model = build_model("resnet20", "bam", num_classes=10)
+    bams = [(name, m.channels) for name, m in model.named_modules() if type(m).__name__ == "BAM"]
+    assert bams == [("bam1", 16), ("bam2", 32)]
+    assert not [name for name, _ in model.named_modules() if name.endswith(".att")]
+    small = [(n, m.channels) for n, m in build_model("smallcnn", "bam").named_modules() if type(m).__name__ == "BAM"]
+    assert [c for _, c in small] == [16, 32]
+
+
+def test_bam_refuses_a_training_batch_of_one():
+    from tinyba2m.attention import BAM
+    with pytest.raises(ValueError, match=r"BAM\(8\): training needs a batch of at least 2 samples"):
+        BAM(8).forward(images(1, size=4, channels=8))
+    assert BAM(8).eval().forward(images(1, size=4, channels=8)).shape == (1, 8, 4, 4)
 
 
 def test_ba2m_options_reach_every_module():
@@ -111,7 +130,7 @@ def test_gradcheck_tiny_smallcnn(attention):
     backend.seed(1)
     model = SmallCNN(num_classes=5, attention=attention, widths=(4, 8, 8), ba2m=EVERY)
     zero = exactly_zero_gradients(model, (4, 3, 8, 8))
-    assert bool(zero) == (attention == "ba2m")  # BA²M's biases before a BN; SE has no BN
+    assert bool(zero) == (attention in ("ba2m", "bam"))  # BA²M's and BAM's biases before a BN; SE, CBAM have no BN
     r = check_module(model, (4, 3, 8, 8), method="auto", max_full=16, name=f"smallcnn-{attention}", known_zero=zero)
     assert r.passed, str(r)
 
@@ -204,8 +223,8 @@ def test_zero_pad_shortcut():
 def test_bad_names():
     with pytest.raises(ValueError, match="unknown model 'resnet18': expected one of smallcnn, resnet20, resnet32, resnet56"):
         build_model("resnet18", "none")
-    with pytest.raises(ValueError, match="unknown attention 'cbam'"):
-        build_model("resnet20", "cbam")
+    with pytest.raises(ValueError, match="unknown attention 'eca'"):
+        build_model("resnet20", "eca")
     with pytest.raises(ValueError, match="unknown BA²M placement 'first'"):
         build_model("resnet20", "ba2m", placement="first")
     with pytest.raises(ValueError, match="depth must be 6n \\+ 2"):
@@ -214,6 +233,8 @@ def test_bad_names():
         build_model("smallcnn", "none", temperature=2.0)
     with pytest.raises(ValueError, match="attention 'se' takes only the reduction and placement options"):
         build_model("smallcnn", "se", temperature=2.0)
+    with pytest.raises(ValueError, match="attention 'bam' takes only the reduction and dilation options"):
+        build_model("smallcnn", "bam", placement="every")
 
 
 def test_zero_init_residual_starts_every_block_as_identity():

@@ -16,7 +16,7 @@ import tinyba2m.attention
 import tinyba2m.models
 import tinyba2m.nn
 from tinyba2m import backend
-from tinyba2m.attention import BA2M, SEBlock
+from tinyba2m.attention import BA2M, BAM, CBAM, BAMSpatialBranch, SEBlock
 from tinyba2m.attention.branches import ChannelBranch, GlobalSpatialBranch, LocalSpatialBranch
 from tinyba2m.models.resnet import BasicBlock, CifarResNet
 from tinyba2m.models.shortcut import ZeroPadShortcut
@@ -44,6 +44,9 @@ MODULES = {
     "LocalSpatialBranch": (lambda: LocalSpatialBranch(8, dilation=2), (3, 8, 4, 4)),
     "GlobalSpatialBranch": (lambda: GlobalSpatialBranch(8), (3, 8, 4, 4)),
     "SEBlock": (lambda: SEBlock(8), (2, 8, 4, 4)),
+    "CBAM": (lambda: CBAM(8), (2, 8, 4, 4)),
+    "BAMSpatialBranch": (lambda: BAMSpatialBranch(8, dilation=2), (3, 8, 4, 4)),
+    "BAM": (lambda: BAM(8, dilation=2), (3, 8, 4, 4)),
     "ZeroPadShortcut": (lambda: ZeroPadShortcut(3, 6, 2), (2, 3, 4, 4)),
     "BA2M": (lambda: BA2M(8), (3, 8, 4, 4)),
     "BasicBlock": (lambda: BasicBlock(4, 4), (2, 4, 4, 4)),

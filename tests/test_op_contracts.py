@@ -56,6 +56,8 @@ SPECS = {
     "avg_pool2d(k=3,s=2,p=1)": (pooling.avg_pool2d_forward, pooling.avg_pool2d_backward,
                                 _floats((2, 3, 5, 5), kernel_size=3, stride=2, padding=1)),
     "global_avg_pool": (pooling.global_avg_pool_forward, pooling.global_avg_pool_backward, _floats((2, 3, 4, 4))),
+    "global_max_pool": (pooling.global_max_pool_forward, pooling.global_max_pool_backward, _floats((2, 3, 4, 4))),
+    "channel_pool": (pooling.channel_pool_forward, pooling.channel_pool_backward, _floats((2, 3, 4, 4))),
     "batchnorm(NC,train)": (batchnorm.batchnorm_forward, batchnorm.batchnorm_backward, _bn((5, 3), True)),
     "batchnorm(NC,eval)": (batchnorm.batchnorm_forward, batchnorm.batchnorm_backward, _bn((5, 3), False)),
     "batchnorm(NCHW,train)": (batchnorm.batchnorm_forward, batchnorm.batchnorm_backward, _bn((2, 3, 4, 4), True)),

@@ -49,7 +49,7 @@ BAD = [
     (["--batch-size", "0"], "argument --batch-size: must be an integer >= 1, got 0"),
     (["--batch-size", "many"], "argument --batch-size: expected an integer >= 1, got 'many'"),
     (["--model", "resnet18"], "argument --model: invalid choice: 'resnet18'"),
-    (["--attention", "cbam"], "argument --attention: invalid choice: 'cbam'"),
+    (["--attention", "eca"], "argument --attention: invalid choice: 'eca'"),
     (["--lr", "0"], "argument --lr: must be in (0.0, inf), got 0"),
     (["--lr", "-0.1"], "argument --lr: must be in (0.0, inf), got -0.1"),
     (["--epochs", "0"], "argument --epochs: must be an integer >= 1, got 0"),

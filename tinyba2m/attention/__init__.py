@@ -12,9 +12,12 @@ Op pairs (``*_forward(...) -> (out, cache)``, ``*_backward(dout, cache) -> grads
 
 Modules: ``ChannelBranch``, ``LocalSpatialBranch``, ``GlobalSpatialBranch``, ``SAR`` and
 ``SampleWeighting`` (children of ``BA2M`` over the op pairs above), ``BA2M``, ``SEBlock``;
-``BA2MOptions``: every option of a BA²M module in one object.
+``BA2MOptions``: every option of a BA²M module in one object. The classical intra-sample
+baselines: ``SEBlock``, ``CBAM`` and ``BAM`` (with its ``BAMSpatialBranch``).
 """
 from .ba2m import BA2M
+from .bam import BAM, BAMSpatialBranch
+from .cbam import CBAM
 from .options import BA2MOptions
 from .branches import ChannelBranch, GlobalSpatialBranch, LocalSpatialBranch
 from .nonlocal_attention import nonlocal_attention_backward, nonlocal_attention_forward
@@ -25,7 +28,7 @@ from .weighting import (SampleWeighting, batch_softmax_weighting_backward, batch
                         sigmoid_weighting_forward, softmax_sum_weighting_backward, softmax_sum_weighting_forward)
 
 __all__ = [
-    "BA2M", "BA2MOptions", "SAR", "SampleWeighting", "SEBlock",
+    "BA2M", "BA2MOptions", "SAR", "SampleWeighting", "SEBlock", "CBAM", "BAM", "BAMSpatialBranch",
     "ChannelBranch", "LocalSpatialBranch", "GlobalSpatialBranch",
     "nonlocal_attention_forward", "nonlocal_attention_backward",
     "sar_fusion_forward", "sar_fusion_backward", "sar_forward", "sar_backward",

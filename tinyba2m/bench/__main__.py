@@ -45,12 +45,28 @@ def machine_info() -> dict:
             "python": platform.python_version(), "numpy": backend.numpy_module.__version__, "tinyba2m": __version__}
 
 
+def host_pool_line() -> str:
+    """Whether the host thread pool (``backend.map_chunks``) is on, and why not when it is off."""
+    if backend.name == "cupy":
+        return "host thread pool: not used (the convolutions run on the GPU)"
+    try:
+        import threadpoolctl
+    except ImportError:
+        return ("host thread pool: OFF (threadpoolctl is not installed, so BLAS cannot be held to one thread "
+                "inside the workers; pip install threadpoolctl, a dependency of tinyba2m)")
+    n = backend.host_threads()
+    state = f"on, {n} threads" if n > 1 else "off (one BLAS thread: a single core)"
+    return f"host thread pool: {state} (threadpoolctl {threadpoolctl.__version__})"
+
+
 def run(args) -> dict:
     say = print if not args.json_only else (lambda *a, **k: None)
     info = machine_info()
     say(f"tinyba2m {info['tinyba2m']} benchmark | backend {info['backend']} | {info['cpu']} | {info['cores']} cores"
         + (f" | GPU {info['gpu']}" if info["gpu"] else "") + f" | float32, batch {args.batch_size}"
         + (" | --quick" if args.quick else ""))
+    say(host_pool_line())
+    info["host_pool"] = host_pool_line()
     start = time.perf_counter()
     ceiling = matmul_gflops(args.matmul_size, repeats=args.repeats)
     say(f"\nmatmul ceiling ({args.matmul_size}x{args.matmul_size} @ {args.matmul_size}x{args.matmul_size}): {ceiling:.1f} GFLOP/s")

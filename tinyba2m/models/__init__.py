@@ -1,18 +1,19 @@
-"""Models for CIFAR-sized images, each with an attention option ``"none" | "se" | "ba2m"``.
+"""Models for CIFAR-sized images, each with an attention option ``"none" | "se" | "cbam" | "bam" | "ba2m"``.
 
 ``build_model(name, attention, num_classes=100, ba2m=None, **options)`` builds ``"smallcnn"`` or a
 CIFAR ResNet (``"resnet20"``, ``"resnet32"``, ``"resnet56"``). One
 :class:`~tinyba2m.attention.BA2MOptions` object (``ba2m``, or one built from keywords such as
 ``temperature=2.0`` or ``placement="every"``) goes to every BA²M module and says where the
-attention goes (``placement``, default ``"last"``: the last block of each stage); an SE block takes
-its ``reduction`` and ``placement``. Weights are drawn from the backend's seeded host generator,
+attention goes (``placement``, default ``"last"``: the last block of each stage); an SE block or a
+CBAM takes its ``reduction`` and ``placement``, a BAM its ``reduction`` and ``dilation`` (BAM goes
+where the resolution changes). Weights are drawn from the backend's seeded host generator,
 so ``backend.seed(s)`` before ``build_model`` fixes them.
 """
 from __future__ import annotations
 
 from ..ops.shortcut import zero_pad_shortcut_backward, zero_pad_shortcut_forward
 from .init_schemes import INIT_SCHEMES, apply_init
-from .attention_slots import (ATTENTION_NAMES, EVAL_WEIGHTINGS, PLACEMENTS, attention_options, ba2m_modules, make_attention,
+from .attention_slots import (ATTENTION_NAMES, EVAL_WEIGHTINGS, PLACED, PLACEMENTS, attention_options, ba2m_modules, make_attention,
                               sample_weights, set_eval_weighting)
 from .resnet import RESNET_DEPTHS, BasicBlock, CifarResNet
 from .shortcut import ZeroPadShortcut
@@ -40,7 +41,7 @@ def build_model(name: str, attention: str = "none", num_classes: int = 100, zero
     return apply_init(model, init)
 
 
-__all__ = ["build_model", "MODEL_NAMES", "INIT_SCHEMES", "apply_init", "ATTENTION_NAMES", "EVAL_WEIGHTINGS", "PLACEMENTS", "SmallCNN", "CifarResNet",
+__all__ = ["build_model", "MODEL_NAMES", "INIT_SCHEMES", "apply_init", "ATTENTION_NAMES", "PLACED", "EVAL_WEIGHTINGS", "PLACEMENTS", "SmallCNN", "CifarResNet",
            "BasicBlock", "ZeroPadShortcut", "zero_pad_shortcut_forward", "zero_pad_shortcut_backward", "make_attention",
            "attention_options",
            "ba2m_modules", "set_eval_weighting", "sample_weights"]

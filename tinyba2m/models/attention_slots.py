@@ -2,30 +2,40 @@
 
 ``attention_options(kind, options, **values)`` gives the one :class:`BA2MOptions` object a model
 hands to its attention modules: ``options`` as given, or one built from the keyword ``values``
-(checking that ``"none"`` gets only ``placement`` and ``"se"`` only ``reduction`` and ``placement``);
+(checking that ``"none"`` gets only ``placement``, ``"se"`` and ``"cbam"`` only ``reduction`` and
+``placement``, ``"bam"`` only ``reduction`` and ``dilation``);
 ``make_attention(kind, channels, options)`` gives ``None`` (``"none"``), an SE block (``"se"``,
-with ``options.reduction``) or a BA²M module (``"ba2m"``, with ``options`` itself).
+with ``options.reduction``), a CBAM (``"cbam"``, with ``options.reduction``), a BAM (``"bam"``, with
+``options.reduction`` and ``options.dilation``) or a BA²M module (``"ba2m"``, with ``options`` itself).
+The models put the kinds of ``PLACED`` in blocks as ``placement`` says, and BAM where the
+resolution changes (between stages), which ``placement`` does not move.
 ``ba2m_modules(model)`` lists the BA²M modules, ``set_eval_weighting(model, mode)`` switches all
 of them between ``"population"``, ``"batch"`` and ``"uniform"`` evaluation, and ``sample_weights(model)`` returns
 the per-sample weights of the last forward pass (mean over the BA²M modules of the model).
 """
 from __future__ import annotations
 
-from ..attention import BA2M, BA2MOptions, SEBlock
+from ..attention import BA2M, BAM, CBAM, BA2MOptions, SEBlock
 from ..attention.options import EVAL_WEIGHTINGS, PLACEMENTS
 
-ATTENTION_NAMES = ("none", "se", "ba2m")
+ATTENTION_NAMES = ("none", "se", "cbam", "bam", "ba2m")
+# the kinds a model puts inside its blocks, where ``placement`` says (BAM goes between stages)
+PLACED = ("se", "cbam", "ba2m")
+# the BA2MOptions fields each kind other than "ba2m" reads
+OPTION_FIELDS = {"none": ("placement",), "se": ("reduction", "placement"), "cbam": ("reduction", "placement"),
+                 "bam": ("reduction", "dilation")}
 
 
 def attention_options(kind: str, options: BA2MOptions | None = None, **values) -> BA2MOptions:
     """``options``, or a ``BA2MOptions(**values)`` for attention ``kind`` (not both)."""
     if options is not None and values:
         raise TypeError(f"give ba2m=BA2MOptions(...) or option keywords, not both (got {sorted(values)})")
-    extra = sorted(set(values) - {"placement"} - ({"reduction"} if kind == "se" else set()))
+    allowed = OPTION_FIELDS.get(kind)
+    extra = sorted(set(values) - set(allowed)) if allowed is not None else []
     if kind == "none" and extra:
         raise ValueError(f"attention 'none' takes no BA²M options but the placement, got {extra}")
-    if kind == "se" and extra:
-        raise ValueError(f"attention 'se' takes only the reduction and placement options, got {extra}")
+    if extra:
+        raise ValueError(f"attention {kind!r} takes only the {' and '.join(allowed)} options, got {extra}")
     return options if options is not None else BA2MOptions(**values)
 
 
@@ -35,6 +45,11 @@ def make_attention(kind: str, channels: int, options: BA2MOptions | None = None)
         return None
     if kind == "se":
         return SEBlock(channels, (options or BA2MOptions()).reduction)
+    if kind == "cbam":
+        return CBAM(channels, (options or BA2MOptions()).reduction)
+    if kind == "bam":
+        options = options or BA2MOptions()
+        return BAM(channels, options.reduction, options.dilation)
     if kind == "ba2m":
         return BA2M(channels, options)
     raise ValueError(f"unknown attention {kind!r}: expected one of {', '.join(ATTENTION_NAMES)}")

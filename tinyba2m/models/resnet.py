@@ -11,9 +11,10 @@ residual branch, after its last BN, before the skip addition:
 
     out = ReLU( shortcut(x) + ATT( BN(conv3x3( ReLU(BN(conv3x3(x))) )) ) )
 
-``ATT`` is nothing, an SE block or BA²M; the options' ``placement`` puts it only in the last block
-of each stage (``"last"``, the default) or in every block (``"every"``), for SE too, so the two
-compare like for like.
+``ATT`` is nothing, an SE block, CBAM or BA²M; the options' ``placement`` puts it only in the last
+block of each stage (``"last"``, the default) or in every block (``"every"``), for SE and CBAM too,
+so they compare like for like. BAM (Park et al. 2018) is not in a block: one module on the output
+of stages 1 and 2, where the resolution changes (the paper's "bottlenecks"), whatever the placement.
 Convolutions before a BN have no bias. The shortcut is the identity, or — when the block
 changes shape — the parameter-free "option A" (subsample + zero-padded channels,
 :mod:`tinyba2m.ops.shortcut`), as in the paper's CIFAR models: ResNet-20 has 0.27M parameters for 10 classes,
@@ -25,7 +26,7 @@ from ..nn import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, ReLU
 from ..nn.init import zeros
 from ..nn.module import Module
 from ..attention import BA2MOptions
-from .attention_slots import make_attention
+from .attention_slots import PLACED, make_attention
 from .shortcut import ZeroPadShortcut
 
 RESNET_DEPTHS = {"resnet20": 20, "resnet32": 32, "resnet56": 56}
@@ -82,15 +83,19 @@ class CifarResNet(Module):
         self.stem_bn = BatchNorm2d(widths[0])
         self.stem_relu = ReLU()
         self.blocks = []
+        self.after_block = {}        # block index -> the BAM module applied to that block's output
         in_c = widths[0]
         for stage, out_c in enumerate(widths):
             for i in range(n):
                 stride = 2 if (stage > 0 and i == 0) else 1
-                att = attention if (placement == "every" or i == n - 1) else "none"
+                att = attention if attention in PLACED and (placement == "every" or i == n - 1) else "none"
                 block = BasicBlock(in_c, out_c, stride, att, ba2m)
                 setattr(self, f"stage{stage + 1}_block{i + 1}", block)
                 self.blocks.append(block)
                 in_c = out_c
+            if attention == "bam" and stage < len(widths) - 1:     # before the next stage halves the map
+                setattr(self, f"bam{stage + 1}", make_attention("bam", out_c, ba2m))
+                self.after_block[len(self.blocks) - 1] = getattr(self, f"bam{stage + 1}")
         self.pool = GlobalAvgPool2d()
         self.fc = Linear(in_c, num_classes)
         self.zero_init_residual = bool(zero_init_residual)
@@ -101,15 +106,19 @@ class CifarResNet(Module):
     def forward(self, x):
         self.cache = None
         x = self.stem_relu.forward(self.stem_bn.forward(self.stem_conv.forward(x)))
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             x = block.forward(x)
+            if i in self.after_block:
+                x = self.after_block[i].forward(x)
         return self.keep(self.fc.forward(self.pool.forward(x)))
 
     def backward(self, dout):
         self.saved(dout)
         d = self.pool.backward(self.fc.backward(dout))
-        for block in reversed(self.blocks):
-            d = block.backward(d)
+        for i in reversed(range(len(self.blocks))):
+            if i in self.after_block:
+                d = self.after_block[i].backward(d)
+            d = self.blocks[i].backward(d)
         return self.stem_conv.backward(self.stem_bn.backward(self.stem_relu.backward(d)))
 
     def extra_repr(self):

@@ -5,9 +5,10 @@
     conv3x3(w1 -> w2) - BN - ReLU - [ATT]                  8x8
     global average pool - Linear(w2 -> num_classes)
 
-with widths ``(w0, w1, w2) = (16, 32, 64)``. ``ATT`` is nothing, SE or BA²M, after the ReLU of the
-second and third conv (the options' ``placement="every"``) or only the third (``"last"``, the
-default). With no skip path the "end of the residual branch" of the spec has no counterpart;
+with widths ``(w0, w1, w2) = (16, 32, 64)``. ``ATT`` is nothing, SE, CBAM or BA²M, after the ReLU
+of the second and third conv (the options' ``placement="every"``) or only the third (``"last"``, the
+default). BAM goes where the resolution changes: before each max pool (after the first and the
+second ReLU), whatever the placement. With no skip path the "end of the residual branch" of the spec has no counterpart;
 because BA²M's weight is a positive per-sample scalar, scaling after the ReLU equals scaling
 before it — only the features its branches see differ (post-activation, as for SE).
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 from ..nn import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
 from ..nn.module import Sequential
 from ..attention import BA2MOptions
-from .attention_slots import make_attention
+from .attention_slots import PLACED, make_attention
 
 
 class SmallCNN(Sequential):
@@ -26,10 +27,14 @@ class SmallCNN(Sequential):
                  ba2m: BA2MOptions | None = None):
         placement = (ba2m or BA2MOptions()).placement
         w0, w1, w2 = widths
-        att2 = make_attention(attention if placement == "every" else "none", w1, ba2m)
-        att3 = make_attention(attention, w2, ba2m)
-        layers = [Conv2d(in_channels, w0, 3, padding=1, bias=False), BatchNorm2d(w0), ReLU(), MaxPool2d(2),
-                  Conv2d(w0, w1, 3, padding=1, bias=False), BatchNorm2d(w1), ReLU()]
+        placed = attention if attention in PLACED else "none"
+        bam = attention == "bam"
+        att1 = make_attention("bam", w0, ba2m) if bam else None
+        att2 = make_attention("bam", w1, ba2m) if bam else make_attention(placed if placement == "every" else "none", w1, ba2m)
+        att3 = make_attention(placed, w2, ba2m)
+        layers = [Conv2d(in_channels, w0, 3, padding=1, bias=False), BatchNorm2d(w0), ReLU()]
+        layers += [att1] if att1 is not None else []
+        layers += [MaxPool2d(2), Conv2d(w0, w1, 3, padding=1, bias=False), BatchNorm2d(w1), ReLU()]
         layers += [att2] if att2 is not None else []
         layers += [MaxPool2d(2), Conv2d(w1, w2, 3, padding=1, bias=False), BatchNorm2d(w2), ReLU()]
         layers += [att3] if att3 is not None else []

@@ -1,4 +1,5 @@
-"""Pooling over the spatial axes of (N, C, H, W) maps: max, average, global average.
+"""Pooling of (N, C, H, W) maps: max, average, global average and global max over the spatial axes;
+mean and max over the channels (``channel_pool``).
 
 With kernel (KH, KW), stride (sh, sw) (default: the kernel) and padding (ph, pw), output pixel
 (i, j) pools the window  xpad[n, c, i*sh : i*sh + KH, j*sw : j*sw + KW]  of the padded input xpad;
@@ -12,6 +13,9 @@ avg:  out = sum over the window / (KH*KW) — zero padding COUNTS in the divisor
       count_include_pad=True), so a border window with padding averages in zeros.
       backward: dout / (KH*KW) added to every cell of the window (padded cells dropped).
 global average: out[n, c] = mean over H, W;  dx = dout[n, c] / (H*W) everywhere.
+global max: out[n, c] = max over H, W; dx = dout[n, c] at the first maximum, 0 elsewhere.
+channel pool (CBAM): out[n, 0] = mean over C, out[n, 1] = max over C (per pixel); the backward
+      spreads dout[n, 0] / C over the channels and adds dout[n, 1] to the winning channel.
 
 Both windowed pools loop over the KH*KW kernel offsets only; each step is a strided slice of
 the whole batch.
@@ -128,3 +132,53 @@ def global_avg_pool_backward(dout, cache):
     dx = xp.empty((n, c, h, w), dtype=dout.dtype)
     dx[...] = (dout * (1.0 / (h * w))).reshape(n, c, 1, 1)
     return dx
+
+
+def global_max_pool_forward(x):
+    """Max over H and W: x (N, C, H, W) -> out (N, C). Returns (out, cache).
+
+    The cache keeps the flat index (over H*W) of the first maximum of each (n, c) map."""
+    require_ndim("global_max_pool", "x", x, 4, "(N, C, H, W)")
+    require_float("global_max_pool", "x", x)
+    n, c, h, w = x.shape
+    xp = backend.array_module(x)
+    if n * c == 0 or h * w == 0:
+        return xp.zeros((n, c), dtype=x.dtype), (xp.zeros((n, c), dtype=xp.int64), x.shape)
+    arg = x.reshape(n, c, h * w).argmax(axis=2)
+    out = xp.take_along_axis(x.reshape(n, c, h * w), arg[:, :, None], axis=2)[:, :, 0]
+    return out, (arg, x.shape)
+
+
+def global_max_pool_backward(dout, cache):
+    """Returns dx (N, C, H, W): dout[n, c] at the position that won its map, zero elsewhere."""
+    arg, (n, c, h, w) = cache
+    require_dout("global_max_pool", dout, (n, c))
+    xp = backend.array_module(dout)
+    won = xp.arange(h * w)[None, None, :] == arg[:, :, None]                # (N, C, H*W) one-hot
+    return (won * dout[:, :, None]).reshape(n, c, h, w)
+
+
+def channel_pool_forward(x):
+    """Mean and max over the channels: x (N, C, H, W) -> out (N, 2, H, W), out[:, 0] the mean
+    and out[:, 1] the max over C at each pixel (CBAM's spatial descriptor). Returns (out, cache)."""
+    require_ndim("channel_pool", "x", x, 4, "(N, C, H, W)")
+    require_float("channel_pool", "x", x)
+    n, c, h, w = x.shape
+    xp = backend.array_module(x)
+    if c == 0:
+        raise ValueError(f"channel_pool: x needs at least one channel, got shape {tuple(x.shape)}")
+    arg = x.argmax(axis=1)                                                  # (N, H, W)
+    out = xp.empty((n, 2, h, w), dtype=x.dtype)
+    out[:, 0] = x.mean(axis=1)
+    out[:, 1] = xp.take_along_axis(x, arg[:, None], axis=1)[:, 0]
+    return out, (arg, x.shape)
+
+
+def channel_pool_backward(dout, cache):
+    """Returns dx (N, C, H, W) = dout[:, 0] / C everywhere, plus dout[:, 1] on the channel that
+    won each pixel's max."""
+    arg, (n, c, h, w) = cache
+    require_dout("channel_pool", dout, (n, 2, h, w))
+    xp = backend.array_module(dout)
+    won = xp.arange(c)[None, :, None, None] == arg[:, None]                 # (N, C, H, W) one-hot
+    return won * dout[:, 1:2] + (dout[:, 0] * (1.0 / c))[:, None]

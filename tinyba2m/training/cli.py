@@ -66,7 +66,7 @@ Either stop draws the plots of the completed epochs. Temporary files a killed ru
 start or resume.
 options that do nothing in a run are refused (exit status 2), never recorded as if they applied: a BA²M
 option (--ba2m-sar, --ba2m-temperature, --ba2m-normalisation) without --attention ba2m, --ba2m-placement
-with --attention none, --focal-gamma without --loss focal, --data-dir / --data-url with a data set other
+with --attention none or bam, --focal-gamma without --loss focal, --data-dir / --data-url with a data set other
 than cifar100, --zero-init-residual with smallcnn, and training options with --eval-only. Their defaults
 are never refused; config.json writes an inactive option as null and lists it under inactive_options.
 A file that cannot be written (a full disk, a file-size limit) stops the run with one line naming it,
@@ -141,13 +141,14 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
                    help="smallcnn: 3-conv plain CNN (~30k params, fast on CPU); resnetN: CIFAR ResNet of depth N "
                         "(widths 16/32/64, ResNet-20 ~0.28M params) (default: %(default)s)")
     g.add_argument("--attention", choices=ATTENTION_NAMES,
-                   help="attention in each block: none, se (squeeze-and-excitation) or ba2m (batch aware attention; "
-                        "at the end of the residual branch, before the skip addition) (default: %(default)s)")
+                   help="attention: none, se (squeeze-and-excitation), cbam (channel then 7x7 spatial gate), bam "
+                        "(channel + dilated spatial gate between stages) or ba2m (batch aware attention); se, cbam "
+                        "and ba2m at the end of the residual branch, before the skip addition (default: %(default)s)")
     g.add_argument("--ba2m-placement", choices=PLACEMENTS,
                    help="last: attention only in the last block of each stage (the library's default too: BA²M "
                         "in every block of a ResNet-20 trained worse than no attention on held-out images and on "
                         "the synthetic set, 'last' did not; docs/BA2M.md section 4); every: in every block (the "
-                        "first reading). Applies to se too (default: %(default)s)")
+                        "first reading). Applies to se and cbam too (default: %(default)s)")
     g.add_argument("--init", choices=INIT_SCHEMES,
                    help="weight initialisation of conv and linear layers: he (He-normal) or torch (PyTorch's "
                         "default, kaiming-uniform with a=sqrt(5), i.e. U(+-1/sqrt(fan_in))) (default: %(default)s)")
@@ -170,7 +171,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=_int_at_least(1),
                    help="training batch size; BA²M's softmax runs over this batch, so with --attention ba2m it must "
                         "be at least 2 (with one sample every BA²M weight is exactly 1 and its branches never "
-                        "train); 1 works without BA²M (default: %(default)s)")
+                        "train); BAM too (its batch norms); 1 works with none, se or cbam (default: %(default)s)")
     g.add_argument("--eval-batch-size", type=_int_at_least(1), metavar="N",
                    help="test batch size; matters for BA²M's eval weighting 'batch' (default: --batch-size)")
     g.add_argument("--lr", type=_float_in(0.0, lo_open=True),
@@ -360,7 +361,11 @@ def _check_config(parser, config: TrainConfig, resume: bool, explicit, held: con
     if config.attention == "ba2m" and config.batch_size < 2:
         parser.error(f"--batch-size {config.batch_size} with --attention ba2m: BA²M weighs the samples of a batch "
                      f"against each other, so with one sample every weight is exactly 1 and its branches never train; "
-                     f"use --batch-size 2 or more (or --attention none / se)")
+                     f"use --batch-size 2 or more (or --attention none / se / cbam)")
+    if config.attention == "bam" and config.batch_size < 2:
+        parser.error(f"--batch-size {config.batch_size} with --attention bam: both of BAM's branches end in a batch "
+                     f"norm, which needs at least 2 samples to estimate batch statistics; use --batch-size 2 or more "
+                     f"(or --attention none / se / cbam)")
     if not resume and config.warmup_epochs >= config.epochs:
         parser.error(f"--warmup-epochs {config.warmup_epochs:g} must be less than --epochs {config.epochs} (the "
                      f"warm-up would take the whole run)")

@@ -74,6 +74,8 @@ class TrainConfig:
                                      f"it is a BA²M option and --attention is {self.attention}"))
         if self.attention == "none":
             why["ba2m_placement"] = "it places the attention and --attention is none"
+        if self.attention == "bam":
+            why["ba2m_placement"] = "BAM goes where the resolution changes (between stages), which it does not move"
         if self.loss != "focal":
             why["focal_gamma"] = f"it is the focal loss's parameter and --loss is {self.loss}"
         if self.dataset != "cifar100":

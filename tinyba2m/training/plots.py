@@ -1,7 +1,8 @@
 """PNG plots of a run, drawn with matplotlib's Agg canvas (no display, no global pyplot state).
 
 - :func:`plot_curves`             loss and accuracy per epoch (``curves.png``)
-- :func:`plot_weight_distribution` BA²M per-sample weights per epoch as box plots (log axis): box = 25-75 %,
+- :func:`plot_weight_distribution` BA²M per-sample weights per epoch as box plots (log axis, labelled
+                                   round ticks, :func:`weight_ticks`): box = 25-75 %,
                                    line = median, whiskers = 5-95 %, dots = min / max, cross =
                                    mean (``weights.png``)
 - :func:`plot_weighted_samples`   the training images with the highest and the lowest weights of
@@ -11,8 +12,11 @@ Every function writes atomically (temporary file + rename).
 """
 from __future__ import annotations
 
+import math
+
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from .. import backend
 from ..attention.ba2m import EVAL_WEIGHTINGS
@@ -52,6 +56,23 @@ def plot_curves(rows, path, title: str = "") -> None:
     _save(fig, path)
 
 
+def weight_ticks(lo: float, hi: float, count: int = 8) -> list:
+    """Tick values for a log axis showing weights from ``lo`` to ``hi`` (and 1): about ``count``
+    evenly spaced round values (steps of 1, 2, 2.5 or 5 times a power of ten) when the range spans
+    less than a decade, else 1, 2 and 5 times each power of ten. [] for a non-positive or NaN range."""
+    lo, hi = min(float(lo), 1.0), max(float(hi), 1.0)
+    if not (lo > 0 and math.isfinite(hi)):
+        return []
+    if hi / lo >= 10:
+        decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+        return [round(m * 10.0 ** k, 12) for k in decades for m in (1, 2, 5) if lo / 2 <= m * 10.0 ** k <= hi * 2]
+    raw = (hi - lo) / count
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    first, last = math.floor(lo / step), math.ceil(hi / step)
+    return [round(i * step, 12) for i in range(first, last + 1) if i * step > 0]
+
+
 def plot_weight_distribution(stats_rows, path, title: str = "") -> None:
     """``stats_rows``: ba2m_weights.csv rows (see metrics.WEIGHT_COLUMNS) -> a box per epoch."""
     fig = Figure(figsize=(max(5, 0.45 * len(stats_rows) + 3), 4))
@@ -63,6 +84,10 @@ def plot_weight_distribution(stats_rows, path, title: str = "") -> None:
                flierprops={"marker": ".", "markersize": 4}, meanprops={"marker": "x", "markeredgecolor": "k"})
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_yscale("log")  # w > 0 with mean 1: a few large weights would squash the boxes on a linear axis
+    ticks = weight_ticks(min((r["min"] for r in stats_rows), default=1.0), max((r["max"] for r in stats_rows), default=1.0))
+    if ticks:        # a log axis labels only its decades (0.9, 1): enough labelled ticks to read a weight off
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
     ax.set(xlabel="epoch", ylabel="per-sample weight $w_i$ (mean over BA²M modules)",
            title=title or "BA²M per-sample weights per epoch\nbox 25-75 %, whiskers 5-95 %, dots min/max, x mean")
     ax.title.set_fontsize(9)

@@ -39,7 +39,7 @@ def check_fits_config_json(config_json, path, meta, model_state, make_model, log
         return
     got = architecture(meta)
     differs = [k for k in want if want[k] is not None and want[k] != got[k]
-               and not (k == "ba2m_placement" and want["attention"] == "none")]
+               and not (k == "ba2m_placement" and want["attention"] in ("none", "bam"))]
     detail = ", ".join(f"{k}: checkpoint {got[k]!r} vs config.json {want[k]!r}" for k in differs)
     if not differs:
         try:

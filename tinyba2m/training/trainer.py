@@ -62,7 +62,7 @@ import time
 
 from .. import __version__, backend
 from ..data import LAST_BATCH_POLICY, load_dataset
-from ..models import ba2m_modules, build_model
+from ..models import PLACED, ba2m_modules, build_model
 from ..nn import SoftmaxCrossEntropy
 from ..nn.focal import FocalLoss
 from ..optim import SGD, learning_rate
@@ -345,7 +345,7 @@ class Trainer:
         """The run's header line, then a note where the data set is smaller than ``--subset`` asked (the
         real counts are in config.json)."""
         c, n = self.config, self.config.subset
-        att = c.attention + (f" ({c.ba2m_placement})" if c.attention != "none" else "")
+        att = c.attention + (f" ({c.ba2m_placement})" if c.attention in PLACED else "")   # BAM: between stages
         self.log(f"tinyba2m {__version__} | backend {backend.name} | {c.model} + {att}, "
                  f"{self.model.num_parameters():,} parameters | {self.data.name}: {self.n_train} train / "
                  f"{self.n_test} test images, {self.num_classes} classes | {self.steps_per_epoch} steps/epoch of "

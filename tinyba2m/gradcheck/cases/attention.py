@@ -1,4 +1,5 @@
-"""Gradient-check cases for BA²M: the op pairs, the three branches, SE and the whole module.
+"""Gradient-check cases for BA²M: the op pairs, the three branches, the whole module, and the
+baselines SE, CBAM and BAM.
 
 Shapes are small (N = 3, C = 8, 4x4 or 6x6 maps). Biases that a following batch norm (or the
 softmax's shift invariance) cancels have an exact gradient of zero; they are checked as such
@@ -7,7 +8,7 @@ softmax's shift invariance) cancels have an exact gradient of zero; they are che
 from __future__ import annotations
 
 from ... import backend
-from ...attention import (BA2M, ChannelBranch, GlobalSpatialBranch, LocalSpatialBranch, SEBlock,
+from ...attention import (BA2M, BAM, CBAM, BAMSpatialBranch, ChannelBranch, GlobalSpatialBranch, LocalSpatialBranch, SEBlock,
                           batch_softmax_weighting_backward, batch_softmax_weighting_forward,
                           nonlocal_attention_backward, nonlocal_attention_forward, sar_fusion_backward,
                           sar_fusion_forward, sigmoid_weighting_backward, sigmoid_weighting_forward)
@@ -91,6 +92,9 @@ def _branch(name, make):
 register_with("channel_branch", _branch, lambda: ChannelBranch(8))
 register_with("local_spatial_branch", _branch, lambda: LocalSpatialBranch(8))
 register_with("se", module_case, lambda: SEBlock(8, reduction=2), MODULE_SHAPE, max_full=256)
+register_with("cbam", module_case, lambda: CBAM(8, reduction=2), MODULE_SHAPE, max_full=256)
+register_with("bam_spatial_branch", _branch, lambda: BAMSpatialBranch(8, reduction=2, dilation=2))
+register_with("bam", _branch, lambda: BAM(8, reduction=2, dilation=2))
 
 
 @register("global_spatial_branch")

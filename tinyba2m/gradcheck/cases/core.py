@@ -5,8 +5,9 @@ from ... import backend
 from ...nn import AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, GlobalAvgPool2d, MaxPool2d
 from ...ops.batchnorm import batchnorm_backward, batchnorm_forward
 from ...ops.conv import conv2d_backward, conv2d_forward
-from ...ops.pooling import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
-                            max_pool2d_backward, max_pool2d_forward)
+from ...ops.pooling import (avg_pool2d_backward, avg_pool2d_forward, channel_pool_backward, channel_pool_forward,
+                            global_avg_pool_backward, global_avg_pool_forward, global_max_pool_backward,
+                            global_max_pool_forward, max_pool2d_backward, max_pool2d_forward)
 from ..checker import check_module, check_op, merge_results as merge
 from ..registry import register, register_with
 from . import module_case, op_case
@@ -100,6 +101,16 @@ register_with("max_pool2d", _pool_case, max_pool2d_forward, max_pool2d_backward)
 register_with("avg_pool2d", _pool_case, avg_pool2d_forward, avg_pool2d_backward)
 register_with("global_avg_pool", op_case, global_avg_pool_forward, global_avg_pool_backward,
               ("x", (2, 3, 4, 5), 95))
+
+
+def _distinct_case(name, forward, backward, shape, seed):
+    """An op pair on one input of distinct values (no ties for a max to break)."""
+    x = distinct(backend.new_host_rng(seed), shape)
+    return check_op(forward, backward, [x], names=["x"], name=name)
+
+
+register_with("global_max_pool", _distinct_case, global_max_pool_forward, global_max_pool_backward, (2, 3, 4, 5), 96)
+register_with("channel_pool", _distinct_case, channel_pool_forward, channel_pool_backward, (2, 4, 3, 5), 97)
 register_with("max_pool2d_module", module_case, lambda: MaxPool2d(3, stride=2, padding=1), (2, 2, 5, 5),
               make_input=distinct)
 register_with("avg_pool2d_module", module_case, lambda: AvgPool2d(3, stride=2, padding=1), (2, 2, 5, 5))
