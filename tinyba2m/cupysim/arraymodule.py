@@ -239,7 +239,12 @@ def build_module():
         if name in spec["top"]:
             setattr(mod, name, _submodule(f"cupysim.{name}"))
     if "exceptions" in spec["top"]:
-        mod.exceptions = numpy.exceptions  # AxisError, ComplexWarning...: NumPy's classes, as CuPy's are
+        # AxisError, ComplexWarning...: NumPy's classes, as CuPy's are (numpy.exceptions is NumPy >= 1.25;
+        # before it the same classes live at NumPy's top level)
+        mod.exceptions = getattr(numpy, "exceptions", None) or types.SimpleNamespace(**{
+            n: getattr(numpy, n) for n in ("AxisError", "ComplexWarning", "VisibleDeprecationWarning",
+                                           "TooHardError", "RankWarning", "ModuleDeprecationWarning")
+            if hasattr(numpy, n)})
     return mod
 
 
