@@ -134,7 +134,7 @@ def test_to_device_copies_host_memory(cp):
 
 
 def test_the_snapshot_matches_the_installed_cupy():
-    cupy = namespace._import_cupy()
+    cupy = backend.cupy_module_or_none()
     if cupy is None:
         pytest.skip("cupy cannot be imported here: the snapshot is what cupysim uses")
     snap = namespace.read_snapshot()

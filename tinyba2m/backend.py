@@ -58,6 +58,16 @@ float32 = numpy.float32
 _host_rng = numpy.random.default_rng(0)
 
 
+def cupy_module_or_none():
+    """The ``cupy`` module if it imports (no GPU is needed for that), else None. The simulated
+    backend reads CuPy's names from it (:mod:`tinyba2m.cupysim.namespace`); no array is made."""
+    try:
+        import cupy  # noqa: WPS433 (only this module may import cupy)
+    except Exception:  # not installed, or a broken CUDA install raising at import
+        return None
+    return cupy
+
+
 @functools.cache  # the cupy module once it has imported and found a GPU (array_module runs per op)
 def _import_cupy():
     try:

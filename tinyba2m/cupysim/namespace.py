@@ -13,7 +13,7 @@ dict:
   ``RandomState``; ``"ndarray"``: public attribute names of ``cupy.ndarray``.
 
 ``python -m tinyba2m.cupysim --write-snapshot`` rewrites ``cupy_namespace.json`` from the installed
-CuPy. This package may import ``cupy`` only here, and only to read names.
+CuPy. This package never imports ``cupy`` itself: it asks the backend for the module, only to read names.
 """
 from __future__ import annotations
 
@@ -83,17 +83,10 @@ def _scan(cupy) -> dict:
     return spec
 
 
-def _import_cupy():
-    try:
-        import cupy  # noqa: only to read CuPy's names (no array is ever made here)
-    except Exception:  # not installed, or a broken CUDA install raising at import
-        return None
-    return cupy
-
-
 @functools.cache
 def read_namespace() -> tuple[dict, str]:
-    cupy = _import_cupy()
+    from tinyba2m import backend  # here, not at the top: backend imports this package lazily
+    cupy = backend.cupy_module_or_none()
     if cupy is not None:
         try:
             return namespace_of(cupy), f"cupy {cupy.__version__}"
@@ -109,7 +102,8 @@ def read_snapshot() -> dict:
 
 def write_snapshot(path=SNAPSHOT) -> str:
     """Rewrite the snapshot from the installed CuPy; returns its version. Raises where CuPy cannot be imported."""
-    cupy = _import_cupy()
+    from tinyba2m import backend  # here, not at the top: backend imports this package lazily
+    cupy = backend.cupy_module_or_none()
     if cupy is None:
         raise RuntimeError("cupy cannot be imported here: install cupy-cuda12x (no GPU needed) to write the snapshot")
     spec = namespace_of(cupy)
