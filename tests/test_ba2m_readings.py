@@ -338,7 +338,7 @@ def test_study_runs_a_grid_resumes_and_summarises(tmp_path, monkeypatch):
     args = ["--datasets", "synthetic", "--models", "smallcnn", "--placements", "every", "--inits", "he",
             "--readings", "none,sigmoid+softmax", "--seeds", "0,1", "--jobs", "1", "--out", str(tmp_path)]
     assert study.main(args) == 0
-    cells = study.read_cells(tmp_path / "cells.csv")
+    cells = study.read_records(tmp_path / "cells.csv")
     assert sorted((c["reading"], c["seed"]) for c in cells) == [("none", "0"), ("none", "1"),
                                                                  ("sigmoid+softmax", "0"), ("sigmoid+softmax", "1")]
     assert all(c["diverged"] == "0" and 0 <= float(c["top1_population"]) <= 1 for c in cells)
@@ -347,7 +347,7 @@ def test_study_runs_a_grid_resumes_and_summarises(tmp_path, monkeypatch):
     assert "| synthetic | smallcnn | every | he | sigmoid+softmax | 1.0 | 2 | 0 |" in summary
     assert (tmp_path / "summary.png").stat().st_size > 0
     assert study.main(args) == 0                                   # a rerun skips the finished cells
-    assert len(study.read_cells(tmp_path / "cells.csv")) == 4
+    assert len(study.read_records(tmp_path / "cells.csv")) == 4
     with pytest.raises(SystemExit):
         study.main(["--readings", "nonsense"])
 

@@ -13,7 +13,7 @@ TINY = {"n_train": 64, "n_test": 32, "num_classes": 10, "image_size": 12}
 
 def test_quick_grid_runs_end_to_end(tmp_path, capsys):
     assert paper.main(["--quick", "--out", str(tmp_path)]) == 0
-    cells = paper.read_cells(tmp_path / "cells.csv")
+    cells = paper.read_records(tmp_path / "cells.csv")
     runs = len(paper.QUICK["models"]) * len(paper.METHODS) * len(paper.QUICK["seeds"])
     assert len(cells) == runs and {c["method"] for c in cells} == set(paper.METHODS)
     assert all(c["dataset"] == "synthetic" and not math.isnan(float(c["top1"])) for c in cells)
@@ -53,13 +53,13 @@ def test_a_rerun_resumes_after_ctrl_c(tmp_path, monkeypatch, capsys, tiny_quick)
     monkeypatch.setattr(paper, "run_cell", interrupt_third)
     assert paper.main(["--quick", "--out", str(tmp_path)]) == 130
     assert "Rerun the same command to resume" in capsys.readouterr().err
-    assert len(paper.read_cells(tmp_path / "cells.csv")) == 2            # the finished runs are kept
+    assert len(paper.read_records(tmp_path / "cells.csv")) == 2            # the finished runs are kept
     monkeypatch.setattr(paper, "run_cell", lambda cell, *args: trained.append((cell["method"], cell["seed"]))
                         or real(cell, *args))
     assert paper.main(["--quick", "--out", str(tmp_path)]) == 0
     assert trained == [("none", 0), ("none", 1), ("cbam", 0), ("cbam", 1)]   # nothing trained twice
     assert "2 to train (2 already in cells.csv)" in capsys.readouterr().out
-    assert len(paper.read_cells(tmp_path / "cells.csv")) == 4
+    assert len(paper.read_records(tmp_path / "cells.csv")) == 4
 
 
 def test_summary_gives_mean_std_and_the_difference_from_none():

@@ -18,7 +18,6 @@ shows each seed as a dot.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import math
 import os
@@ -35,7 +34,7 @@ from ..data import load_dataset, make_synthetic
 from ..models import INIT_SCHEMES, PLACEMENTS
 from ..training.config import SYNTHETIC_DATA_SEED, TrainConfig
 from ..training.loop import NonFiniteLossError
-from ..training.metrics import append_row, read_rows
+from ..training.metrics import append_record, read_records, read_rows
 from ..training.trainer import METRICS, Trainer
 
 READINGS = ("none",) + tuple(f"{s}+{n}" for s in SAR_ACTIVATIONS for n in NORMALISATIONS)
@@ -106,19 +105,6 @@ def study_data(name: str, recipe: dict):
         else:
             _DATA_CACHE[key] = load_dataset(name, progress=False)
     return _DATA_CACHE[key]
-
-
-def read_cells(path) -> list:
-    if not pathlib.Path(path).exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def append_cell(path, row: dict) -> None:
-    if not pathlib.Path(path).exists():
-        append_row(path, CELL_COLUMNS)
-    append_row(path, [row.get(k, "") for k in CELL_COLUMNS])
 
 
 CHANCE = 10.0  # % top-1 of a guess: both data sets have 10 classes
@@ -270,7 +256,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cells_csv = out / "cells.csv"
     if not args.summary_only:
-        done = {tuple(c[k] for k in KEY) for c in read_cells(cells_csv)}
+        done = {tuple(c[k] for k in KEY) for c in read_records(cells_csv)}
         todo = []
         for values in itertools.product(args.datasets, args.models, args.placements, args.inits, args.readings,
                                         args.temperatures, args.seeds):
@@ -287,7 +273,7 @@ def main(argv=None) -> int:
         print(f"BA²M study -> {out}: {len(todo)} cells to run ({len(done)} already done), {args.jobs} at a time",
               flush=True)
         _run_all(todo, args.jobs, cells_csv)
-    cells = read_cells(cells_csv)
+    cells = read_records(cells_csv)
     (out / "summary.md").write_text(pivot(cells) + "\nEvery group (test top-1 % under the three eval weightings, "
                                     "training loss, largest weight):\n\n" + summarise(cells))
     plot_summary(cells, out / "summary.png")
@@ -308,7 +294,7 @@ def _run_all(todo, jobs, cells_csv) -> None:
             pool = multiprocessing.get_context("spawn").Pool(jobs)
             results = pool.imap_unordered(_worker, todo)
         for row in results:
-            append_cell(cells_csv, row)
+            append_record(cells_csv, CELL_COLUMNS, row)
             bar.update(1)
             result = "diverged" if row["diverged"] else f"{100 * row['top1_population']:.1f}%"
             bar.set_postfix_str(f"{row['dataset']}/{row['model']}/{row['reading']}/s{row['seed']}: {result}")

@@ -39,7 +39,7 @@ from ..nn.loss import SoftmaxCrossEntropy
 from ..optim import SGD
 from ..training.config import SYNTHETIC_DATA_SEED, TrainConfig
 from ..training.loop import NonFiniteLossError
-from ..training.metrics import append_row, read_rows
+from ..training.metrics import append_record, read_records, read_rows
 from ..training.trainer import METRICS, Trainer, TrainingInterrupted
 
 # method -> the training options that make it (on top of the recipe)
@@ -119,19 +119,6 @@ def run_seconds(step_s: float, method: str, recipe: dict, n_train: int, n_test: 
     evals = 3 if METHODS[method]["attention"] == "ba2m" else 1
     test_batches = math.ceil(n_test / recipe["batch_size"])
     return recipe["epochs"] * step_s * (steps + evals * test_batches / 3)
-
-
-def read_cells(path) -> list:
-    if not pathlib.Path(path).exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def append_cell(path, row: dict) -> None:
-    if not pathlib.Path(path).exists():
-        append_row(path, CELL_COLUMNS)
-    append_row(path, [row.get(k, "") for k in CELL_COLUMNS])
 
 
 def _value(cell, column="top1") -> float:
@@ -287,7 +274,7 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:        # before the first run (loading the data, timing the steps)
             print(f"\ninterrupted before any run finished; rerun the same command to start", file=sys.stderr)
             status = 130
-    cells = read_cells(cells_csv)
+    cells = read_records(cells_csv)
     if cells:
         (out / "summary.md").write_text(summarise(cells))
         plot_summary(cells, out / "summary.png")
@@ -297,7 +284,7 @@ def main(argv=None) -> int:
 
 
 def _train(args, recipe, backend_name, out, cells_csv) -> int:
-    done = {tuple(str(c[k]) for k in KEY) for c in read_cells(cells_csv)}
+    done = {tuple(str(c[k]) for k in KEY) for c in read_records(cells_csv)}
     todo, skipped = [], 0
     for model, method, seed in itertools.product(args.models, args.methods, args.seeds):
         cell = {"dataset": recipe["dataset"], "epochs": recipe["epochs"], "model": model, "method": method, "seed": seed}
@@ -337,7 +324,7 @@ def _train(args, recipe, backend_name, out, cells_csv) -> int:
                   f"the {skipped + i - 1} finished runs are in {cells_csv}. Rerun the same command to resume.",
                   file=sys.stderr, flush=True)
             return getattr(exc, "exit_status", 130)
-        append_cell(cells_csv, row)
+        append_record(cells_csv, CELL_COLUMNS, row)
         result = "diverged" if row["diverged"] else f"{row['top1']:.2f}%"
         print(f"[{i}/{len(todo)}] {cell['model']} {cell['method']} seed {cell['seed']}: last-epoch top-1 {result} "
               f"({row['seconds']:.0f} s)", flush=True)

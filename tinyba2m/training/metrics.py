@@ -118,6 +118,22 @@ def log_problem(path, columns, epochs: int) -> str | None:
     return None
 
 
+def append_record(path, columns, record: dict) -> None:
+    """Append ``record`` as one row of ``columns`` (missing keys empty), with the header first when
+    ``path`` is new: the resumable tables of the studies (``cells.csv``)."""
+    if not pathlib.Path(path).exists():
+        append_row(path, columns)
+    append_row(path, [record.get(k, "") for k in columns])
+
+
+def read_records(path) -> list:
+    """The rows of a CSV file with a header, as dicts of strings; ``[]`` when it does not exist."""
+    if not pathlib.Path(path).exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def read_rows(path, raw: bool = False):
     """Rows as dicts of floats (``epoch`` as int); ``raw=True``: lists of strings incl. header."""
     with open(path, newline="") as f:
