@@ -6,7 +6,7 @@ import pytest
 
 from tinyba2m.bench.__main__ import main
 from tinyba2m.bench.kernels import ConvShape, conv_shapes_of
-from tinyba2m.bench.step import BA2M_PARTS, ba2m_time_shares, make_training_step
+from tinyba2m.bench.step import BA2M_PARTS, STEP_PARTS, ba2m_time_shares, make_training_step, step_part_shares
 from tinyba2m.models import ba2m_modules, build_model
 
 
@@ -22,8 +22,11 @@ def test_bench_writes_every_figure(tmp_path, capsys):
     assert all(s["images_per_s"] > 0 and s["peak_step_memory_bytes"] > 0 for s in steps.values())
     shares = steps["ba2m"]["ba2m_time_share"]
     assert set(shares) == set(BA2M_PARTS) and all(0 < v < 1 for v in shares.values())
+    parts = steps["none"]["part_time_share"]
+    assert set(parts) == set(STEP_PARTS) and all(0 < parts[p] < 1 for p in ("conv", "batch norm", "activations"))
+    assert abs(sum(parts.values()) - 1) < 1e-9
     out = capsys.readouterr().out
-    assert "matmul ceiling" in out and "images/s" in out
+    assert "matmul ceiling" in out and "images/s" in out and "share of the plain (none) step: conv" in out
 
 
 def test_conv_shapes_of_resnet20():
@@ -49,6 +52,13 @@ def test_part_timing_restores_the_model():
         assert {name for name, _ in mod.children()} == {"channel_branch", "local_branch", "global_branch", "sar", "weighting"}
         for _, child in mod.children():
             assert "forward" not in vars(child) and "backward" not in vars(child)
+
+
+def test_step_part_timing_restores_the_model():
+    model, step = make_training_step("resnet20", "none", 2)
+    shares = step_part_shares(model, step, repeats=1)
+    assert shares["conv"] > 0 and shares["batch norm"] > 0
+    assert all("forward" not in vars(m) and "backward" not in vars(m) for _, m in model.named_modules())
 
 
 @pytest.mark.parametrize("attention", ["none", "se", "ba2m"])

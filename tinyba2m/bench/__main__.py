@@ -4,7 +4,8 @@ Prints, for float32 on the active backend: the matmul ceiling (GFLOP/s), each di
 shape of ResNet-20 at the batch size (forward/backward time, GFLOP/s, fraction of the
 ceiling), full training steps of ResNet-20 with attention none / se / ba2m where the library puts
 it (the last block of each stage) and, as an extra row, ba2m-every (BA²M in every block) (images/s,
-ratio to none, peak memory of the step) and the time share of each BA²M part. Every figure is the
+ratio to none, peak memory of the step), the time share of each part of the plain step (conv,
+batch norm, activations, the rest) and of each BA²M part. Every figure is the
 median of several repeats after a warm-up. ``--vs-torch`` adds the same conv shapes and steps
 in PyTorch eager, timed interleaved with ours, with the ratios (see ``bench.versus``).
 """
@@ -72,6 +73,9 @@ def run(args) -> dict:
     for att, r in steps.items():
         say(f"  {att:<10} {r['step_s']:>8.3f} {r['images_per_s']:>9.1f} {r['ratio_to_none']:>7.2f}x "
             f"{r['peak_step_memory_bytes'] / 2**20:>26.1f}")
+    if "none" in steps and "part_time_share" in steps["none"]:
+        shares = steps["none"]["part_time_share"]
+        say("  share of the plain (none) step: " + ", ".join(f"{p} {100 * v:.1f}%" for p, v in shares.items()))
     if "ba2m" in steps and "ba2m_time_share" in steps["ba2m"]:
         shares = steps["ba2m"]["ba2m_time_share"]
         say("  BA²M share of the ba2m step: " + ", ".join(f"{p} {100 * shares[p]:.1f}%" for p in BA2M_PARTS)
