@@ -18,7 +18,7 @@ import platform
 import sys
 import time
 
-from .. import __version__, backend
+from .. import __version__, backend, hostpool
 from ..attention import BA2MOptions
 from ..models import build_model
 from .kernels import conv_shapes_of, matmul_gflops, time_conv
@@ -104,7 +104,7 @@ def side_by_side(args, shapes, say) -> dict:
     if not ok:
         say(f"\n{version}. {TORCH_HINT}")
         return {"available": False, "reason": version}
-    threads = backend.blas_threads()
+    threads = hostpool.blas_threads()
     load_before = load_average()
     say(f"\nSide by side with PyTorch {version} eager on {torch_device()} ({threads} threads on both sides; "
         f"interleaved, {args.repeats} rounds; ratio = PyTorch time / tinyba2m time, from the fastest round; "
