@@ -5,7 +5,7 @@ shape of ResNet-20 at the batch size (forward/backward time, GFLOP/s, fraction o
 ceiling), full training steps of ResNet-20 with attention none / se / ba2m where the library puts
 it (the last block of each stage) and, as an extra row, ba2m-every (BA²M in every block) (images/s,
 ratio to none, peak memory of the step), the time share of each part of the plain step (conv,
-batch norm, activations, the rest) and of each BA²M part. Every figure is the
+batch norm, the fused batch norm + ReLU, activations, the rest) and of each BA²M part. Every figure is the
 median of several repeats after a warm-up. ``--vs-torch`` adds the same conv shapes and steps
 in PyTorch eager, timed interleaved with ours, with the ratios (see ``bench.versus``).
 """

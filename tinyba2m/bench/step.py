@@ -5,7 +5,7 @@ and where the time of a BA²M model goes.
 
 The BA²M parts are timed by wrapping, for one profiled step, the forward/backward of every child
 module of each ``BA2M`` (the branches, ``sar`` and ``weighting``; removed after). The parts of a
-plain step (``STEP_PARTS``: conv, batch norm, activations, the rest) are timed the same way, by
+plain step (``STEP_PARTS``: conv, batch norm, the fused batch norm + ReLU, activations, the rest) are timed the same way, by
 wrapping every module of those kinds.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from .. import backend
 from ..models import ba2m_modules, build_model
-from ..nn import BatchNorm1d, BatchNorm2d, Conv2d, ReLU, Sigmoid
+from ..nn import BatchNorm1d, BatchNorm2d, BatchNormReLU2d, Conv2d, ReLU, Sigmoid
 from ..nn.loss import SoftmaxCrossEntropy
 from ..optim import SGD
 from .timing import median_time, peak_call_memory, timed_call
@@ -52,8 +52,9 @@ def make_training_step(model_name: str, row: str, batch_size: int, num_classes: 
     return model, step
 
 
-STEP_PARTS = ("conv", "batch norm", "activations", "rest")
-PART_KINDS = (("conv", (Conv2d,)), ("batch norm", (BatchNorm1d, BatchNorm2d)), ("activations", (ReLU, Sigmoid)))
+STEP_PARTS = ("conv", "batch norm", "bn+relu fused", "activations", "rest")
+PART_KINDS = (("conv", (Conv2d,)), ("bn+relu fused", (BatchNormReLU2d,)), ("batch norm", (BatchNorm1d, BatchNorm2d)),
+              ("activations", (ReLU, Sigmoid)))
 
 
 def step_part(module):

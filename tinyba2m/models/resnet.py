@@ -14,6 +14,8 @@ residual branch, after its last BN, before the skip addition:
 ``ATT`` is nothing, an SE block or BA²M; the options' ``placement`` puts it only in the last block
 of each stage (``"last"``, the default) or in every block (``"every"``), for SE too, so the two
 compare like for like.
+Every BN that a ReLU follows (the stem, the first of each block) runs with it as one fused op pair,
+``BatchNormReLU2d`` (the same parameters and state-dict entries as ``BatchNorm2d``).
 Convolutions before a BN have no bias. The shortcut is the identity, or — when the block
 changes shape — the parameter-free "option A" (subsample + zero-padded channels,
 :mod:`tinyba2m.ops.shortcut`), as in the paper's CIFAR models: ResNet-20 has 0.27M parameters for 10 classes,
@@ -21,7 +23,7 @@ about 0.28M for 100.
 """
 from __future__ import annotations
 
-from ..nn import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, ReLU
+from ..nn import BatchNorm2d, BatchNormReLU2d, Conv2d, GlobalAvgPool2d, Linear, ReLU
 from ..nn.init import zeros
 from ..nn.module import Module
 from ..attention import BA2MOptions
@@ -38,8 +40,7 @@ class BasicBlock(Module):
                  ba2m: BA2MOptions | None = None):
         super().__init__()
         self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = BatchNorm2d(out_channels)
-        self.relu1 = ReLU()
+        self.bn1 = BatchNormReLU2d(out_channels)  # BN then ReLU, one fused op pair
         self.conv2 = Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=False)
         self.bn2 = BatchNorm2d(out_channels)
         self.att = make_attention(attention, out_channels, ba2m)
@@ -48,7 +49,7 @@ class BasicBlock(Module):
 
     def forward(self, x):
         self.cache = None
-        r = self.bn2.forward(self.conv2.forward(self.relu1.forward(self.bn1.forward(self.conv1.forward(x)))))
+        r = self.bn2.forward(self.conv2.forward(self.bn1.forward(self.conv1.forward(x))))
         if self.att is not None:
             r = self.att.forward(r)
         s = x if self.shortcut is None else self.shortcut.forward(x)
@@ -58,7 +59,7 @@ class BasicBlock(Module):
         self.saved(dout)
         d = self.relu_out.backward(dout)
         dr = d if self.att is None else self.att.backward(d)
-        dr = self.conv1.backward(self.bn1.backward(self.relu1.backward(self.conv2.backward(self.bn2.backward(dr)))))
+        dr = self.conv1.backward(self.bn1.backward(self.conv2.backward(self.bn2.backward(dr))))
         return dr + (d if self.shortcut is None else self.shortcut.backward(d))
 
 
@@ -79,8 +80,7 @@ class CifarResNet(Module):
         n = (depth - 2) // 6
         self.depth, self.num_classes, self.attention, self.placement = depth, num_classes, attention, placement
         self.stem_conv = Conv2d(3, widths[0], 3, padding=1, bias=False)
-        self.stem_bn = BatchNorm2d(widths[0])
-        self.stem_relu = ReLU()
+        self.stem_bn = BatchNormReLU2d(widths[0])  # BN then ReLU, one fused op pair
         self.blocks = []
         in_c = widths[0]
         for stage, out_c in enumerate(widths):
@@ -100,7 +100,7 @@ class CifarResNet(Module):
 
     def forward(self, x):
         self.cache = None
-        x = self.stem_relu.forward(self.stem_bn.forward(self.stem_conv.forward(x)))
+        x = self.stem_bn.forward(self.stem_conv.forward(x))
         for block in self.blocks:
             x = block.forward(x)
         return self.keep(self.fc.forward(self.pool.forward(x)))
@@ -110,7 +110,7 @@ class CifarResNet(Module):
         d = self.pool.backward(self.fc.backward(dout))
         for block in reversed(self.blocks):
             d = block.backward(d)
-        return self.stem_conv.backward(self.stem_bn.backward(self.stem_relu.backward(d)))
+        return self.stem_conv.backward(self.stem_bn.backward(d))
 
     def extra_repr(self):
         return (f"depth={self.depth}, num_classes={self.num_classes}, attention={self.attention!r}, "

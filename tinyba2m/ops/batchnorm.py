@@ -16,29 +16,56 @@ Train mode: with g = dout * gamma, xhat depends on x directly and through mu and
 (using d mu/dx_j = 1/m and d var/dx_j = 2 (x_j - mu)/m), so
     dx = inv_std / m * (m * g - sum(g) - xhat * sum(g * xhat))
        = gamma * inv_std / m * (m * dout - dbeta - xhat * dgamma).
+
+Fused with a ReLU (``batchnorm_relu_forward`` / ``_backward``, what a conv block runs):
+    out = max(y, 0),  y = gamma * xhat + beta.
+The ReLU's gradient is dy = dout * [y > 0], and y > 0 exactly where out > 0, so the cache keeps
+``out`` itself (the array handed to the next layer, never written afterwards: ops do not modify
+their inputs) instead of a mask, and the backward is batch norm's with dout replaced by
+    dy = dout * [out > 0]:
+    dbeta = sum(dy),  dgamma = sum(dy * xhat),  dx = gamma * inv_std / m * (m * dy - dbeta - xhat * dgamma).
+The pair reads and writes each (N, C, H, W) array once per pass where batch norm then ReLU
+would make two more passes (the ReLU forward reading y and writing out and the mask, its backward
+reading dout and the mask).
+
+Speed (host). Every channel's statistics and passes are independent, so the work is cut into
+channel chunks (``hostpool.chunk_slices``, about ``CHUNK_BYTES`` of x each, so a chunk's passes
+read it from cache) that run side by side on the host pool (``hostpool.map_chunks``); on a GPU,
+one chunk, and the fused pair's elementwise passes are one CUDA kernel each (see
+:func:`_device_kernels`).
 """
 from __future__ import annotations
 
-from .. import backend
+import functools
+
+from .. import backend, hostpool
 from .validation import require_dout, require_finite, require_float, require_ndim
 
 OP = "batchnorm"
 
 
-def _check(x, gamma, beta, running_mean, running_var, momentum, eps):
-    require_ndim(OP, "x", x, (2, 4), "(N, C) or (N, C, H, W)")
-    require_float(OP, "x", x, check_finite=False)
+def _check(x, gamma, beta, running_mean, running_var, momentum, eps, op=OP):
+    require_ndim(op, "x", x, (2, 4), "(N, C) or (N, C, H, W)")
+    require_float(op, "x", x, check_finite=False)
     c = x.shape[1]
     for name, v in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)):
-        require_float(OP, name, v, check_finite=False)
+        require_float(op, name, v, check_finite=False)
         if tuple(v.shape) != (c,):
-            raise ValueError(f"{OP}: channel mismatch: x has {c} channels (shape {tuple(x.shape)}) but {name} has "
+            raise ValueError(f"{op}: channel mismatch: x has {c} channels (shape {tuple(x.shape)}) but {name} has "
                              f"shape {tuple(v.shape)}, expected ({c},)")
-    require_finite(OP, x=x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
+    require_finite(op, x=x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
     if not 0.0 <= float(momentum) <= 1.0:
-        raise ValueError(f"{OP}: momentum must be in [0, 1], got {momentum}")
+        raise ValueError(f"{op}: momentum must be in [0, 1], got {momentum}")
     if not float(eps) > 0.0:
-        raise ValueError(f"{OP}: eps must be > 0, got {eps}")
+        raise ValueError(f"{op}: eps must be > 0, got {eps}")
+
+
+CHUNK_BYTES = 2 ** 20  # bytes of x per channel chunk: about a core's L2, so a chunk's passes stay in cache
+
+
+def channel_chunks(x):
+    """Slices of the channel axis (axis 1) of x handled per step (see the module docstring)."""
+    return hostpool.chunk_slices(x.shape[1], x.nbytes // max(1, x.shape[1]), CHUNK_BYTES, like=x)
 
 
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
@@ -47,31 +74,65 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True, 
     Returns (out shaped like x, cache). Does not modify running_mean / running_var; in training
     mode ``cache["running_mean"]`` and ``cache["running_var"]`` hold their updated values.
     """
-    _check(x, gamma, beta, running_mean, running_var, momentum, eps)
+    return _normalise(x, gamma, beta, running_mean, running_var, training, momentum, eps, relu=False)
+
+
+def batchnorm_relu_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+    """``max(batchnorm(x), 0)`` in one op pair (the module docstring derives its backward); same
+    arguments, shapes and running statistics as :func:`batchnorm_forward`. Returns (out, cache)."""
+    return _normalise(x, gamma, beta, running_mean, running_var, training, momentum, eps, relu=True)
+
+
+OP_RELU = "batchnorm_relu"
+
+
+def _normalise(x, gamma, beta, running_mean, running_var, training, momentum, eps, relu):
+    op = OP_RELU if relu else OP
+    _check(x, gamma, beta, running_mean, running_var, momentum, eps, op)
     xp = backend.array_module(x)
     axes = (0,) if x.ndim == 2 else (0, 2, 3)        # the reduction axes
-    bshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)   # the broadcast shape of a per-channel vector
+    bshape = (1, -1) + (1,) * (x.ndim - 2)           # the broadcast shape of a per-channel vector (or chunk)
     m = x.size // x.shape[1]
-    cache = {"training": bool(training), "axes": axes, "bshape": bshape, "m": m, "gamma": gamma}
+    if training and m < 2:
+        raise ValueError(f"{op}: training mode needs more than one value per channel to estimate a variance, "
+                         f"got x of shape {tuple(x.shape)}")
+    dtype = xp.result_type(x.dtype, gamma.dtype, beta.dtype)
+    xhat, out = xp.empty(x.shape, dtype=x.dtype), xp.empty(x.shape, dtype=dtype)
+    kernels = _device_kernels(xp) if relu else None
+
+    def one_chunk(cs):
+        """Normalises channels cs into xhat[:, cs] and out[:, cs]; returns their (mu, var)."""
+        xs, xh, o = x[:, cs], xhat[:, cs], out[:, cs]
+        if training:
+            mu = xs.mean(axis=axes)
+            xp.subtract(xs, mu.reshape(bshape), out=xh)
+            var = channel_dot(xh, xh) / m
+        else:
+            mu, var = running_mean[cs], running_var[cs]
+        inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
+        g, b = gamma[cs].reshape(bshape), beta[cs].reshape(bshape)
+        if kernels is not None:                      # GPU: one kernel writes xhat and out
+            kernels[0](xs, mu.reshape(bshape).astype(x.dtype, copy=False), inv_std.reshape(bshape), g, b, xh, o)
+            return mu, var, inv_std
+        if training:
+            xp.multiply(xh, inv_std.reshape(bshape), out=xh)
+        else:
+            xp.multiply(xs - mu.reshape(bshape), inv_std.reshape(bshape), out=xh)
+        xp.multiply(xh, g, out=o)
+        o += b
+        if relu:
+            xp.maximum(o, 0, out=o)
+        return mu, var, inv_std
+
+    parts = hostpool.map_chunks(one_chunk, channel_chunks(x), like=x)
+    mu, var, inv_std = (xp.concatenate([p[i] for p in parts]) for i in range(3))
+    cache = {"training": bool(training), "axes": axes, "bshape": bshape, "m": m, "gamma": gamma,
+             "xhat": xhat, "inv_std": inv_std, "relu_out": out if relu else None}
     if training:
-        if m < 2:
-            raise ValueError(f"{OP}: training mode needs more than one value per channel to estimate a variance, "
-                             f"got x of shape {tuple(x.shape)}")
-        mu = x.mean(axis=axes)
-        xc = x - mu.reshape(bshape)
-        var = channel_dot(xc, xc) / m
         mom = float(momentum)
         rdt = running_mean.dtype
         cache["running_mean"] = ((1 - mom) * running_mean + mom * mu).astype(rdt, copy=False)
         cache["running_var"] = ((1 - mom) * running_var + mom * var * (m / (m - 1))).astype(rdt, copy=False)
-    else:
-        mu, var = running_mean, running_var
-        xc = x - mu.reshape(bshape)
-    inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
-    xhat = xp.multiply(xc, inv_std.reshape(bshape), out=xc)      # in place: xc is ours
-    out = xhat * gamma.reshape(bshape)
-    out += beta.reshape(bshape)
-    cache["xhat"], cache["inv_std"] = xhat, inv_std
     return out, cache
 
 
@@ -85,16 +146,64 @@ def channel_dot(a, b):
 
 def batchnorm_backward(dout, cache):
     """Returns (dx shaped like x, dgamma (C,), dbeta (C,)); see the module docstring for the maths."""
-    require_dout(OP, dout, cache["xhat"].shape)
-    axes, bshape, m = cache["axes"], cache["bshape"], cache["m"]
-    xhat, inv_std, gamma = cache["xhat"], cache["inv_std"], cache["gamma"]
-    dbeta = dout.sum(axis=axes)
-    dgamma = channel_dot(dout, xhat)
-    scale = (gamma * inv_std).reshape(bshape)
-    if not cache["training"]:
-        return dout * scale, dgamma, dbeta
-    # dx = scale * dout - (scale / m) * (dbeta + xhat * dgamma), in three passes over dout's size
-    dx = dout * scale
-    dx -= xhat * (scale * dgamma.reshape(bshape) / m)
-    dx -= scale * dbeta.reshape(bshape) / m
-    return dx, dgamma, dbeta
+    return _normalise_grads(dout, cache)
+
+
+def batchnorm_relu_backward(dout, cache):
+    """Gradients of :func:`batchnorm_relu_forward`: (dx, dgamma (C,), dbeta (C,)), batch norm's
+    with dout masked by out > 0 (the module docstring)."""
+    return _normalise_grads(dout, cache)
+
+
+def _normalise_grads(dout, cache):
+    require_dout(OP if cache["relu_out"] is None else OP_RELU, dout, cache["xhat"].shape)
+    xp = backend.array_module(dout)
+    axes, bshape, m, training = cache["axes"], cache["bshape"], cache["m"], cache["training"]
+    xhat, inv_std, gamma, relu_out = cache["xhat"], cache["inv_std"], cache["gamma"], cache["relu_out"]
+    dx = xp.empty(xhat.shape, dtype=xp.result_type(dout.dtype, xhat.dtype, gamma.dtype))
+    kernels = _device_kernels(xp) if relu_out is not None else None
+
+    def one_chunk(cs):
+        """Writes dx[:, cs]; returns (dgamma, dbeta) of channels cs."""
+        ds, xh, dxs = dout[:, cs], xhat[:, cs], dx[:, cs]
+        if relu_out is not None:                     # the ReLU's mask, read from its output
+            ds = ds * (relu_out[:, cs] > 0)
+        dbeta = ds.sum(axis=axes)
+        dgamma = channel_dot(ds, xh)
+        scale = (gamma[cs] * inv_std[cs]).reshape(bshape)
+        if not training:
+            xp.multiply(ds, scale, out=dxs)
+            return dgamma, dbeta
+        k1, k0 = scale * dgamma.reshape(bshape) / m, scale * dbeta.reshape(bshape) / m
+        if kernels is not None:                      # GPU: dx in one kernel
+            kernels[1](ds, xh, scale, k0, k1, dxs)
+            return dgamma, dbeta
+        # dx = scale * dout - (scale / m) * (dbeta + xhat * dgamma), passes over a chunk in cache
+        xp.multiply(xh, -k1, out=dxs)
+        dxs -= k0
+        dxs += ds * scale
+        return dgamma, dbeta
+
+    parts = hostpool.map_chunks(one_chunk, channel_chunks(xhat), like=xhat)
+    return dx, xp.concatenate([p[0] for p in parts]), xp.concatenate([p[1] for p in parts])
+
+
+@functools.cache
+def _device_kernels(xp):
+    """The fused pair's elementwise passes as CUDA kernels on the CuPy backend (``xp`` is the cupy
+    module, handed over by ``backend.array_module``), else None (NumPy: the plain passes above).
+    forward: xhat = (x - mu) * inv_std, out = max(gamma * xhat + beta, 0) in one kernel;
+    backward: dx = scale * dy - k0 - xhat * k1 in one kernel (dy, the masked dout, feeds the two
+    reductions first). Per-channel vectors come in broadcast as (1, C, 1, 1). Not run by the
+    test suite (no GPU); meant to be tested on the simulated device and timed on a GPU."""
+    if xp is backend.numpy_module or not hasattr(xp, "ElementwiseKernel"):
+        return None
+    forward = xp.ElementwiseKernel(
+        "T x, T mu, T inv_std, T gamma, T beta", "T xhat, T out",
+        "xhat = (x - mu) * inv_std; T y = gamma * xhat + beta; out = y > (T)0 ? y : (T)0;",
+        "tinyba2m_batchnorm_relu_forward")
+    backward = xp.ElementwiseKernel(
+        "T dy, T xhat, T scale, T k0, T k1", "T dx",
+        "dx = scale * dy - k0 - xhat * k1;",
+        "tinyba2m_batchnorm_relu_backward")
+    return forward, backward
