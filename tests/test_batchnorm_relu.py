@@ -74,7 +74,7 @@ def test_fused_pair_never_mutates_its_inputs(xp, training):
 
 
 def test_results_do_not_depend_on_the_chunks_or_threads(monkeypatch):
-    """One channel per chunk on 1 and 3 threads gives the numbers of one whole-array chunk."""
+    """One sample per chunk on 1 and 3 threads gives the numbers of one whole-array chunk."""
     monkeypatch.setattr(hostpool, "_host_threads", hostpool.host_threads())
     monkeypatch.setattr(hostpool, "_host_pool", None)
     x, g, b, rm, rv, dout = operands(np, (4, 5, 3, 3), "float64")
@@ -82,7 +82,7 @@ def test_results_do_not_depend_on_the_chunks_or_threads(monkeypatch):
     for budget, threads in ((10 ** 9, 1), (1, 1), (1, 3)):
         monkeypatch.setattr(bn_ops, "CHUNK_BYTES", budget)
         hostpool.set_host_threads(threads)
-        assert len(bn_ops.channel_chunks(x)) == (1 if budget > 1 else 5)
+        assert len(bn_ops.sample_chunks(x)) == (threads if budget > 1 else 4)
         for fwd, bwd in ((batchnorm_forward, batchnorm_backward), (batchnorm_relu_forward, batchnorm_relu_backward)):
             out, cache = fwd(x, g, b, rm, rv, training=True)
             runs.append((budget, threads, fwd.__name__, (out, cache["running_mean"], cache["running_var"])

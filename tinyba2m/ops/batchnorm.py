@@ -28,11 +28,13 @@ The pair reads and writes each (N, C, H, W) array once per pass where batch norm
 would make two more passes (the ReLU forward reading y and writing out and the mask, its backward
 reading dout and the mask).
 
-Speed (host). Every channel's statistics and passes are independent, so the work is cut into
-channel chunks (``hostpool.chunk_slices``, about ``CHUNK_BYTES`` of x each, so a chunk's passes
-read it from cache) that run side by side on the host pool (``hostpool.map_chunks``); on a GPU,
-one chunk, and the fused pair's elementwise passes are one CUDA kernel each (see
-:func:`_device_kernels`).
+Speed (host). The passes run on sample chunks (contiguous blocks of x, ``hostpool.chunk_slices``,
+about ``CHUNK_BYTES`` each, at least one per host thread) side by side on the host pool
+(``hostpool.map_chunks``): the sums over the batch are partial sums per chunk, added up between
+the passes (train mode: sum(x) -> mu, then x - mu and sum((x - mu)^2) -> var, then the scale and
+shift; backward: dbeta and dgamma, then dx). Channel chunks were measured slower on one thread
+(strided views). On a GPU: one chunk, and the fused pair's elementwise passes are one CUDA kernel
+each (see :func:`_device_kernels`).
 """
 from __future__ import annotations
 
@@ -60,12 +62,17 @@ def _check(x, gamma, beta, running_mean, running_var, momentum, eps, op=OP):
         raise ValueError(f"{op}: eps must be > 0, got {eps}")
 
 
-CHUNK_BYTES = 2 ** 20  # bytes of x per channel chunk: about a core's L2, so a chunk's passes stay in cache
+CHUNK_BYTES = 2 ** 22  # bytes of x per sample chunk (one chunk per host thread at ResNet-20's batch 128)
 
 
-def channel_chunks(x):
-    """Slices of the channel axis (axis 1) of x handled per step (see the module docstring)."""
-    return hostpool.chunk_slices(x.shape[1], x.nbytes // max(1, x.shape[1]), CHUNK_BYTES, like=x)
+def sample_chunks(x):
+    """Slices of the batch axis of x handled per step (see the module docstring)."""
+    return hostpool.chunk_slices(x.shape[0], x[:1].nbytes, CHUNK_BYTES, like=x)
+
+
+def _total(parts):
+    """The sum of a list of per-chunk partial sums."""
+    return sum(parts[1:], parts[0])
 
 
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
@@ -91,41 +98,43 @@ def _normalise(x, gamma, beta, running_mean, running_var, training, momentum, ep
     _check(x, gamma, beta, running_mean, running_var, momentum, eps, op)
     xp = backend.array_module(x)
     axes = (0,) if x.ndim == 2 else (0, 2, 3)        # the reduction axes
-    bshape = (1, -1) + (1,) * (x.ndim - 2)           # the broadcast shape of a per-channel vector (or chunk)
+    bshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)   # the broadcast shape of a per-channel vector
     m = x.size // x.shape[1]
     if training and m < 2:
         raise ValueError(f"{op}: training mode needs more than one value per channel to estimate a variance, "
                          f"got x of shape {tuple(x.shape)}")
-    dtype = xp.result_type(x.dtype, gamma.dtype, beta.dtype)
-    xhat, out = xp.empty(x.shape, dtype=x.dtype), xp.empty(x.shape, dtype=dtype)
+    chunks = sample_chunks(x)
+    xhat = xp.empty(x.shape, dtype=x.dtype)
+    out = xp.empty(x.shape, dtype=xp.result_type(x.dtype, gamma.dtype, beta.dtype))
+    if training:
+        mu = _total(hostpool.map_chunks(lambda sl: x[sl].sum(axis=axes), chunks, like=x)) / m
+
+        def centre(sl):
+            """xhat[sl] = x[sl] - mu for now; returns this chunk's sum of squares per channel."""
+            xh = xhat[sl]
+            xp.subtract(x[sl], mu.reshape(bshape), out=xh)
+            return channel_dot(xh, xh)
+
+        var = _total(hostpool.map_chunks(centre, chunks, like=x)) / m
+    else:
+        mu, var = running_mean, running_var
+    inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
+    mu_b, inv_b, g, b = (v.reshape(bshape) for v in (mu.astype(x.dtype, copy=False), inv_std, gamma, beta))
     kernels = _device_kernels(xp) if relu else None
+    if kernels is not None:                          # GPU: one kernel writes xhat and out
+        kernels[0](x, mu_b, inv_b, g, b, xhat, out)
+    else:
+        def scale_shift(sl):
+            xh, o = xhat[sl], out[sl]
+            if not training:
+                xp.subtract(x[sl], mu_b, out=xh)
+            xh *= inv_b
+            xp.multiply(xh, g, out=o)
+            o += b
+            if relu:
+                xp.maximum(o, 0, out=o)
 
-    def one_chunk(cs):
-        """Normalises channels cs into xhat[:, cs] and out[:, cs]; returns their (mu, var)."""
-        xs, xh, o = x[:, cs], xhat[:, cs], out[:, cs]
-        if training:
-            mu = xs.mean(axis=axes)
-            xp.subtract(xs, mu.reshape(bshape), out=xh)
-            var = channel_dot(xh, xh) / m
-        else:
-            mu, var = running_mean[cs], running_var[cs]
-        inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
-        g, b = gamma[cs].reshape(bshape), beta[cs].reshape(bshape)
-        if kernels is not None:                      # GPU: one kernel writes xhat and out
-            kernels[0](xs, mu.reshape(bshape).astype(x.dtype, copy=False), inv_std.reshape(bshape), g, b, xh, o)
-            return mu, var, inv_std
-        if training:
-            xp.multiply(xh, inv_std.reshape(bshape), out=xh)
-        else:
-            xp.multiply(xs - mu.reshape(bshape), inv_std.reshape(bshape), out=xh)
-        xp.multiply(xh, g, out=o)
-        o += b
-        if relu:
-            xp.maximum(o, 0, out=o)
-        return mu, var, inv_std
-
-    parts = hostpool.map_chunks(one_chunk, channel_chunks(x), like=x)
-    mu, var, inv_std = (xp.concatenate([p[i] for p in parts]) for i in range(3))
+        hostpool.map_chunks(scale_shift, chunks, like=x)
     cache = {"training": bool(training), "axes": axes, "bshape": bshape, "m": m, "gamma": gamma,
              "xhat": xhat, "inv_std": inv_std, "relu_out": out if relu else None}
     if training:
@@ -161,31 +170,34 @@ def _normalise_grads(dout, cache):
     axes, bshape, m, training = cache["axes"], cache["bshape"], cache["m"], cache["training"]
     xhat, inv_std, gamma, relu_out = cache["xhat"], cache["inv_std"], cache["gamma"], cache["relu_out"]
     dx = xp.empty(xhat.shape, dtype=xp.result_type(dout.dtype, xhat.dtype, gamma.dtype))
-    kernels = _device_kernels(xp) if relu_out is not None else None
+    dy = dout if relu_out is None else dx            # the fused pair keeps dy = dout * [out > 0] in dx
+    chunks = sample_chunks(xhat)
 
-    def one_chunk(cs):
-        """Writes dx[:, cs]; returns (dgamma, dbeta) of channels cs."""
-        ds, xh, dxs = dout[:, cs], xhat[:, cs], dx[:, cs]
-        if relu_out is not None:                     # the ReLU's mask, read from its output
-            ds = ds * (relu_out[:, cs] > 0)
-        dbeta = ds.sum(axis=axes)
-        dgamma = channel_dot(ds, xh)
-        scale = (gamma[cs] * inv_std[cs]).reshape(bshape)
-        if not training:
-            xp.multiply(ds, scale, out=dxs)
-            return dgamma, dbeta
-        k1, k0 = scale * dgamma.reshape(bshape) / m, scale * dbeta.reshape(bshape) / m
-        if kernels is not None:                      # GPU: dx in one kernel
-            kernels[1](ds, xh, scale, k0, k1, dxs)
-            return dgamma, dbeta
-        # dx = scale * dout - (scale / m) * (dbeta + xhat * dgamma), passes over a chunk in cache
-        xp.multiply(xh, -k1, out=dxs)
-        dxs -= k0
-        dxs += ds * scale
-        return dgamma, dbeta
+    def sums(sl):
+        """This chunk's sum(dy) and sum(dy * xhat) per channel (writing dy into dx[sl] for the fused pair)."""
+        if relu_out is not None:
+            xp.multiply(dout[sl], relu_out[sl] > 0, out=dx[sl])
+        return dy[sl].sum(axis=axes), channel_dot(dy[sl], xhat[sl])
 
-    parts = hostpool.map_chunks(one_chunk, channel_chunks(xhat), like=xhat)
-    return dx, xp.concatenate([p[0] for p in parts]), xp.concatenate([p[1] for p in parts])
+    parts = hostpool.map_chunks(sums, chunks, like=xhat)
+    dbeta, dgamma = _total([p[0] for p in parts]), _total([p[1] for p in parts])
+    scale = (gamma * inv_std).reshape(bshape)
+    k1, k0 = scale * dgamma.reshape(bshape) / m, scale * dbeta.reshape(bshape) / m
+    kernels = _device_kernels(xp) if relu_out is not None and training else None
+    if kernels is not None:                          # GPU: dx in one kernel
+        kernels[1](dy, xhat, scale, k0, k1, dx)
+        return dx, dgamma, dbeta
+
+    def grad(sl):
+        """dx = scale * dy (eval), or scale * dy - k0 - xhat * k1 (train; the module docstring)."""
+        d = dx[sl]
+        xp.multiply(dy[sl], scale, out=d)
+        if training:
+            d -= k0
+            d -= xhat[sl] * k1
+
+    hostpool.map_chunks(grad, chunks, like=xhat)
+    return dx, dgamma, dbeta
 
 
 @functools.cache
