@@ -109,3 +109,24 @@ def test_interleaved_seconds_alternates_the_sides():
     t = interleaved_seconds({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3, warmup=1)
     assert order == ["a", "b"] * 4
     assert all(len(v["runs_s"]) == 3 and v["min_s"] <= v["median_s"] for v in t.values())
+
+
+def test_conv_rows_time_each_side_in_a_process_of_its_own():
+    from tinyba2m.bench.conv_rows import run_in_subprocess, side_seconds
+    shapes = conv_shapes_of(build_model("resnet20", "none"), (2, 3, 32, 32))[:2]
+    here = side_seconds("tinyba2m", shapes, repeats=2, threads=1, matmul_size=64)
+    there = run_in_subprocess("tinyba2m", shapes, repeats=2, threads=1, matmul_size=64)
+    for answer in (here, there):
+        assert len(answer["convs"]) == 2 and answer["matmul"]["min_s"] > 0
+        assert all(len(c["runs_s"]) == 2 and 0 < c["min_s"] <= c["median_s"] for c in answer["convs"])
+
+
+def test_vs_torch_conv_rows_per_process_and_interleaved(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from tinyba2m.bench.versus import compare_convs
+    shapes = conv_shapes_of(build_model("resnet20", "none"), (2, 3, 32, 32))[:2]
+    for timing in ("per-process", "interleaved"):
+        rows = compare_convs(shapes, 1, 1, 64, conv_timing=timing, rounds=1)
+        assert [r["timing"] for r in rows] == [timing] * 2 and all(r["speed_ratio_min"] > 0 for r in rows)
+    with pytest.raises(ValueError, match="conv_timing must be one of per-process, interleaved"):
+        compare_convs(shapes, 1, 1, 64, conv_timing="both")
