@@ -124,3 +124,31 @@ def test_relu_chunks_do_not_change_the_numbers(monkeypatch):
     assert np.array_equal(out, np.maximum(x, 0)) and np.array_equal(mask, x > 0)
     assert np.array_equal(relu_backward(dout, mask), dout * (x > 0))
     assert np.array_equal(relu_forward(np.float64(-2.0))[0], 0.0)
+
+
+def numpy_stand_ins(xp):
+    """NumPy versions of the two CUDA kernels of ops.batchnorm._device_kernels, with their signatures."""
+    def forward(x, mu, inv_std, gamma, beta, xhat, out):
+        xhat[...] = (x - mu) * inv_std
+        out[...] = np.maximum(gamma * xhat + beta, 0)
+
+    def backward(dout, out, xhat, scale, k0, k1, dx):
+        dx[...] = scale * np.where(out > 0, dout, 0) - k0 - xhat * k1
+    return forward, backward
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_the_device_kernel_call_sites(monkeypatch, training):
+    """The fused pair's GPU path, with NumPy stand-ins for its kernels, gives the host path's numbers."""
+    x, g, b, rm, rv, dout = operands(np, (4, 3, 2, 5), "float64", seed=5)
+    want = batchnorm_relu_forward(x, g, b, rm, rv, training=training)
+    want = (want[0],) + batchnorm_relu_backward(dout, want[1])
+    monkeypatch.setattr(bn_ops, "_device_kernels", numpy_stand_ins)
+    got = batchnorm_relu_forward(x, g, b, rm, rv, training=training)
+    got = (got[0],) + batchnorm_relu_backward(dout, got[1])
+    for a, w in zip(got, want):
+        assert np.allclose(a, w, rtol=1e-12, atol=1e-12)
+
+
+def test_no_device_kernels_on_numpy():
+    assert bn_ops._device_kernels(np) is None

@@ -120,7 +120,7 @@ def _normalise(x, gamma, beta, running_mean, running_var, training, momentum, ep
         mu, var = running_mean, running_var
     inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
     mu_b, inv_b, g, b = (v.reshape(bshape) for v in (mu.astype(x.dtype, copy=False), inv_std, gamma, beta))
-    kernels = _device_kernels(xp) if relu else None
+    kernels = _device_kernels(xp) if relu and len({x.dtype, gamma.dtype, beta.dtype}) == 1 else None
     if kernels is not None:                          # GPU: one kernel writes xhat and out
         kernels[0](x, mu_b, inv_b, g, b, xhat, out)
     else:
@@ -183,9 +183,10 @@ def _normalise_grads(dout, cache):
     dbeta, dgamma = _total([p[0] for p in parts]), _total([p[1] for p in parts])
     scale = (gamma * inv_std).reshape(bshape)
     k1, k0 = scale * dgamma.reshape(bshape) / m, scale * dbeta.reshape(bshape) / m
-    kernels = _device_kernels(xp) if relu_out is not None and training else None
-    if kernels is not None:                          # GPU: dx in one kernel
-        kernels[1](dy, xhat, scale, k0, k1, dx)
+    same_dtype = relu_out is not None and len({dout.dtype, relu_out.dtype, xhat.dtype, scale.dtype}) == 1
+    kernels = _device_kernels(xp) if training and same_dtype else None
+    if kernels is not None:                          # GPU: dx in one kernel (the mask again, no aliasing)
+        kernels[1](dout, relu_out, xhat, scale, k0, k1, dx)
         return dx, dgamma, dbeta
 
     def grad(sl):
@@ -205,9 +206,11 @@ def _device_kernels(xp):
     """The fused pair's elementwise passes as CUDA kernels on the CuPy backend (``xp`` is the cupy
     module, handed over by ``backend.array_module``), else None (NumPy: the plain passes above).
     forward: xhat = (x - mu) * inv_std, out = max(gamma * xhat + beta, 0) in one kernel;
-    backward: dx = scale * dy - k0 - xhat * k1 in one kernel (dy, the masked dout, feeds the two
-    reductions first). Per-channel vectors come in broadcast as (1, C, 1, 1). Not run by the
-    test suite (no GPU); meant to be tested on the simulated device and timed on a GPU."""
+    backward: dx = scale * dy - k0 - xhat * k1 with dy = dout * [out > 0], in one kernel (the two
+    reductions, over dy, come first). Per-channel vectors come in broadcast as (1, C, 1, 1).
+    The suite checks the call sites with NumPy stand-ins of these two kernels
+    (tests/test_batchnorm_relu.py); the CUDA source itself runs only on a GPU or a simulated
+    device that compiles it — to be tested and timed there."""
     if xp is backend.numpy_module or not hasattr(xp, "ElementwiseKernel"):
         return None
     forward = xp.ElementwiseKernel(
@@ -215,7 +218,7 @@ def _device_kernels(xp):
         "xhat = (x - mu) * inv_std; T y = gamma * xhat + beta; out = y > (T)0 ? y : (T)0;",
         "tinyba2m_batchnorm_relu_forward")
     backward = xp.ElementwiseKernel(
-        "T dy, T xhat, T scale, T k0, T k1", "T dx",
-        "dx = scale * dy - k0 - xhat * k1;",
+        "T dout, T out, T xhat, T scale, T k0, T k1", "T dx",
+        "T dy = out > (T)0 ? dout : (T)0; dx = scale * dy - k0 - xhat * k1;",
         "tinyba2m_batchnorm_relu_backward")
     return forward, backward
