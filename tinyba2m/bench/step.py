@@ -75,15 +75,14 @@ def _wrap(seconds, part, fn):
 
 
 @contextmanager
-def _step_part_timing(model):
-    """Wrap forward/backward of every module that :func:`step_part` names; yields part -> seconds."""
-    seconds = dict.fromkeys(STEP_PARTS[:-1], 0.0)
+def _part_timing(placed, parts):
+    """Wrap forward/backward of each (module, part) of ``placed``; yields part -> seconds spent in it
+    (the wrappers are removed after)."""
+    seconds = dict.fromkeys(parts, 0.0)
     wrapped = []
-    for _, mod in model.named_modules():
-        part = step_part(mod)
-        if part is not None:
-            mod.forward, mod.backward = _wrap(seconds, part, mod.forward), _wrap(seconds, part, mod.backward)
-            wrapped.append(mod)
+    for mod, part in placed:
+        mod.forward, mod.backward = _wrap(seconds, part, mod.forward), _wrap(seconds, part, mod.backward)
+        wrapped.append(mod)
     try:
         yield seconds
     finally:
@@ -91,49 +90,31 @@ def _step_part_timing(model):
             del mod.forward, mod.backward
 
 
+def _time_shares(step, placed, parts, repeats: int) -> dict:
+    """part -> median over ``repeats`` profiled steps of the fraction of the step spent in it."""
+    step()  # warm-up
+    shares = {p: [] for p in parts}
+    for _ in range(repeats):
+        with _part_timing(placed, parts) as seconds:
+            total = timed_call(step)[1]
+        for p in parts:
+            shares[p].append(seconds[p] / total)
+    return {p: sorted(v)[len(v) // 2] for p, v in shares.items()}
+
+
 def step_part_shares(model, step, repeats: int = 3) -> dict:
     """Fraction of a training step's time spent in each part of ``STEP_PARTS`` (median over
     ``repeats`` profiled steps; "rest" is the step less the named parts: loss, residual adds,
     pooling, the linear layer, attention glue and the SGD update)."""
-    step()  # warm-up
-    shares = {p: [] for p in STEP_PARTS}
-    for _ in range(repeats):
-        with _step_part_timing(model) as seconds:
-            total = timed_call(step)[1]
-        for p in STEP_PARTS[:-1]:
-            shares[p].append(seconds[p] / total)
-        shares["rest"].append(1.0 - sum(seconds.values()) / total)
-    return {p: sorted(v)[len(v) // 2] for p, v in shares.items()}
-
-
-@contextmanager
-def _ba2m_part_timing(model):
-    """Wrap the children of every BA²M module of ``model``; yields part -> seconds spent in it."""
-    seconds = dict.fromkeys(BA2M_PARTS, 0.0)
-    wrapped = []
-    for _, mod in ba2m_modules(model):
-        for name, child in mod.children():
-            part = CHILD_PARTS.get(name, name)
-            child.forward = _wrap(seconds, part, child.forward)
-            child.backward = _wrap(seconds, part, child.backward)
-            wrapped.append(child)
-    try:
-        yield seconds
-    finally:
-        for child in wrapped:
-            del child.forward, child.backward
+    placed = [(mod, step_part(mod)) for _, mod in model.named_modules() if step_part(mod) is not None]
+    shares = _time_shares(step, placed, STEP_PARTS[:-1], repeats)
+    return dict(shares, rest=1.0 - sum(shares.values()))
 
 
 def ba2m_time_shares(model, step, repeats: int = 3) -> dict:
     """Fraction of a training step's time spent in each BA²M part (median over ``repeats``)."""
-    step()  # warm-up
-    shares = {p: [] for p in BA2M_PARTS}
-    for _ in range(repeats):
-        with _ba2m_part_timing(model) as seconds:
-            total = timed_call(step)[1]
-        for p in BA2M_PARTS:
-            shares[p].append(seconds[p] / total)
-    return {p: sorted(v)[len(v) // 2] for p, v in shares.items()}
+    placed = [(child, CHILD_PARTS.get(name, name)) for _, mod in ba2m_modules(model) for name, child in mod.children()]
+    return _time_shares(step, placed, BA2M_PARTS, repeats)
 
 
 def bench_training_steps(model_name="resnet20", batch_size=128, rows=STEP_ROWS, repeats=3, warmup=1,
