@@ -77,6 +77,7 @@ def test_results_do_not_depend_on_the_chunks_or_threads(monkeypatch):
     """One sample per chunk on 1 and 3 threads gives the numbers of one whole-array chunk."""
     monkeypatch.setattr(hostpool, "_host_threads", hostpool.host_threads())
     monkeypatch.setattr(hostpool, "_host_pool", None)
+    monkeypatch.setattr(bn_ops, "POOL_MIN_BYTES", 0)
     x, g, b, rm, rv, dout = operands(np, (4, 5, 3, 3), "float64")
     runs = []
     for budget, threads in ((10 ** 9, 1), (1, 1), (1, 3)):
@@ -119,6 +120,7 @@ def test_relu_chunks_do_not_change_the_numbers(monkeypatch):
     x = np.asarray(backend.new_host_rng(2).standard_normal((5, 3, 4)))
     dout = np.cos(x)
     monkeypatch.setattr(activations, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(activations, "POOL_MIN_BYTES", 0)
     hostpool.set_host_threads(3)
     out, mask = relu_forward(x)
     assert np.array_equal(out, np.maximum(x, 0)) and np.array_equal(mask, x > 0)
@@ -148,6 +150,11 @@ def test_the_device_kernel_call_sites(monkeypatch, training):
     got = (got[0],) + batchnorm_relu_backward(dout, got[1])
     for a, w in zip(got, want):
         assert np.allclose(a, w, rtol=1e-12, atol=1e-12)
+
+
+def test_small_arrays_are_one_chunk():
+    assert bn_ops.sample_chunks(np.zeros((8, 4, 3, 3))) == [slice(0, 8)]
+    assert len(bn_ops.sample_chunks(np.zeros((128, 16, 32, 32), dtype=np.float32))) >= hostpool.host_threads()
 
 
 def test_no_device_kernels_on_numpy():

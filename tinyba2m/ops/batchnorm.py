@@ -65,8 +65,13 @@ def _check(x, gamma, beta, running_mean, running_var, momentum, eps, op=OP):
 CHUNK_BYTES = 2 ** 22  # bytes of x per sample chunk (one chunk per host thread at ResNet-20's batch 128)
 
 
+POOL_MIN_BYTES = 2 ** 18  # a smaller x is one chunk: the pool's overhead would exceed the work
+
+
 def sample_chunks(x):
     """Slices of the batch axis of x handled per step (see the module docstring)."""
+    if x.nbytes < POOL_MIN_BYTES:
+        return [slice(0, x.shape[0])]
     return hostpool.chunk_slices(x.shape[0], x[:1].nbytes, CHUNK_BYTES, like=x)
 
 
