@@ -5,7 +5,7 @@ import tracemalloc
 
 import pytest
 
-from tinyba2m import backend
+from tinyba2m import backend, hostpool
 from tinyba2m.attention.nonlocal_attention import (nonlocal_attention_backward, nonlocal_attention_backward_reference,
                                                    nonlocal_attention_forward)
 from tinyba2m.attention.sar import count_below, sar_fusion_backward, sar_fusion_forward
@@ -340,15 +340,15 @@ def test_nonlocal_attention_does_not_depend_on_the_host_threads(monkeypatch):
     """The chunks of E run side by side on the host pool: the same numbers, bit for bit, with 1
     and 3 threads (one sample a chunk, so several chunks run at once)."""
     from tinyba2m.attention import nonlocal_attention
-    monkeypatch.setattr(backend, "_host_threads", backend.host_threads())
-    monkeypatch.setattr(backend, "_host_pool", None)
-    monkeypatch.setattr(nonlocal_attention, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(hostpool, "_host_threads", hostpool.host_threads())
+    monkeypatch.setattr(hostpool, "_host_pool", None)
+    monkeypatch.setattr(nonlocal_attention, "E_CHUNK_BYTES", 1)
     r = backend.new_host_rng(5)
     theta, phi, g = (r.standard_normal(s).astype("float32") for s in ((5, 3, 12), (5, 3, 6), (5, 2, 6)))
     dout = r.standard_normal((5, 12, 2)).astype("float32")
     runs = []
     for threads in (1, 3):
-        backend.set_host_threads(threads)
+        hostpool.set_host_threads(threads)
         assert len(nonlocal_attention.sample_chunks(backend.numpy_module.empty((5, 12, 6)))) == 5
         out, cache = nonlocal_attention_forward(theta, phi, g)
         runs.append((out,) + nonlocal_attention_backward(dout, cache))

@@ -106,36 +106,3 @@ def test_seed_makes_host_rng_repeatable():
     backend.seed(5)
     b = backend.host_rng().standard_normal(4)
     assert (a == b).all()
-
-
-@pytest.fixture
-def host_threads_restored(monkeypatch):
-    monkeypatch.setattr(backend, "_host_threads", backend.host_threads())
-    monkeypatch.setattr(backend, "_host_pool", None)
-
-
-def test_map_chunks_runs_every_chunk_on_the_pool_in_order(host_threads_restored):
-    import threading
-    backend.set_host_threads(2)
-    names = []
-
-    def work(i):
-        names.append(threading.current_thread().name)
-        return i * i
-
-    assert backend.map_chunks(work, range(7)) == [i * i for i in range(7)]
-    assert len(names) == 7 and all(n.startswith("tinyba2m-host") for n in names)
-    backend.set_host_threads(1)
-    names.clear()
-    assert backend.map_chunks(work, range(3)) == [0, 1, 4]
-    assert names == [threading.current_thread().name] * 3     # pool off: in the caller's thread
-
-
-@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "2"])
-def test_set_host_threads_rejects_bad_counts(bad, host_threads_restored):
-    with pytest.raises(ValueError, match="integer >= 1"):
-        backend.set_host_threads(bad)
-
-
-def test_host_threads_is_positive():
-    assert isinstance(backend.host_threads(), int) and backend.host_threads() >= 1

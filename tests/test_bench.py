@@ -6,7 +6,7 @@ import pytest
 
 from tinyba2m.bench.__main__ import main
 from tinyba2m.bench.kernels import ConvShape, conv_shapes_of
-from tinyba2m.bench.step import BA2M_PARTS, ba2m_time_shares, make_training_step
+from tinyba2m.bench.step import BA2M_PARTS, STEP_PARTS, ba2m_time_shares, make_training_step, step_part_shares
 from tinyba2m.models import ba2m_modules, build_model
 
 
@@ -22,8 +22,11 @@ def test_bench_writes_every_figure(tmp_path, capsys):
     assert all(s["images_per_s"] > 0 and s["peak_step_memory_bytes"] > 0 for s in steps.values())
     shares = steps["ba2m"]["ba2m_time_share"]
     assert set(shares) == set(BA2M_PARTS) and all(0 < v < 1 for v in shares.values())
+    parts = steps["none"]["part_time_share"]
+    assert set(parts) == set(STEP_PARTS) and all(0 < parts[p] < 1 for p in ("conv", "batch norm", "activations"))
+    assert abs(sum(parts.values()) - 1) < 1e-9
     out = capsys.readouterr().out
-    assert "matmul ceiling" in out and "images/s" in out
+    assert "matmul ceiling" in out and "images/s" in out and "share of the plain (none) step: conv" in out
 
 
 def test_conv_shapes_of_resnet20():
@@ -49,6 +52,13 @@ def test_part_timing_restores_the_model():
         assert {name for name, _ in mod.children()} == {"channel_branch", "local_branch", "global_branch", "sar", "weighting"}
         for _, child in mod.children():
             assert "forward" not in vars(child) and "backward" not in vars(child)
+
+
+def test_step_part_timing_restores_the_model():
+    model, step = make_training_step("resnet20", "none", 2)
+    shares = step_part_shares(model, step, repeats=1)
+    assert shares["conv"] > 0 and shares["batch norm"] > 0
+    assert all("forward" not in vars(m) and "backward" not in vars(m) for _, m in model.named_modules())
 
 
 @pytest.mark.parametrize("attention", ["none", "se", "ba2m"])
@@ -128,17 +138,40 @@ def test_bench_on_cupysim_runs_and_prints_the_counters(tmp_path, capsys):
     figures = json.loads(path.read_text())
     assert figures["machine"]["backend"] == "cupysim" and set(figures["device_counts"]["rows"]) == {"none", "se", "ba2m"}
     assert "syncs/step" in capsys.readouterr().out
+
+
 def test_the_bench_says_whether_the_host_pool_is_on(monkeypatch):
     """threadpoolctl is a dependency (the pool is off without it); the bench prints which it is."""
     import pathlib
     import sys
 
-    from tinyba2m import backend
+    from tinyba2m import hostpool
     from tinyba2m.bench.__main__ import host_pool_line
     pyproject = (pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text()
     deps = [line for line in pyproject.splitlines() if line.startswith("dependencies")]
     assert deps and '"threadpoolctl' in deps[0]
-    monkeypatch.setattr(backend, "host_threads", lambda: 2)
+    monkeypatch.setattr(hostpool, "host_threads", lambda: 2)
     assert host_pool_line().startswith("host thread pool: on, 2 threads (threadpoolctl ")
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)         # as on an install without it
     assert host_pool_line().startswith("host thread pool: OFF (threadpoolctl is not installed")
+
+
+def test_conv_rows_time_each_side_in_a_process_of_its_own():
+    from tinyba2m.bench.conv_rows import run_in_subprocess, side_seconds
+    shapes = conv_shapes_of(build_model("resnet20", "none"), (2, 3, 32, 32))[:2]
+    here = side_seconds("tinyba2m", shapes, repeats=2, threads=1, matmul_size=64)
+    there = run_in_subprocess("tinyba2m", shapes, repeats=2, threads=1, matmul_size=64)
+    for answer in (here, there):
+        assert len(answer["convs"]) == 2 and answer["matmul"]["min_s"] > 0
+        assert all(len(c["runs_s"]) == 2 and 0 < c["min_s"] <= c["median_s"] for c in answer["convs"])
+
+
+def test_vs_torch_conv_rows_per_process_and_interleaved(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from tinyba2m.bench.versus import compare_convs
+    shapes = conv_shapes_of(build_model("resnet20", "none"), (2, 3, 32, 32))[:2]
+    for timing in ("per-process", "interleaved"):
+        rows = compare_convs(shapes, 1, 1, 64, conv_timing=timing, rounds=1)
+        assert [r["timing"] for r in rows] == [timing] * 2 and all(r["speed_ratio_min"] > 0 for r in rows)
+    with pytest.raises(ValueError, match="conv_timing must be one of per-process, interleaved"):
+        compare_convs(shapes, 1, 1, 64, conv_timing="both")

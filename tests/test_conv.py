@@ -8,7 +8,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from strategies import CONV_EXAMPLES, conv_configs, conv_examples, float_dtypes, given_settings
 
-from tinyba2m import backend
+from tinyba2m import backend, hostpool
 from tinyba2m.gradcheck import check_module, check_op
 from tinyba2m.nn import Conv2d
 from tinyba2m.ops import conv as conv_ops
@@ -363,14 +363,14 @@ def test_flipped_kernel_swaps_channels_and_rotates():
 
 def test_results_do_not_depend_on_the_host_threads(monkeypatch):
     """Chunks run side by side on a thread pool: the same numbers with 1 and 3 threads."""
-    monkeypatch.setattr(backend, "_host_threads", backend.host_threads())
-    monkeypatch.setattr(backend, "_host_pool", None)
+    monkeypatch.setattr(hostpool, "_host_threads", hostpool.host_threads())
+    monkeypatch.setattr(hostpool, "_host_pool", None)
     monkeypatch.setattr(conv_ops, "CHUNK_BYTES", 1)                # one sample per chunk
     r = backend.new_host_rng(4)
     x, w = r.standard_normal((5, 3, 6, 6)), r.standard_normal((4, 3, 3, 3))
     runs = []
     for threads in (1, 3):
-        backend.set_host_threads(threads)
+        hostpool.set_host_threads(threads)
         assert len(conv_ops.batch_chunks(x, 8)) == 5
         out, cache = conv2d_forward(x, w, None, padding=1)
         runs.append((out,) + conv2d_backward(np.cos(out), cache)[:2])
@@ -381,13 +381,13 @@ def test_results_do_not_depend_on_the_host_threads(monkeypatch):
 def test_chunk_budget_follows_the_blas_threading(monkeypatch):
     """L2-sized chunks on one thread, 4 MiB ones side by side on the pool, large ones when a
     product starts several BLAS threads (no pool); a set CHUNK_BYTES overrides all three."""
-    monkeypatch.setattr(backend, "_host_threads", backend.host_threads())
-    monkeypatch.setattr(backend, "blas_threads", lambda: 2)
-    backend.set_host_threads(2)
+    monkeypatch.setattr(hostpool, "_host_threads", hostpool.host_threads())
+    monkeypatch.setattr(hostpool, "blas_threads", lambda: 2)
+    hostpool.set_host_threads(2)
     assert conv_ops.chunk_budget() == 4 * 2 ** 20
-    backend.set_host_threads(1)
+    hostpool.set_host_threads(1)
     assert conv_ops.chunk_budget() == 16 * 2 ** 20
-    monkeypatch.setattr(backend, "blas_threads", lambda: 1)
+    monkeypatch.setattr(hostpool, "blas_threads", lambda: 1)
     assert conv_ops.chunk_budget() == 2 ** 20
     monkeypatch.setattr(conv_ops, "CHUNK_BYTES", 12345)
     assert conv_ops.chunk_budget() == 12345

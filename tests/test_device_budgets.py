@@ -158,18 +158,21 @@ def test_the_numerical_gradient_reads_the_device_once(sim):
     np.testing.assert_allclose(backend.to_host(g), 2 * backend.to_host(x), rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["conv2d", "conv2d(1x1)", "nonlocal_attention"])
+@pytest.mark.parametrize("name", ["conv2d", "conv2d(1x1)", "nonlocal_attention", "batchnorm_relu(NCHW,train)", "relu"])
 def test_device_chunks_run_serially_never_on_the_host_pool(sim, name, monkeypatch):
     """The host thread pool is for NumPy arrays; on a device every chunk runs in the caller's thread."""
     class NoPool:
         def map(self, *args):
             raise AssertionError("a device array's chunks went to the host thread pool")
+    from tinyba2m import hostpool
     from tinyba2m.attention import nonlocal_attention
-    from tinyba2m.ops import conv
-    monkeypatch.setattr(backend, "_host_threads", 2)
-    monkeypatch.setattr(backend, "_host_pool", NoPool())
+    from tinyba2m.ops import activations, batchnorm, conv
+    monkeypatch.setattr(hostpool, "_host_threads", 2)
+    monkeypatch.setattr(hostpool, "_host_pool", NoPool())
     monkeypatch.setattr(conv, "CHUNK_BYTES", 1)               # on the host: one chunk per sample
-    monkeypatch.setattr(nonlocal_attention, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(nonlocal_attention, "E_CHUNK_BYTES", 1)
+    monkeypatch.setattr(batchnorm, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(activations, "CHUNK_BYTES", 1)
     forward, backward, make = SPECS[name]
     args, kwargs = make(sim, "float32", backend.new_host_rng(0))
     out, cache = forward(*args, **kwargs)

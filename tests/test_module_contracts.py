@@ -21,7 +21,7 @@ from tinyba2m.attention.branches import ChannelBranch, GlobalSpatialBranch, Loca
 from tinyba2m.models.resnet import BasicBlock, CifarResNet
 from tinyba2m.models.shortcut import ZeroPadShortcut
 from tinyba2m.models.smallcnn import SmallCNN
-from tinyba2m.nn import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU,
+from tinyba2m.nn import (AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormReLU2d, Conv2d, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU,
                          Sequential, Sigmoid, Softmax)
 from tinyba2m.nn.module import Module
 
@@ -38,6 +38,7 @@ MODULES = {
     "Linear": (lambda: Linear(4, 3), (2, 4)),
     "BatchNorm1d": (lambda: BatchNorm1d(3), (4, 3)),
     "BatchNorm2d": (lambda: BatchNorm2d(3), (2, 3, 4, 4)),
+    "BatchNormReLU2d": (lambda: BatchNormReLU2d(3), (2, 3, 4, 4)),
     "Conv2d": (lambda: Conv2d(3, 4, 3, padding=1), (2, 3, 5, 5)),
     "Conv2d(1x1)": (lambda: Conv2d(3, 4, 1), (2, 3, 5, 5)),
     "ChannelBranch": (lambda: ChannelBranch(8), (3, 8, 4, 4)),

@@ -62,6 +62,8 @@ SPECS = {
     "batchnorm(NC,eval)": (batchnorm.batchnorm_forward, batchnorm.batchnorm_backward, _bn((5, 3), False)),
     "batchnorm(NCHW,train)": (batchnorm.batchnorm_forward, batchnorm.batchnorm_backward, _bn((2, 3, 4, 4), True)),
     "batchnorm(NCHW,eval)": (batchnorm.batchnorm_forward, batchnorm.batchnorm_backward, _bn((2, 3, 4, 4), False)),
+    "batchnorm_relu(NCHW,train)": (batchnorm.batchnorm_relu_forward, batchnorm.batchnorm_relu_backward, _bn((2, 3, 4, 4), True)),
+    "batchnorm_relu(NCHW,eval)": (batchnorm.batchnorm_relu_forward, batchnorm.batchnorm_relu_backward, _bn((2, 3, 4, 4), False)),
     "linear": (linear.linear_forward, linear.linear_backward, _floats((4, 3), (3, 2), (2,))),
     "linear(no bias)": (linear.linear_forward, linear.linear_backward, _floats((4, 3), (3, 2))),
     "flatten": (linear.flatten_forward, linear.flatten_backward, _floats((2, 3, 2, 2))),

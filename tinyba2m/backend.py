@@ -22,12 +22,11 @@ Every other file of the package asks this module for its arrays; only this file 
 - ``on_device()``         True on ``cupy`` and ``cupysim`` (reads from the device are costly there).
 - ``device_counters()`` / ``reset_device_counters()``  host syncs and array-module calls counted by
                           ``cupysim`` (zeros on the other backends).
-- ``map_chunks(fn, chunks)``  batch chunks of host work on every core (a small thread pool sized
-                          by the BLAS thread count; serial on a GPU).
+
+Host work on every core (the thread pool, the chunker) lives in ``tinyba2m/hostpool.py``.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import warnings
@@ -260,74 +259,6 @@ def device_description() -> str:
     props = _xp.cuda.runtime.getDeviceProperties(_xp.cuda.Device().id)
     label = props["name"]
     return label.decode() if isinstance(label, bytes) else str(label)
-
-
-# --- host threads: batch chunks of host (NumPy) work on every core --------------------------------
-_host_threads = None  # None: not decided yet (see host_threads)
-_host_pool = None
-
-
-@functools.cache
-def _blas_controller():
-    """threadpoolctl's controller of the BLAS thread pool (found once), or None where
-    threadpoolctl is absent."""
-    try:
-        from threadpoolctl import ThreadpoolController
-        return ThreadpoolController().select(user_api="blas")
-    except ImportError:
-        return None
-
-
-def blas_threads() -> int:
-    """Threads the host BLAS uses for one matrix product: as threadpoolctl reports it, else the
-    usual environment variables, else the usable cores (OpenBLAS's default)."""
-    ctl = _blas_controller()
-    counts = [lib.num_threads for lib in ctl.lib_controllers] if ctl is not None else []
-    if counts:
-        return max(1, min(counts))
-    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(var, "").split(",")[0].strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def host_threads() -> int:
-    """Threads :func:`map_chunks` uses on the host: the BLAS thread count (what a matrix product
-    would use anyway), or 1 — the pool off — where threadpoolctl, which can hold BLAS to one thread
-    inside the workers, is not installed. ``set_host_threads`` overrides it."""
-    global _host_threads
-    if _host_threads is None:
-        _host_threads = blas_threads() if _blas_controller() is not None else 1
-    return _host_threads
-
-
-def set_host_threads(n: int) -> None:
-    """Use ``n`` threads in :func:`map_chunks` (1 turns the pool off)."""
-    global _host_threads, _host_pool
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"set_host_threads: n must be an integer >= 1, got {n!r}")
-    _host_threads, _host_pool = n, None
-
-
-def map_chunks(fn, chunks, like=None) -> list:
-    """``[fn(c) for c in chunks]``, spread over :func:`host_threads` threads for host arrays.
-
-    NumPy releases the GIL in its copies, ufuncs and matrix products, so independent batch chunks
-    (each writing its own slice of the result) run on all cores; BLAS is held to one thread inside
-    (else each of the workers' products would start its own team of threads). Serial for device
-    arrays (``like``), for one chunk and for one thread."""
-    global _host_pool
-    chunks = list(chunks)
-    threads = host_threads()
-    if threads == 1 or len(chunks) < 2 or (like is not None and is_device_array(like)):
-        return [fn(c) for c in chunks]
-    if _host_pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-        _host_pool = ThreadPoolExecutor(threads, thread_name_prefix="tinyba2m-host")
-    ctl = _blas_controller()
-    with contextlib.nullcontext() if ctl is None else ctl.limit(limits=1):
-        return list(_host_pool.map(fn, chunks))
 
 
 def dtype_of(x):

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import math
 
-from .. import backend
+from .. import backend, hostpool
 from ..ops.validation import require_dout, require_float, require_ndim
 
 OP = "nonlocal_attention"
@@ -116,20 +116,16 @@ def _unnormalised_attention_and_argmax(theta, phi, out=None):
     return e, top
 
 
-CHUNK_BYTES = 2 ** 20  # about the L2 cache: one chunk of E makes all its passes there
+E_CHUNK_BYTES = 2 ** 20  # bytes of E per chunk, about the L2 cache: one chunk of E makes all its passes there
 
 
 def sample_chunks(e):
-    """Slices of the batch for ``e`` (N, Q, M): on the host, groups of samples whose part of E
-    takes about ``CHUNK_BYTES``, so the product, the row maxima, the shift, the floor, the
-    exponential and the products with E read a chunk still in cache instead of streaming
-    the whole matrix from memory for each pass (measurements: docs/BA2M.md section 7); on a
-    GPU, the whole batch."""
-    n = e.shape[0]
-    if backend.is_device_array(e):
-        return [slice(0, n)]
-    step = max(1, CHUNK_BYTES // max(1, e[:1].nbytes))
-    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+    """Slices of the batch for ``e`` (N, Q, M) (``hostpool.chunk_slices``): on the host, groups of
+    samples whose part of E takes about ``E_CHUNK_BYTES``, so the product, the row maxima, the
+    shift, the floor, the exponential and the products with E read a chunk still in cache instead
+    of streaming the whole matrix from memory for each pass (measurements: docs/BA2M.md section 7);
+    on a GPU, the whole batch."""
+    return hostpool.chunk_slices(e.shape[0], e[:1].nbytes, E_CHUNK_BYTES, like=e)
 
 
 def nonlocal_attention_forward(theta, phi, g, workspace=None):
@@ -156,7 +152,7 @@ def nonlocal_attention_forward(theta, phi, g, workspace=None):
         es[xp.arange(es.shape[0])[:, None], xp.arange(q)[None, :], top[sl]] = 0   # E' = E - 1[m = m*]
         xp.matmul(es, values_and_ones[sl], out=rest[sl])                      # (B, Q, V+1): E' g^T and z' = E' 1
 
-    backend.map_chunks(one_chunk, sample_chunks(e), like=e)  # side by side on the host's cores
+    hostpool.map_chunks(one_chunk, sample_chunks(e), like=e)  # side by side on the host's cores
     g_top = xp.take_along_axis(g, top[:, None, :], axis=2).transpose(0, 2, 1)  # (N, Q, V): g at m*
     z = 1 + rest[:, :, v]
     out = (g_top + rest[:, :, :v]) / z[:, :, None]
@@ -200,7 +196,7 @@ def nonlocal_attention_backward(dout, cache):
         xp.matmul(left[sl], e[sl], out=h[sl])                                 # (B, V*K + K + V, M)
         xp.matmul(e[sl], right[sl].transpose(0, 2, 1), out=t[sl])             # (B, Q, V*K + K)
 
-    backend.map_chunks(one_chunk, sample_chunks(e), like=e)  # side by side on the host's cores
+    hostpool.map_chunks(one_chunk, sample_chunks(e), like=e)  # side by side on the host's cores
     # the maxima: theta * w (K rows) and dz^T (V rows) added into key m*_q
     peaks = scatter_to_keys(xp.concatenate([theta * w[:, None, :], dzt], axis=1), top, m)   # (N, K + V, M)
     dphi = (g[:, :, None, :] * h[:, :v * k].reshape(n, v, k, m)).sum(axis=1) - h[:, v * k:v * k + k] + peaks[:, :k]

@@ -4,11 +4,13 @@ Prints, for float32 on the active backend: the matmul ceiling (GFLOP/s), each di
 shape of ResNet-20 at the batch size (forward/backward time, GFLOP/s, fraction of the
 ceiling), full training steps of ResNet-20 with attention none / se / ba2m where the library puts
 it (the last block of each stage) and, as an extra row, ba2m-every (BA²M in every block) (images/s,
-ratio to none, peak memory of the step) and the time share of each BA²M part. Every figure is the
+ratio to none, peak memory of the step), the time share of each part of the plain step (conv,
+batch norm, the fused batch norm + ReLU, activations, the rest) and of each BA²M part. Every figure is the
 median of several repeats after a warm-up. On ``--backend cupysim``, and alone with ``--counters``
 (on any machine), it prints the host syncs and array-module calls of one training step of
-none / SE / BA²M, counted on the simulated device, and where CuPy's names came from. ``--vs-torch`` adds the same conv shapes and steps
-in PyTorch eager, timed interleaved with ours, with the ratios (see ``bench.versus``).
+none / SE / BA²M, counted on the simulated device, and where CuPy's names came from. ``--vs-torch``
+adds the same conv shapes and steps in PyTorch eager with the ratios: the conv rows with each side
+in processes of its own (see ``bench.conv_rows``), the steps interleaved with ours (see ``bench.versus``).
 """
 from __future__ import annotations
 
@@ -19,14 +21,14 @@ import platform
 import sys
 import time
 
-from .. import __version__, backend
+from .. import __version__, backend, hostpool
 from ..attention import BA2MOptions
 from ..models import build_model
 from .kernels import conv_shapes_of, matmul_gflops, time_conv
 from .step import BA2M_PARTS, STEP_ROWS, bench_training_steps, device_counts
 from .timing import peak_rss_bytes
 from .torch_ref import torch_available, torch_device
-from .versus import TORCH_HINT, compare_convs, compare_steps
+from .versus import CONV_TIMINGS, TORCH_HINT, compare_convs, compare_steps
 
 
 def cpu_model() -> str:
@@ -46,7 +48,7 @@ def machine_info() -> dict:
 
 
 def host_pool_line() -> str:
-    """Whether the host thread pool (``backend.map_chunks``) is on, and why not when it is off."""
+    """Whether the host thread pool (``hostpool.map_chunks``) is on, and why not when it is off."""
     if backend.name == "cupy":
         return "host thread pool: not used (the convolutions run on the GPU)"
     try:
@@ -54,7 +56,7 @@ def host_pool_line() -> str:
     except ImportError:
         return ("host thread pool: OFF (threadpoolctl is not installed, so BLAS cannot be held to one thread "
                 "inside the workers; pip install threadpoolctl, a dependency of tinyba2m)")
-    n = backend.host_threads()
+    n = hostpool.host_threads()
     state = f"on, {n} threads" if n > 1 else "off (one BLAS thread: a single core)"
     return f"host thread pool: {state} (threadpoolctl {threadpoolctl.__version__})"
 
@@ -90,6 +92,9 @@ def run(args) -> dict:
     for att, r in steps.items():
         say(f"  {att:<10} {r['step_s']:>8.3f} {r['images_per_s']:>9.1f} {r['ratio_to_none']:>7.2f}x "
             f"{r['peak_step_memory_bytes'] / 2**20:>26.1f}")
+    if "none" in steps and "part_time_share" in steps["none"]:
+        shares = steps["none"]["part_time_share"]
+        say("  share of the plain (none) step: " + ", ".join(f"{p} {100 * v:.1f}%" for p, v in shares.items()))
     if "ba2m" in steps and "ba2m_time_share" in steps["ba2m"]:
         shares = steps["ba2m"]["ba2m_time_share"]
         say("  BA²M share of the ba2m step: " + ", ".join(f"{p} {100 * shares[p]:.1f}%" for p in BA2M_PARTS)
@@ -132,19 +137,24 @@ def side_by_side(args, shapes, say) -> dict:
     if not ok:
         say(f"\n{version}. {TORCH_HINT}")
         return {"available": False, "reason": version}
-    threads = backend.blas_threads()
+    threads = hostpool.blas_threads()
     load_before = load_average()
     say(f"\nSide by side with PyTorch {version} eager on {torch_device()} ({threads} threads on both sides; "
-        f"interleaved, {args.repeats} rounds; ratio = PyTorch time / tinyba2m time, from the fastest round; "
-        f"load average {load_before}):")
+        f"ratio = PyTorch time / tinyba2m time, from the fastest run; load average {load_before}).")
+    if args.conv_timing == "per-process":
+        say(f"  conv rows: each side in a process of its own (warm-up, then {args.repeats} runs per shape), "
+            f"{args.rounds} processes per side, alternating; the fastest run of each side")
+    else:
+        say(f"  conv rows: interleaved in this process, one run of each side in turn, {args.repeats} rounds")
     say(f"  {'conv f+b':<22} {'tinyba2m ms':>11} {'torch ms':>9} {'ratio':>6} {'tinyba2m of ceiling':>20} "
         f"{'torch of ceiling':>17} {'ceiling GF/s':>13}")
-    convs = compare_convs(shapes, args.repeats, threads, args.matmul_size)
+    convs = compare_convs(shapes, args.repeats, threads, args.matmul_size, args.conv_timing, args.rounds)
     for r in convs:
         say(f"  {r['shape']:<22} {1e3 * r['tinyba2m']['min_s']:>11.1f} {1e3 * r['torch']['min_s']:>9.1f} "
             f"{r['speed_ratio_min']:>5.2f}x {100 * r['fraction_of_ceiling']['tinyba2m']:>19.0f}% "
             f"{100 * r['fraction_of_ceiling']['torch']:>16.0f}% {r['matmul_gflops']:>13.1f}")
     steps = compare_steps(STEP_ROWS, args.batch_size, args.repeats, threads)
+    say(f"  steps: interleaved in this process, one step of each side in turn, {args.repeats} rounds")
     say(f"  {'ResNet-20 step':<22} {'tinyba2m img/s':>14} {'torch img/s':>12} {'ratio':>6} {'ratio (medians)':>16}")
     for att, r in steps.items():
         say(f"  {att:<22} {r['images_per_s']['tinyba2m']:>14.1f} {r['images_per_s']['torch']:>12.1f} "
@@ -152,6 +162,7 @@ def side_by_side(args, shapes, say) -> dict:
     load_after = load_average()
     say(f"  load average after: {load_after}")
     return {"available": True, "torch_version": version, "device": torch_device(), "threads": threads,
+            "conv_timing": args.conv_timing, "conv_rounds": args.rounds if args.conv_timing == "per-process" else None,
             "load_average_before": load_before, "load_average_after": load_after, "convs": convs,
             "training_steps": steps}
 
@@ -164,6 +175,11 @@ def main(argv=None) -> int:
     parser.add_argument("--vs-torch", action="store_true",
                         help="also time the conv shapes and the training steps in PyTorch eager (if installed), "
                              "interleaved with ours, and print the ratios")
+    parser.add_argument("--conv-timing", choices=CONV_TIMINGS, default="per-process",
+                        help="how --vs-torch times the conv rows: each side in processes of its own (default) or "
+                             "interleaved in one process")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="--vs-torch per-process conv rows: processes per side (default 2)")
     parser.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=128, help="batch size of the conv and step figures (default 128)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per figure (default 5, --quick 2)")
@@ -175,6 +191,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
     if args.repeats is not None and args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.backend:

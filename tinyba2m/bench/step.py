@@ -4,7 +4,9 @@ and where the time of a BA²M model goes.
 ``STEP_ROWS``: the default network of each attention, and BA²M in every block as an extra row.
 
 The BA²M parts are timed by wrapping, for one profiled step, the forward/backward of every child
-module of each ``BA2M`` (the branches, ``sar`` and ``weighting``; removed after).
+module of each ``BA2M`` (the branches, ``sar`` and ``weighting``; removed after). The parts of a
+plain step (``STEP_PARTS``: conv, batch norm, the fused batch norm + ReLU, activations, the rest) are timed the same way, by
+wrapping every module of those kinds.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from contextlib import contextmanager
 
 from .. import backend
 from ..models import ba2m_modules, build_model
+from ..nn import BatchNorm1d, BatchNorm2d, BatchNormReLU2d, Conv2d, ReLU, Sigmoid
 from ..nn.loss import SoftmaxCrossEntropy
 from ..optim import SGD
 from .timing import median_time, peak_call_memory, timed_call
@@ -49,53 +52,83 @@ def make_training_step(model_name: str, row: str, batch_size: int, num_classes: 
     return model, step
 
 
+STEP_PARTS = ("conv", "batch norm", "bn+relu fused", "activations", "rest")
+PART_KINDS = (("conv", (Conv2d,)), ("bn+relu fused", (BatchNormReLU2d,)), ("batch norm", (BatchNorm1d, BatchNorm2d)),
+              ("activations", (ReLU, Sigmoid)))
+
+
+def step_part(module):
+    """The part of ``STEP_PARTS`` a module's own time counts in, or None (its time is in its
+    children's parts or in the rest)."""
+    for part, kinds in PART_KINDS:
+        if isinstance(module, kinds):
+            return part
+    return None
+
+
+def _wrap(seconds, part, fn):
+    def timed(*args, **kwargs):
+        out, spent = timed_call(fn, *args, **kwargs)
+        seconds[part] = seconds.get(part, 0.0) + spent
+        return out
+    return timed
+
+
 @contextmanager
-def _ba2m_part_timing(model):
-    """Wrap the children of every BA²M module of ``model``; yields part -> seconds spent in it."""
-    seconds = dict.fromkeys(BA2M_PARTS, 0.0)
-
-    def wrap(part, fn):
-        def timed(*args, **kwargs):
-            out, spent = timed_call(fn, *args, **kwargs)
-            seconds[part] = seconds.get(part, 0.0) + spent
-            return out
-        return timed
-
+def _part_timing(placed, parts):
+    """Wrap forward/backward of each (module, part) of ``placed``; yields part -> seconds spent in it
+    (the wrappers are removed after)."""
+    seconds = dict.fromkeys(parts, 0.0)
     wrapped = []
-    for _, mod in ba2m_modules(model):
-        for name, child in mod.children():
-            part = CHILD_PARTS.get(name, name)
-            child.forward = wrap(part, child.forward)
-            child.backward = wrap(part, child.backward)
-            wrapped.append(child)
+    for mod, part in placed:
+        mod.forward, mod.backward = _wrap(seconds, part, mod.forward), _wrap(seconds, part, mod.backward)
+        wrapped.append(mod)
     try:
         yield seconds
     finally:
-        for child in wrapped:
-            del child.forward, child.backward
+        for mod in wrapped:
+            del mod.forward, mod.backward
 
 
-def ba2m_time_shares(model, step, repeats: int = 3) -> dict:
-    """Fraction of a training step's time spent in each BA²M part (median over ``repeats``)."""
+def _time_shares(step, placed, parts, repeats: int) -> dict:
+    """part -> median over ``repeats`` profiled steps of the fraction of the step spent in it."""
     step()  # warm-up
-    shares = {p: [] for p in BA2M_PARTS}
+    shares = {p: [] for p in parts}
     for _ in range(repeats):
-        with _ba2m_part_timing(model) as seconds:
+        with _part_timing(placed, parts) as seconds:
             total = timed_call(step)[1]
-        for p in BA2M_PARTS:
+        for p in parts:
             shares[p].append(seconds[p] / total)
     return {p: sorted(v)[len(v) // 2] for p, v in shares.items()}
 
 
+def step_part_shares(model, step, repeats: int = 3) -> dict:
+    """Fraction of a training step's time spent in each part of ``STEP_PARTS`` (median over
+    ``repeats`` profiled steps; "rest" is the step less the named parts: loss, residual adds,
+    pooling, the linear layer, attention glue and the SGD update)."""
+    placed = [(mod, step_part(mod)) for _, mod in model.named_modules() if step_part(mod) is not None]
+    shares = _time_shares(step, placed, STEP_PARTS[:-1], repeats)
+    return dict(shares, rest=1.0 - sum(shares.values()))
+
+
+def ba2m_time_shares(model, step, repeats: int = 3) -> dict:
+    """Fraction of a training step's time spent in each BA²M part (median over ``repeats``)."""
+    placed = [(child, CHILD_PARTS.get(name, name)) for _, mod in ba2m_modules(model) for name, child in mod.children()]
+    return _time_shares(step, placed, BA2M_PARTS, repeats)
+
+
 def bench_training_steps(model_name="resnet20", batch_size=128, rows=STEP_ROWS, repeats=3, warmup=1,
                          profile_parts=True) -> dict:
-    """Images/s, ratio to ``none``, peak memory for each row; BA²M part shares of the default network."""
+    """Images/s, ratio to ``none``, peak memory for each row; the part shares of the plain step
+    (``none``) and the BA²M part shares of the default network."""
     results = {}
     for row in rows:
         model, step = make_training_step(model_name, row, batch_size)
         seconds = median_time(step, repeats=repeats, warmup=warmup)
         memory = peak_call_memory(step)
         entry = {"step_s": seconds, "images_per_s": batch_size / seconds, "peak_step_memory_bytes": memory}
+        if row == "none" and profile_parts:
+            entry["part_time_share"] = step_part_shares(model, step, repeats=max(1, repeats - 1))
         if row == "ba2m" and profile_parts:
             entry["ba2m_time_share"] = ba2m_time_shares(model, step, repeats=max(1, repeats - 1))
         results[row] = entry

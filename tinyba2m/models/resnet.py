@@ -15,6 +15,8 @@ residual branch, after its last BN, before the skip addition:
 block of each stage (``"last"``, the default) or in every block (``"every"``), for SE and CBAM too,
 so they compare like for like. BAM (Park et al. 2018) is not in a block: one module on the output
 of stages 1 and 2, where the resolution changes (the paper's "bottlenecks"), whatever the placement.
+Every BN that a ReLU follows (the stem, the first of each block) runs with it as one fused op pair,
+``BatchNormReLU2d`` (the same parameters and state-dict entries as ``BatchNorm2d``).
 Convolutions before a BN have no bias. The shortcut is the identity, or — when the block
 changes shape — the parameter-free "option A" (subsample + zero-padded channels,
 :mod:`tinyba2m.ops.shortcut`), as in the paper's CIFAR models: ResNet-20 has 0.27M parameters for 10 classes,
@@ -22,7 +24,7 @@ about 0.28M for 100.
 """
 from __future__ import annotations
 
-from ..nn import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, ReLU
+from ..nn import BatchNorm2d, BatchNormReLU2d, Conv2d, GlobalAvgPool2d, Linear, ReLU
 from ..nn.init import zeros
 from ..nn.module import Module
 from ..attention import BA2MOptions
@@ -39,8 +41,7 @@ class BasicBlock(Module):
                  ba2m: BA2MOptions | None = None):
         super().__init__()
         self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = BatchNorm2d(out_channels)
-        self.relu1 = ReLU()
+        self.bn1 = BatchNormReLU2d(out_channels)  # BN then ReLU, one fused op pair
         self.conv2 = Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=False)
         self.bn2 = BatchNorm2d(out_channels)
         self.att = make_attention(attention, out_channels, ba2m)
@@ -49,7 +50,7 @@ class BasicBlock(Module):
 
     def forward(self, x):
         self.cache = None
-        r = self.bn2.forward(self.conv2.forward(self.relu1.forward(self.bn1.forward(self.conv1.forward(x)))))
+        r = self.bn2.forward(self.conv2.forward(self.bn1.forward(self.conv1.forward(x))))
         if self.att is not None:
             r = self.att.forward(r)
         s = x if self.shortcut is None else self.shortcut.forward(x)
@@ -59,7 +60,7 @@ class BasicBlock(Module):
         self.saved(dout)
         d = self.relu_out.backward(dout)
         dr = d if self.att is None else self.att.backward(d)
-        dr = self.conv1.backward(self.bn1.backward(self.relu1.backward(self.conv2.backward(self.bn2.backward(dr)))))
+        dr = self.conv1.backward(self.bn1.backward(self.conv2.backward(self.bn2.backward(dr))))
         return dr + (d if self.shortcut is None else self.shortcut.backward(d))
 
 
@@ -80,8 +81,7 @@ class CifarResNet(Module):
         n = (depth - 2) // 6
         self.depth, self.num_classes, self.attention, self.placement = depth, num_classes, attention, placement
         self.stem_conv = Conv2d(3, widths[0], 3, padding=1, bias=False)
-        self.stem_bn = BatchNorm2d(widths[0])
-        self.stem_relu = ReLU()
+        self.stem_bn = BatchNormReLU2d(widths[0])  # BN then ReLU, one fused op pair
         self.blocks = []
         self.after_block = {}        # block index -> the BAM module applied to that block's output
         in_c = widths[0]
@@ -105,7 +105,7 @@ class CifarResNet(Module):
 
     def forward(self, x):
         self.cache = None
-        x = self.stem_relu.forward(self.stem_bn.forward(self.stem_conv.forward(x)))
+        x = self.stem_bn.forward(self.stem_conv.forward(x))
         for i, block in enumerate(self.blocks):
             x = block.forward(x)
             if i in self.after_block:
@@ -119,7 +119,7 @@ class CifarResNet(Module):
             if i in self.after_block:
                 d = self.after_block[i].backward(d)
             d = self.blocks[i].backward(d)
-        return self.stem_conv.backward(self.stem_bn.backward(self.stem_relu.backward(d)))
+        return self.stem_conv.backward(self.stem_bn.backward(d))
 
     def extra_repr(self):
         return (f"depth={self.depth}, num_classes={self.num_classes}, attention={self.attention!r}, "

@@ -3,10 +3,12 @@
 Params ``gamma`` (ones) and ``beta`` (zeros), buffers ``running_mean`` (zeros) and
 ``running_var`` (ones), all of shape (num_features,). Train mode normalises with the batch
 statistics and updates the buffers; eval mode normalises with the buffers.
+``BatchNormReLU2d`` is ``BatchNorm2d`` then ``ReLU`` as one fused op pair (same parameters and
+buffers, so the same state dict), what a conv block runs.
 """
 from __future__ import annotations
 
-from ..ops.batchnorm import batchnorm_backward, batchnorm_forward
+from ..ops.batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_relu_backward, batchnorm_relu_forward
 from ..ops.validation import require_batch, require_channels, require_positive_int
 from .init import ones, zeros
 from .module import OpModule
@@ -62,3 +64,8 @@ class BatchNorm2d(_BatchNorm):
     """Batch norm of (N, C, H, W) maps, statistics per channel over N, H and W."""
     ndim = 4
     layout = "(N, C, H, W)"
+
+
+class BatchNormReLU2d(BatchNorm2d, ops=(batchnorm_relu_forward, batchnorm_relu_backward)):
+    """``max(BatchNorm2d(x), 0)`` in one op pair (fewer passes over memory than the two modules);
+    the same parameters, buffers and state-dict entries as :class:`BatchNorm2d`."""

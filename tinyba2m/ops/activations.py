@@ -3,23 +3,51 @@
 relu:    out = max(x, 0)                 dx = dout * [x > 0]
 sigmoid: s = 1 / (1 + exp(-x))           dx = dout * s * (1 - s)
 softmax: p = exp(x - max) / sum exp      dx = p * (dout - sum(dout * p))   (along ``axis``)
+
+ReLU's two passes run on the host pool in sample chunks of about ``CHUNK_BYTES`` of x
+(``hostpool.chunk_slices`` / ``map_chunks``); a ReLU that follows a batch norm is better fused into
+it (``ops.batchnorm.batchnorm_relu_forward``).
 """
 from __future__ import annotations
 
-from .. import backend
+from .. import backend, hostpool
 from .validation import require_dout, require_float
+
+
+CHUNK_BYTES = 2 ** 20  # bytes of x per sample chunk of the ReLU (about a core's L2)
+POOL_MIN_BYTES = 2 ** 18  # a smaller x is one chunk: the pool's overhead would exceed the work
+
+
+def _sample_chunks(x):
+    if x.ndim == 0 or x.nbytes < POOL_MIN_BYTES:
+        return [Ellipsis]
+    return hostpool.chunk_slices(x.shape[0], x.nbytes // max(1, x.shape[0]), CHUNK_BYTES, like=x)
 
 
 def relu_forward(x):
     """``max(x, 0)`` element-wise; any shape. Returns (out, cache = the mask x > 0)."""
     require_float("relu", "x", x, check_finite=False)
     xp = backend.array_module(x)
-    return xp.maximum(x, 0), x > 0      # (a multiply by the mask would cast it to float first)
+    out, mask = xp.empty(x.shape, dtype=x.dtype), xp.empty(x.shape, dtype=bool)
+
+    def one_chunk(sl):
+        xp.maximum(x[sl], 0, out=out[sl])
+        xp.greater(x[sl], 0, out=mask[sl])  # (a multiply by the mask would cast it to float first)
+
+    hostpool.map_chunks(one_chunk, _sample_chunks(x), like=x)
+    return out, mask
 
 
 def relu_backward(dout, cache):
     require_dout("relu", dout, cache.shape)
-    return dout * cache
+    xp = backend.array_module(dout)
+    dx = xp.empty(dout.shape, dtype=dout.dtype)
+
+    def one_chunk(sl):
+        xp.multiply(dout[sl], cache[sl], out=dx[sl])
+
+    hostpool.map_chunks(one_chunk, _sample_chunks(dout), like=dout)
+    return dx
 
 
 def stable_sigmoid(x):

@@ -27,7 +27,7 @@ reading it back costs more than the product. Hence:
   (c, a, e) row is one contiguous run of the padded input, so the copy runs at memcpy speed; the
   Wp - W_out junk columns are cropped from the product (and zeroed in dout for the backward, so
   ``col2im_flat`` is KH*KW contiguous slice-adds);
-- the chunks run side by side on a small thread pool (``backend.map_chunks``; NumPy releases
+- the chunks run side by side on a small thread pool (``hostpool.map_chunks``; NumPy releases
   the GIL in copies and products), each product on one BLAS thread;
 - the stride-1 input gradient is itself a convolution (see :func:`conv2d_backward`).
 
@@ -36,7 +36,7 @@ readable reference for lessons and tests, far too slow for networks.
 """
 from __future__ import annotations
 
-from .. import backend
+from .. import backend, hostpool
 from .validation import pair, require_batch, require_dout, require_finite, require_float, require_ndim
 
 OP = "conv2d"
@@ -138,27 +138,18 @@ def chunk_budget() -> int:
     (The measurements behind these: README, Performance.)"""
     if CHUNK_BYTES is not None:
         return CHUNK_BYTES
-    threads, blas = backend.host_threads(), backend.blas_threads()
+    threads, blas = hostpool.host_threads(), hostpool.blas_threads()
     if threads < blas:
         return 16 * 2 ** 20
     return 4 * 2 ** 20 if threads > 1 else 2 ** 20
 
 
 def batch_chunks(x, bytes_per_sample):
-    """Slices of the batch handled per step. On the host: groups of samples whose columns take
-    about :func:`chunk_budget`, so the columns are still in cache when the matrix product reads
-    them (a whole-batch column matrix goes out to memory and back, and memory, not arithmetic,
-    sets the speed), in a multiple of ``backend.host_threads()`` equal chunks (they run side by
-    side, see ``backend.map_chunks``). On a GPU: one step."""
-    n = x.shape[0]
-    if backend.is_device_array(x):
-        return [slice(0, n)]
-    fit = max(1, min(n, chunk_budget() // max(1, bytes_per_sample)))  # samples within the budget
-    threads = backend.host_threads()
-    count = -(-n // fit)                                               # ceil: chunks within the budget
-    count = min(n, -(-count // threads) * threads)                     # up to a multiple of the threads
-    step = -(-n // count)
-    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+    """Slices of the batch of x handled per step (``hostpool.chunk_slices`` with the column budget
+    of :func:`chunk_budget`): groups of samples whose columns are still in cache when the matrix
+    product reads them (a whole-batch column matrix goes out to memory and back, and memory, not
+    arithmetic, sets the speed); on a GPU, one step."""
+    return hostpool.chunk_slices(x.shape[0], bytes_per_sample, chunk_budget(), like=x)
 
 
 def conv_chunk(x, w2, kh, kw, s, p, d, ho, wo):
@@ -196,7 +187,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     def one_chunk(sl):
         out[sl] = conv_chunk(x[sl], w2, kh, kw, s, p, d, ho, wo)
 
-    backend.map_chunks(one_chunk, batch_chunks(x, x.itemsize * c * kh * kw * ho * (wd + 2 * p[1])), like=x)
+    hostpool.map_chunks(one_chunk, batch_chunks(x, x.itemsize * c * kh * kw * ho * (wd + 2 * p[1])), like=x)
     if b is not None:
         out += b.reshape(1, f, 1, 1)
     return out, ("im2col", x, w, b is not None, s, p, d)
@@ -294,7 +285,7 @@ def conv2d_backward(dout, cache):
         return cols @ dmat.T  # (K, F): this orientation is the faster GEMM for skinny F
 
     per_sample = max(k * ho * wp, f * kh * kw * h * (wd + d[1] * (kw - 1)) if dx_by_conv else 0) * x.itemsize
-    parts = backend.map_chunks(one_chunk, batch_chunks(x, per_sample), like=x)
+    parts = hostpool.map_chunks(one_chunk, batch_chunks(x, per_sample), like=x)
     dwt = sum(parts[1:], parts[0])
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dwt.T.reshape(w.shape), db

@@ -1,9 +1,10 @@
-"""Gradient-check cases for the core layers: conv2d, pooling, batch norm (ops and modules)."""
+"""Gradient-check cases for the core layers: conv2d, pooling, batch norm and the fused batch norm +
+ReLU (ops and modules)."""
 from __future__ import annotations
 
 from ... import backend
-from ...nn import AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, GlobalAvgPool2d, MaxPool2d
-from ...ops.batchnorm import batchnorm_backward, batchnorm_forward
+from ...nn import AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormReLU2d, Conv2d, GlobalAvgPool2d, MaxPool2d
+from ...ops.batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_relu_backward, batchnorm_relu_forward
 from ...ops.conv import conv2d_backward, conv2d_forward
 from ...ops.pooling import (avg_pool2d_backward, avg_pool2d_forward, channel_pool_backward, channel_pool_forward,
                             global_avg_pool_backward, global_avg_pool_forward, global_max_pool_backward,
@@ -78,6 +79,55 @@ def _bn_module(name, cls, shape):
 
 register_with("batchnorm1d_module", _bn_module, BatchNorm1d, (5, 3))
 register_with("batchnorm2d_module", _bn_module, BatchNorm2d, (3, 2, 3, 3))
+
+
+def kink_free_bn_input(rng, shape, gamma, beta, rm, rv, training, margin=0.02):
+    """A standard normal x whose batch norm ``gamma * xhat + beta`` is at least ``margin`` from 0
+    everywhere (no ReLU kink within reach of the finite differences): the first of up to 500
+    draws from ``rng`` that is."""
+    xp = backend.get_xp()
+    for _ in range(500):
+        x = xp.asarray(rng.standard_normal(shape))
+        y = batchnorm_forward(x, gamma, beta, rm, rv, training=training)[0]
+        if float(abs(y).min()) >= margin:
+            return x
+    raise RuntimeError(f"kink_free_bn_input: no draw of shape {shape} keeps batch norm {margin} away from 0")
+
+
+@register("batchnorm_relu")
+def _batchnorm_relu():
+    """The fused pair max(batchnorm(x), 0), train and eval, on inputs away from the ReLU's kink."""
+    parts = []
+    shape = (3, 4, 3, 2)
+    rm, rv = normal((4,), 41), uniform((4,), 0.5, 2.0, 51)
+    gamma, beta = 1 + 0.5 * normal((4,), 71), 0.5 * normal((4,), 81)
+    for training in (True, False):
+        x = kink_free_bn_input(backend.new_host_rng(61), shape, gamma, beta, rm, rv, training)
+        def fwd(x, g, b, training=training):
+            return batchnorm_relu_forward(x, g, b, rm, rv, training=training)
+        parts.append(("train" if training else "eval",
+                      check_op(fwd, batchnorm_relu_backward, [x, gamma, beta], names=["x", "gamma", "beta"],
+                               name="batchnorm_relu")))
+    return merge("batchnorm_relu", parts)
+
+
+@register("batchnormrelu2d_module")
+def _batchnorm_relu_module():
+    parts = []
+    shape = (3, 2, 3, 3)
+    for training in (True, False):
+        m = BatchNormReLU2d(shape[1])
+        m.params["gamma"] = 1 + 0.5 * normal((shape[1],), 3)
+        m.params["beta"] = 0.5 * normal((shape[1],), 4)
+        m.buffers["running_mean"] = normal((shape[1],), 5)
+        m.buffers["running_var"] = uniform((shape[1],), 0.5, 2.0, 6)
+
+        def make_input(rng, shape, m=m, training=training):
+            return kink_free_bn_input(rng, shape, m.params["gamma"], m.params["beta"], m.buffers["running_mean"],
+                                      m.buffers["running_var"], training)
+        parts.append(("train" if training else "eval",
+                      check_module(m, shape, name="batchnormrelu2d_module", train=training, make_input=make_input)))
+    return merge("batchnormrelu2d_module", parts)
 
 
 # --- pooling --------------------------------------------------------------------------------
