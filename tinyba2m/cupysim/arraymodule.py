@@ -21,6 +21,7 @@ when used, except ``asnumpy`` (a read), ``get_array_module`` and ``fuse`` (retur
 from __future__ import annotations
 
 import types
+import warnings
 
 import numpy
 
@@ -188,7 +189,9 @@ class _Indexer:
 def _fill(mod, label, entries, home):
     for name, entry in entries.items():
         kind = entry["kind"]
-        np_obj = getattr(home, ALIASES.get(name, name) if home is numpy else name, None)
+        with warnings.catch_warnings():  # NumPy 1.2x warns on deprecated aliases (np.long); a lookup is not a use
+            warnings.simplefilter("ignore", DeprecationWarning)
+            np_obj = getattr(home, ALIASES.get(name, name) if home is numpy else name, None)
         full = f"{label}.{name}"
         if kind == "ufunc" and isinstance(np_obj, numpy.ufunc):
             value = ufunc(name, np_obj, entry["methods"])
