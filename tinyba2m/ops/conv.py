@@ -284,7 +284,11 @@ def conv2d_backward(dout, cache):
             dx[sl] = col2im(dcols, x.shape, s, p, d).transpose(1, 0, 2, 3)
         return cols @ dmat.T  # (K, F): this orientation is the faster GEMM for skinny F
 
-    per_sample = max(k * ho * wp, f * kh * kw * h * (wd + d[1] * (kw - 1)) if dx_by_conv else 0) * x.itemsize
+    # A chunk holds two column matrices: x's (for dw), and dout's (dx_by_conv) or dcols. On the pool
+    # both count against the budget (with one matrix counted, 2-thread backwards ran 7-20 % slower);
+    # on one thread the larger one does (counting both ran the step 3 % slower there).
+    both = (k * ho * wp, f * kh * kw * h * (wd + d[1] * (kw - 1)) if dx_by_conv else k * ho * wp)
+    per_sample = (sum(both) if hostpool.host_threads() > 1 else max(both)) * x.itemsize
     parts = hostpool.map_chunks(one_chunk, batch_chunks(x, per_sample), like=x)
     dwt = sum(parts[1:], parts[0])
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
