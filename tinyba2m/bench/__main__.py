@@ -170,7 +170,7 @@ def side_by_side(args, shapes, say) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinyba2m.bench", description=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and a smaller matmul (under 3 minutes on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and a smaller matmul (under a minute on 2 idle cores)")
     parser.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
     parser.add_argument("--vs-torch", action="store_true",
                         help="also time the conv shapes and the training steps in PyTorch eager (if installed), "
