@@ -24,10 +24,9 @@ Both branches end in a batch norm, so training needs a batch of at least 2 sampl
 from __future__ import annotations
 
 from ..nn import BatchNorm2d, Conv2d, ReLU
-from ..nn.module import Module
 from ..ops.activations import stable_sigmoid
 from ..ops.validation import require_positive_int
-from .branches import ChannelBranch, _SequentialBranch, check_input, hidden_width, parameter_names
+from .branches import _AttentionModule, ChannelBranch, _SequentialBranch, hidden_width, parameter_names
 
 
 class BAMSpatialBranch(_SequentialBranch):
@@ -55,7 +54,7 @@ class BAMSpatialBranch(_SequentialBranch):
         return f"{self.channels}, hidden={self.hidden}, dilation={self.dilation}, dilated={self.dilated}"
 
 
-class BAM(Module):
+class BAM(_AttentionModule):
     """(N, C, H, W) -> same shape: every value scaled by a gate in (1, 2)."""
 
     def __init__(self, channels: int, reduction: int = 16, dilation: int = 4):
@@ -65,12 +64,8 @@ class BAM(Module):
         self.channel_branch = ChannelBranch(channels, reduction)
         self.spatial_branch = BAMSpatialBranch(channels, reduction, dilation)
 
-    def label(self) -> str:
-        return f"BAM({self.channels})"
-
     def forward(self, x):
-        self.cache = None
-        check_input(self.label(), x, self.channels)
+        self.start_forward(x)
         if self.training and x.shape[0] < 2:
             raise ValueError(f"{self.label()}: training needs a batch of at least 2 samples (its branches end in "
                              f"batch norms that estimate batch statistics), got input shape {tuple(x.shape)}")

@@ -44,6 +44,19 @@ def check_input(label: str, x, channels: int, allow_empty: bool = False) -> None
         require_batch(label, x)
 
 
+class _AttentionModule(Module):
+    """Base of the attention modules over (N, channels, H, W) inputs (BA²M, CBAM, BAM): errors
+    name them ``Name(channels)``."""
+
+    def label(self) -> str:
+        return f"{type(self).__name__}({self.channels})"
+
+    def start_forward(self, x) -> None:
+        """Drop the last forward pass's cache and check that ``x`` is (N, channels, H, W), N >= 1."""
+        self.cache = None
+        check_input(self.label(), x, self.channels)
+
+
 def parameter_names(owner: Module, layers, key: str) -> tuple:
     """``"<child name>.<key>"`` of each of ``layers`` (children of ``owner``), found by identity, so
     the names follow the layers wherever they stand (``"3.b"`` in a Sequential, ``"g.b"``)."""
