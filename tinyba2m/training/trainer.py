@@ -179,8 +179,8 @@ class Trainer:
         save_checkpoint(self.out / CHECKPOINT, *snap)
         self._saved_epoch = snap[2]["epoch"]
 
-    def _restore(self, path, meta, model_state, optim_arrays) -> int:
-        """Load the checkpoint read from ``path`` into this run; returns the epochs of the run that wrote it."""
+    def _restore(self, path, meta, model_state, optim_arrays) -> None:
+        """Load the checkpoint read from ``path`` into this run."""
         check_architecture(meta, self.config.architecture(self.num_classes), path)
         load_model_state(self.model, model_state, path)
         self.optimizer.load_state_dict({"arrays": optim_arrays, "hparams": meta["optimizer"]})
@@ -190,7 +190,6 @@ class Trainer:
         history = meta.get("history")  # None: written before checkpoints kept it
         self.history = {k: list(history[k][:self.epoch]) for k in self.history} if history else None
         self._saved_epoch = self.epoch
-        return int(meta.get("config", {}).get("epochs", self.config.epochs))
 
     def _repair_best(self, problem: str) -> None:
         """best.npz is damaged, missing or another epoch: re-save it from the checkpoint when that holds
