@@ -217,17 +217,13 @@ def _check(parser, args) -> None:
 
 def _sizes(args) -> tuple:
     """(training images, test images, image size, classes) of the study's data set."""
-    if args.quick:
-        q = QUICK["synthetic"]
-        return q["n_train"], q["n_test"], q["image_size"], q["num_classes"]
-    return CIFAR100_SIZES
+    q = QUICK["synthetic"]
+    return (q["n_train"], q["n_test"], q["image_size"], q["num_classes"]) if args.quick else CIFAR100_SIZES
 
 
 def _load(args, recipe):
     if args.quick:
-        q = QUICK["synthetic"]
-        return make_synthetic(q["n_train"], q["n_test"], seed=SYNTHETIC_DATA_SEED, num_classes=q["num_classes"],
-                              image_size=q["image_size"])
+        return make_synthetic(**QUICK["synthetic"], seed=SYNTHETIC_DATA_SEED)
     return load_dataset(recipe["dataset"], data_dir=args.data_dir, progress=True)
 
 
