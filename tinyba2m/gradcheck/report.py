@@ -34,7 +34,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 
-from .checker import within
+from .checker import within, worst_of
 
 SCHEMA_VERSION = 1
 
@@ -46,14 +46,10 @@ def error_value(v):
 
 
 def worst_error(errors):
-    """The worst of ``errors``: NaN if any is NaN (Python's max skips a NaN after the first entry),
-    else inf if any is infinite (either sign), else the largest; None if empty."""
-    errors = [float(e) for e in errors]
-    if not errors:
-        return None
-    if any(math.isnan(e) for e in errors):
-        return math.nan
-    return math.inf if any(math.isinf(e) for e in errors) else max(errors)
+    """The worst of ``errors`` (:func:`.checker.worst_of`: NaN if any, else inf if any, else the
+    largest); None if empty."""
+    errors = list(errors)
+    return worst_of(errors) if errors else None
 
 
 def _shape(shape):
