@@ -45,12 +45,9 @@ last good checkpoint stays as it was.
 The run holds the folder's lock (:func:`.folders.run_folder_lock`, ``run.lock``) from start to end:
 a second run on the same folder is refused, naming the holder.
 
-Checked on resume (:mod:`.resume_checks`): ``checkpoint.npz`` must fit ``config.json`` (the architecture and every
-parameter's name and shape; a checkpoint copied from another run is refused); ``best.npz`` is
-verified (a damaged one is re-saved at once where the checkpoint holds the same epoch, else written
-again after the next epoch); ``metrics.csv`` and ``ba2m_weights.csv`` must hold epochs 1..k (a
-missing file is rebuilt from the checkpoint's ``history``, a malformed one with
-``rebuild_logs=True``, keeping the old file as ``<name>.damaged``).
+What a resume checks first (the checkpoint against ``config.json``, ``best.npz``, the logs): see
+:mod:`.resume_checks`; a damaged ``best.npz`` is re-saved at once where the checkpoint holds the
+same epoch, else written again after the next epoch.
 """
 from __future__ import annotations
 
