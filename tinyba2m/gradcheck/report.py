@@ -187,7 +187,7 @@ class Report:
 
     def run_builtin(self, name, case, locate=None):
         """``case()`` recorded as a built-in check. An exception is recorded (``locate(exc)``: its
-        (file, line)) and the files written before it goes on up, as it did before these files existed."""
+        (file, line)) and the files written before it propagates to the caller."""
         self._mark = time.perf_counter()
         try:
             result = case()
