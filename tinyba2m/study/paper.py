@@ -32,13 +32,11 @@ import time
 from .. import backend
 from ..data import load_dataset, make_synthetic
 from ..data.cifar100 import DatasetError
-from ..models import MODEL_NAMES, build_model
-from ..nn.focal import FocalLoss
-from ..nn.loss import SoftmaxCrossEntropy
+from ..models import MODEL_NAMES
 from ..optim import SGD
 from ..training.config import SYNTHETIC_DATA_SEED, TrainConfig
 from ..training.metrics import append_record, read_records
-from ..training.trainer import TrainingInterrupted
+from ..training.trainer import TrainingInterrupted, make_loss, make_model
 from .grid import baseline_line, mean_std, names, seed_bar, study_parser, train_cell
 
 # method -> the training options that make it (on top of the recipe)
@@ -80,16 +78,15 @@ def run_cell(cell: dict, recipe: dict, data, folder: pathlib.Path, backend_name:
 
 def step_seconds(model: str, method: str, recipe: dict, image_size: int, num_classes: int, repeats: int = 2) -> float:
     """Median seconds of one training step (forward, loss, backward, SGD) of ``model`` with
-    ``method`` at the recipe's batch size, on random images, after one warm-up step."""
-    options = METHODS[method]
-    backend.seed(0)
-    net = build_model(model, options["attention"], num_classes=num_classes,
-                      **({"placement": options["ba2m_placement"]} if "ba2m_placement" in options else {}))
+    ``method`` at the recipe's batch size, on random images, after one warm-up step: the model and
+    the loss the trainer builds for such a run (seed 0)."""
+    cfg = cell_config({"model": model, "method": method, "seed": 0, "epochs": recipe["epochs"]}, recipe, ".",
+                      backend.name)
+    net, loss = make_model(cfg, num_classes), make_loss(cfg)
     rng = backend.new_host_rng(0)
     n = recipe["batch_size"]
     x = backend.to_device(rng.standard_normal((n, 3, image_size, image_size)), backend.float32)
     y = backend.to_device(rng.integers(0, num_classes, n))
-    loss = FocalLoss(2.0) if options.get("loss") == "focal" else SoftmaxCrossEntropy()
     opt = SGD(net, lr=0.01, momentum=0.9)
     times = []
     for i in range(repeats + 1):
