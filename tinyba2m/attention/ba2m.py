@@ -35,9 +35,8 @@ in training or "batch" eval (a softmax of one value is exactly 1) — the branch
 from __future__ import annotations
 
 from .. import backend
-from ..nn.module import Module
 from ..ops.validation import require_positive_int
-from .branches import ChannelBranch, GlobalSpatialBranch, LocalSpatialBranch, check_input
+from .branches import _AttentionModule, ChannelBranch, GlobalSpatialBranch, LocalSpatialBranch
 from .options import BRANCHES, EVAL_WEIGHTINGS, BA2MOptions
 from .sar import SAR
 from .weighting import NORMALISATIONS, SampleWeighting
@@ -45,7 +44,7 @@ from .weighting import NORMALISATIONS, SampleWeighting
 __all__ = ["BA2M", "BA2MOptions", "BRANCHES", "EVAL_WEIGHTINGS", "NORMALISATIONS"]
 
 
-class BA2M(Module):
+class BA2M(_AttentionModule):
     """(N, C, H, W) -> same shape, ``Y_i = w_i X_i``. See the module docstring and docs/BA2M.md.
 
     ``BA2M(channels, options)`` with a :class:`BA2MOptions` (kept as given), or ``BA2M(channels,
@@ -80,12 +79,8 @@ class BA2M(Module):
     eval_weighting = property(lambda self: self.weighting.eval_weighting,
                               lambda self, mode: setattr(self.weighting, "eval_weighting", mode))
 
-    def label(self) -> str:
-        return f"BA2M({self.channels})"
-
     def forward(self, x):
-        self.cache = None
-        check_input(self.label(), x, self.channels)
+        self.start_forward(x)
         xp = backend.array_module(x)
         n = x.shape[0]
         plan = self.weighting.plan(n)

@@ -23,39 +23,22 @@ Both branches end in a batch norm, so training needs a batch of at least 2 sampl
 """
 from __future__ import annotations
 
-from ..nn import BatchNorm2d, Conv2d, ReLU
-from ..nn.module import Module
 from ..ops.activations import stable_sigmoid
 from ..ops.validation import require_positive_int
-from .branches import ChannelBranch, _SequentialBranch, check_input, hidden_width, parameter_names
+from .branches import _AttentionModule, ChannelBranch, LocalSpatialBranch
 
 
-class BAMSpatialBranch(_SequentialBranch):
-    """A_s (N, 1, H, W): 1x1 conv C->h, BN, ReLU, ``dilated`` x (dilated 3x3 conv h->h, BN, ReLU),
-    1x1 conv h->1, BN."""
+class BAMSpatialBranch(LocalSpatialBranch):
+    """A_s (N, 1, H, W): BA²M's local branch with ``dilated`` (2) dilated 3x3 convs."""
 
     def __init__(self, channels: int, reduction: int = 16, dilation: int = 4, dilated: int = 2):
-        require_positive_int("BAMSpatialBranch", "channels", channels)
-        require_positive_int("BAMSpatialBranch", "reduction", reduction)
-        require_positive_int("BAMSpatialBranch", "dilation", dilation)
-        require_positive_int("BAMSpatialBranch", "dilated", dilated)
-        h = hidden_width(channels, reduction)
-        convs = [Conv2d(channels, h, 1)] + [Conv2d(h, h, 3, padding=dilation, dilation=dilation)
-                                            for _ in range(dilated)] + [Conv2d(h, 1, 1)]
-        layers = []
-        for conv in convs[:-1]:
-            layers += [conv, BatchNorm2d(h), ReLU()]
-        bn = BatchNorm2d(1)
-        super().__init__(*layers, convs[-1], bn)
-        self.channels, self.hidden, self.dilation, self.dilated = channels, h, dilation, dilated
-        self.bias_before_bn = parameter_names(self, convs, "b")       # every conv feeds a BN
-        self.output_shift, = parameter_names(self, (bn,), "beta")
+        super().__init__(channels, reduction, dilation, dilated)
 
     def extra_repr(self):
-        return f"{self.channels}, hidden={self.hidden}, dilation={self.dilation}, dilated={self.dilated}"
+        return f"{super().extra_repr()}, dilated={self.dilated}"
 
 
-class BAM(Module):
+class BAM(_AttentionModule):
     """(N, C, H, W) -> same shape: every value scaled by a gate in (1, 2)."""
 
     def __init__(self, channels: int, reduction: int = 16, dilation: int = 4):
@@ -65,12 +48,8 @@ class BAM(Module):
         self.channel_branch = ChannelBranch(channels, reduction)
         self.spatial_branch = BAMSpatialBranch(channels, reduction, dilation)
 
-    def label(self) -> str:
-        return f"BAM({self.channels})"
-
     def forward(self, x):
-        self.cache = None
-        check_input(self.label(), x, self.channels)
+        self.start_forward(x)
         if self.training and x.shape[0] < 2:
             raise ValueError(f"{self.label()}: training needs a batch of at least 2 samples (its branches end in "
                              f"batch norms that estimate batch statistics), got input shape {tuple(x.shape)}")

@@ -44,6 +44,19 @@ def check_input(label: str, x, channels: int, allow_empty: bool = False) -> None
         require_batch(label, x)
 
 
+class _AttentionModule(Module):
+    """Base of the attention modules over (N, channels, H, W) inputs (BA²M, CBAM, BAM): errors
+    name them ``Name(channels)``."""
+
+    def label(self) -> str:
+        return f"{type(self).__name__}({self.channels})"
+
+    def start_forward(self, x) -> None:
+        """Drop the last forward pass's cache and check that ``x`` is (N, channels, H, W), N >= 1."""
+        self.cache = None
+        check_input(self.label(), x, self.channels)
+
+
 def parameter_names(owner: Module, layers, key: str) -> tuple:
     """``"<child name>.<key>"`` of each of ``layers`` (children of ``owner``), found by identity, so
     the names follow the layers wherever they stand (``"3.b"`` in a Sequential, ``"g.b"``)."""
@@ -92,17 +105,22 @@ class ChannelBranch(_SequentialBranch):
 
 
 class LocalSpatialBranch(_SequentialBranch):
-    """A_LS (N, 1, H, W): 1x1 conv C->h, BN, ReLU, dilated 3x3 conv h->h, BN, ReLU, 1x1 conv h->1, BN."""
+    """A_LS (N, 1, H, W): 1x1 conv C->h, BN, ReLU, ``dilated`` x (dilated 3x3 conv h->h, BN, ReLU),
+    1x1 conv h->1, BN. BA²M's has one dilated conv; BAM's spatial branch (a subclass) two."""
 
-    def __init__(self, channels: int, reduction: int = 16, dilation: int = 4):
-        require_positive_int("LocalSpatialBranch", "channels", channels)
-        require_positive_int("LocalSpatialBranch", "reduction", reduction)
-        require_positive_int("LocalSpatialBranch", "dilation", dilation)
+    def __init__(self, channels: int, reduction: int = 16, dilation: int = 4, dilated: int = 1):
+        for name, value in (("channels", channels), ("reduction", reduction), ("dilation", dilation),
+                            ("dilated", dilated)):
+            require_positive_int(type(self).__name__, name, value)
         h = hidden_width(channels, reduction)
-        convs = Conv2d(channels, h, 1), Conv2d(h, h, 3, padding=dilation, dilation=dilation), Conv2d(h, 1, 1)
+        convs = [Conv2d(channels, h, 1)] + [Conv2d(h, h, 3, padding=dilation, dilation=dilation)
+                                            for _ in range(dilated)] + [Conv2d(h, 1, 1)]
+        layers = []
+        for conv in convs[:-1]:
+            layers += [conv, BatchNorm2d(h), ReLU()]
         bn = BatchNorm2d(1)
-        super().__init__(convs[0], BatchNorm2d(h), ReLU(), convs[1], BatchNorm2d(h), ReLU(), convs[2], bn)
-        self.channels, self.hidden, self.dilation = channels, h, dilation
+        super().__init__(*layers, convs[-1], bn)
+        self.channels, self.hidden, self.dilation, self.dilated = channels, h, dilation, dilated
         self.bias_before_bn = parameter_names(self, convs, "b")       # every conv feeds a BN
         self.output_shift, = parameter_names(self, (bn,), "beta")
 

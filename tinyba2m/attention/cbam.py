@@ -26,15 +26,14 @@ from __future__ import annotations
 
 from .. import backend
 from ..nn import Conv2d, Linear
-from ..nn.module import Module
 from ..ops.activations import relu_backward, relu_forward, stable_sigmoid
 from ..ops.pooling import (channel_pool_backward, channel_pool_forward, global_avg_pool_backward,
                            global_avg_pool_forward, global_max_pool_backward, global_max_pool_forward)
 from ..ops.validation import require_positive_int
-from .branches import check_input, hidden_width
+from .branches import _AttentionModule, hidden_width
 
 
-class CBAM(Module):
+class CBAM(_AttentionModule):
     """(N, C, H, W) -> same shape: a channel gate, then a spatial gate, both in (0, 1)."""
 
     def __init__(self, channels: int, reduction: int = 16, spatial_kernel: int = 7):
@@ -50,12 +49,8 @@ class CBAM(Module):
         self.fc2 = Linear(self.hidden, channels)
         self.spatial = Conv2d(2, 1, spatial_kernel, padding=spatial_kernel // 2)
 
-    def label(self) -> str:
-        return f"CBAM({self.channels})"
-
     def forward(self, x):
-        self.cache = None
-        check_input(self.label(), x, self.channels)
+        self.start_forward(x)
         xp = backend.array_module(x)
         n = x.shape[0]
         s_a, avg_cache = global_avg_pool_forward(x)

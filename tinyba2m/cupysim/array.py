@@ -204,8 +204,4 @@ class ndarray:  # noqa: N801 (CuPy's name)
 
     def __reduce__(self):  # pickling copies to the host (CuPy's __reduce__ calls get(): a read)
         counters.sync("pickle")
-        return (_rebuild, (self._host.copy(),))
-
-
-def _rebuild(host):
-    return ndarray(host)
+        return (ndarray, (self._host.copy(),))

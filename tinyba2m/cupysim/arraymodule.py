@@ -206,20 +206,16 @@ def _fill(mod, label, entries, home):
         elif kind == "other":
             value = _Indexer(np_obj) if name in ("r_", "c_", "mgrid", "ogrid") else np_obj
             if value is None:  # a CuPy-only object (cupy.fft.config): present, not simulated
-                value = _submodule(f"{mod.__name__}.{name}")
+                value = _Submodule(f"{mod.__name__}.{name}")
         else:  # a module: empty here (build_module fills the simulated ones)
-            value = _submodule(f"{mod.__name__}.{name}")
+            value = _Submodule(f"{mod.__name__}.{name}")
         setattr(mod, name, value)
-
-
-def _submodule(name):
-    return _Submodule(name)
 
 
 def build_module():
     """The simulated ``cupy`` module (see the module docstring)."""
     spec, source = read_namespace()
-    mod = _submodule("cupysim")
+    mod = _Submodule("cupysim")
     mod.__doc__ = f"cupysim: CuPy's names ({source}) over NumPy arrays on the host."
     mod.__version__ = spec["version"]
     mod.__namespace_source__ = source  # where the names came from (a dunder: the public names are exactly CuPy's)
@@ -229,18 +225,18 @@ def build_module():
     mod.get_array_module = lambda *args: mod if any(isinstance(a, ndarray) for a in args) else numpy
     mod.fuse = _fuse
     for key in ("linalg", "fft"):
-        sub = _submodule(f"cupysim.{key}")
+        sub = _Submodule(f"cupysim.{key}")
         _fill(sub, f"cupy.{key}", spec[key], NUMPY_HOMES[key])
         setattr(mod, key, sub)
-    lib = _submodule("cupysim.lib")
-    lib.stride_tricks = _submodule("cupysim.lib.stride_tricks")
+    lib = _Submodule("cupysim.lib")
+    lib.stride_tricks = _Submodule("cupysim.lib.stride_tricks")
     _fill(lib.stride_tricks, "cupy.lib.stride_tricks", spec["stride_tricks"], numpy.lib.stride_tricks)
     mod.lib = lib
     mod.random = _random_module(spec)
-    mod.cuda = _submodule("cupysim.cuda")  # no CUDA runtime: every attribute is an AttributeError
+    mod.cuda = _Submodule("cupysim.cuda")  # no CUDA runtime: every attribute is an AttributeError
     for name in ("polynomial", "typing", "testing"):  # not simulated: empty
         if name in spec["top"]:
-            setattr(mod, name, _submodule(f"cupysim.{name}"))
+            setattr(mod, name, _Submodule(f"cupysim.{name}"))
     if "exceptions" in spec["top"]:
         # AxisError, ComplexWarning...: NumPy's classes, as CuPy's are (numpy.exceptions is NumPy >= 1.25;
         # before it the same classes live at NumPy's top level)
@@ -265,7 +261,7 @@ def _fuse(*args, **kwargs):
 
 
 def _random_module(spec):
-    rnd = _submodule("cupysim.random")
+    rnd = _Submodule("cupysim.random")
     _fill(rnd, "cupy.random", {n: e for n, e in spec["random"].items()
                                if n not in ("default_rng", "RandomState", "Generator", "get_random_state")},
           numpy.random)

@@ -45,11 +45,7 @@ def check_tolerance(tolerance) -> float:
 def format_error(value) -> str:
     """An error for a table: ``NaN``, ``inf`` or ``1.23e-07``."""
     value = float(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.2e}"
+    return "NaN" if math.isnan(value) else f"{value:.2e}"
 
 
 def within(value, tolerance) -> bool:

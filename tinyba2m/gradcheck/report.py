@@ -34,34 +34,22 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 
+from .checker import within, worst_of
+
 SCHEMA_VERSION = 1
 
 
 def error_value(v):
     """A relative error for JSON: the float, or "nan" / "inf" / "-inf" for a non-finite one."""
     v = float(v)
-    if math.isnan(v):
-        return "nan"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return v
-
-
-def grad_passes(error, tolerance) -> bool:
-    """NaN-safe: only a finite error at or below the tolerance passes."""
-    error = float(error)
-    return math.isfinite(error) and error <= tolerance
+    return v if math.isfinite(v) else str(v)
 
 
 def worst_error(errors):
-    """The worst of ``errors``: NaN if any is NaN (Python's max skips a NaN after the first entry),
-    else inf if any is infinite (either sign), else the largest; None if empty."""
-    errors = [float(e) for e in errors]
-    if not errors:
-        return None
-    if any(math.isnan(e) for e in errors):
-        return math.nan
-    return math.inf if any(math.isinf(e) for e in errors) else max(errors)
+    """The worst of ``errors`` (:func:`.checker.worst_of`: NaN if any, else inf if any, else the
+    largest); None if empty."""
+    errors = list(errors)
+    return worst_of(errors) if errors else None
 
 
 def _shape(shape):
@@ -73,7 +61,7 @@ def result_record(result, kind="builtin", input_shapes=None, seconds=None) -> di
     tol = float(result.tolerance)
     shapes = getattr(result, "shapes", {}) or {}
     grads = [{"name": k, "shape": _shape(shapes.get(k)), "error": error_value(v), "tolerance": tol,
-              "status": "PASS" if grad_passes(v, tol) else "FAIL"} for k, v in result.errors.items()]
+              "status": "PASS" if within(v, tol) else "FAIL"} for k, v in result.errors.items()]
     passed = bool(grads) and all(g["status"] == "PASS" for g in grads)
     worst = worst_error(result.errors.values())
     return {"name": result.name, "kind": kind, "input_shapes": _shapes(input_shapes),
@@ -199,7 +187,7 @@ class Report:
 
     def run_builtin(self, name, case, locate=None):
         """``case()`` recorded as a built-in check. An exception is recorded (``locate(exc)``: its
-        (file, line)) and the files written before it goes on up, as it did before these files existed."""
+        (file, line)) and the files written before it propagates to the caller."""
         self._mark = time.perf_counter()
         try:
             result = case()

@@ -86,9 +86,8 @@ def find_students(folder):
 
 
 def _csv_error(v) -> str:
-    if v is None:
-        return ""
-    return "nan" if math.isnan(v) else ("inf" if math.isinf(v) else f"{v:.3e}")
+    """A worst error for the CSV: "" for none, "nan", "inf" (``worst_error`` gives no -inf) or ``1.234e-07``."""
+    return "" if v is None else f"{v:.3e}"
 
 
 def _one_line(text: str, limit: int = 300) -> str:

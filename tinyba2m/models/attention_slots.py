@@ -1,17 +1,11 @@
 """Attention modules that the models plug in, and access to the BA²M modules of a model.
 
-``attention_options(kind, options, **values)`` gives the one :class:`BA2MOptions` object a model
-hands to its attention modules: ``options`` as given, or one built from the keyword ``values``
-(checking that ``"none"`` gets only ``placement``, ``"se"`` and ``"cbam"`` only ``reduction`` and
-``placement``, ``"bam"`` only ``reduction`` and ``dilation``);
-``make_attention(kind, channels, options)`` gives ``None`` (``"none"``), an SE block (``"se"``,
-with ``options.reduction``), a CBAM (``"cbam"``, with ``options.reduction``), a BAM (``"bam"``, with
-``options.reduction`` and ``options.dilation``) or a BA²M module (``"ba2m"``, with ``options`` itself).
-The models put the kinds of ``PLACED`` in blocks as ``placement`` says, and BAM where the
-resolution changes (between stages), which ``placement`` does not move.
-``ba2m_modules(model)`` lists the BA²M modules, ``set_eval_weighting(model, mode)`` switches all
-of them between ``"population"``, ``"batch"`` and ``"uniform"`` evaluation, and ``sample_weights(model)`` returns
-the per-sample weights of the last forward pass (mean over the BA²M modules of the model).
+``attention_options`` gives the one :class:`BA2MOptions` object a model hands to its attention
+modules (a kind other than ``"ba2m"`` takes only the fields ``OPTION_FIELDS`` lists) and
+``make_attention`` the module of a kind. The models put the kinds of ``PLACED`` in blocks as
+``placement`` says, and BAM where the resolution changes (between stages), which ``placement``
+does not move. ``ba2m_modules``, ``set_eval_weighting`` and ``sample_weights`` reach the BA²M
+modules of a model.
 """
 from __future__ import annotations
 
@@ -40,18 +34,20 @@ def attention_options(kind: str, options: BA2MOptions | None = None, **values) -
 
 
 def make_attention(kind: str, channels: int, options: BA2MOptions | None = None):
-    """The attention module for a feature map with ``channels`` channels, or None."""
+    """The attention module for a feature map with ``channels`` channels, or None (``"none"``): an
+    SE block or a CBAM with ``options.reduction``, a BAM with its ``reduction`` and ``dilation``, a
+    BA²M module with ``options`` itself."""
     if kind == "none":
         return None
-    if kind == "se":
-        return SEBlock(channels, (options or BA2MOptions()).reduction)
-    if kind == "cbam":
-        return CBAM(channels, (options or BA2MOptions()).reduction)
-    if kind == "bam":
-        options = options or BA2MOptions()
-        return BAM(channels, options.reduction, options.dilation)
     if kind == "ba2m":
         return BA2M(channels, options)
+    options = options or BA2MOptions()
+    if kind == "se":
+        return SEBlock(channels, options.reduction)
+    if kind == "cbam":
+        return CBAM(channels, options.reduction)
+    if kind == "bam":
+        return BAM(channels, options.reduction, options.dilation)
     raise ValueError(f"unknown attention {kind!r}: expected one of {', '.join(ATTENTION_NAMES)}")
 
 

@@ -32,14 +32,11 @@ class SmallCNN(Sequential):
         att1 = make_attention("bam", w0, ba2m) if bam else None
         att2 = make_attention("bam", w1, ba2m) if bam else make_attention(placed if placement == "every" else "none", w1, ba2m)
         att3 = make_attention(placed, w2, ba2m)
-        layers = [Conv2d(in_channels, w0, 3, padding=1, bias=False), BatchNorm2d(w0), ReLU()]
-        layers += [att1] if att1 is not None else []
-        layers += [MaxPool2d(2), Conv2d(w0, w1, 3, padding=1, bias=False), BatchNorm2d(w1), ReLU()]
-        layers += [att2] if att2 is not None else []
-        layers += [MaxPool2d(2), Conv2d(w1, w2, 3, padding=1, bias=False), BatchNorm2d(w2), ReLU()]
-        layers += [att3] if att3 is not None else []
-        layers += [GlobalAvgPool2d(), Linear(w2, num_classes)]
-        super().__init__(*layers)
+        layers = [Conv2d(in_channels, w0, 3, padding=1, bias=False), BatchNorm2d(w0), ReLU(), att1,
+                  MaxPool2d(2), Conv2d(w0, w1, 3, padding=1, bias=False), BatchNorm2d(w1), ReLU(), att2,
+                  MaxPool2d(2), Conv2d(w1, w2, 3, padding=1, bias=False), BatchNorm2d(w2), ReLU(), att3,
+                  GlobalAvgPool2d(), Linear(w2, num_classes)]
+        super().__init__(*(m for m in layers if m is not None))      # an attention that is "none" is absent
         self.num_classes, self.attention, self.placement, self.widths = num_classes, attention, placement, tuple(widths)
 
     def extra_repr(self):

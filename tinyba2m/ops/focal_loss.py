@@ -44,11 +44,9 @@ def focal_loss_forward(logits, y, gamma=2.0, label_smoothing=0.0):
     """
     check_logits_and_labels("focal_loss", logits, y)
     gamma = _check_gamma(gamma)
-    if not 0.0 <= float(label_smoothing) < 1.0:
-        raise ValueError(f"focal_loss: label_smoothing must be in [0, 1), got {label_smoothing}")
+    q = target_distribution("focal_loss", logits, y, label_smoothing)
     xp = backend.array_module(logits)
     logp = log_softmax(logits)
-    q = target_distribution(logits, y, float(label_smoothing))
     one_minus_p = -xp.expm1(logp)
     modulator = one_minus_p ** gamma if gamma != 0.0 else xp.ones_like(logp)
     loss = nan_if_bad_labels(-(q * modulator * logp).sum() / batch_size(logits), y, logits.shape[1])

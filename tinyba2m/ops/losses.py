@@ -50,15 +50,19 @@ def nan_if_bad_labels(loss, y, k: int):
     return xp.where(((y < 0) | (y >= k)).any(), xp.asarray(float("nan"), dtype=loss.dtype), loss)
 
 
-def target_distribution(logits, y, label_smoothing=0.0):
-    """``(1 - eps) * onehot(y) + eps / K``, shape (N, K), dtype of the logits (device labels are
-    clipped into [0, K): a bad one has made the loss NaN, see :func:`nan_if_bad_labels`)."""
+def target_distribution(op: str, logits, y, label_smoothing=0.0):
+    """``(1 - eps) * onehot(y) + eps / K``, shape (N, K), dtype of the logits, after checking that
+    eps is in [0, 1) (device labels are clipped into [0, K): a bad one has made the loss NaN, see
+    :func:`nan_if_bad_labels`)."""
+    eps = float(label_smoothing)
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"{op}: label_smoothing must be in [0, 1), got {label_smoothing}")
     xp = backend.array_module(logits)
     n, k = logits.shape
     if backend.is_device_array(y):
         y = xp.clip(y, 0, k - 1)
-    q = xp.full((n, k), label_smoothing / k, dtype=logits.dtype)
-    q[xp.arange(n), y] += 1.0 - label_smoothing
+    q = xp.full((n, k), eps / k, dtype=logits.dtype)
+    q[xp.arange(n), y] += 1.0 - eps
     return q
 
 
@@ -68,10 +72,8 @@ def softmax_cross_entropy_forward(logits, y, label_smoothing=0.0):
     logits (N, K) float, y (N,) int in [0, K). Returns (loss scalar array, cache).
     """
     check_logits_and_labels("softmax_cross_entropy", logits, y)
-    if not 0.0 <= float(label_smoothing) < 1.0:
-        raise ValueError(f"softmax_cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing}")
+    q = target_distribution("softmax_cross_entropy", logits, y, label_smoothing)
     logp = log_softmax(logits)
-    q = target_distribution(logits, y, float(label_smoothing))
     loss = nan_if_bad_labels(-(q * logp).sum() / batch_size(logits), y, logits.shape[1])
     return loss, (logp, q)
 

@@ -23,9 +23,7 @@ import math
 import os
 import pathlib
 import shutil
-import statistics
 import sys
-import time
 
 from .. import backend
 from ..attention.ba2m import EVAL_WEIGHTINGS, NORMALISATIONS
@@ -33,9 +31,8 @@ from ..attention.sar import SAR_ACTIVATIONS
 from ..data import load_dataset, make_synthetic
 from ..models import INIT_SCHEMES, PLACEMENTS
 from ..training.config import SYNTHETIC_DATA_SEED, TrainConfig
-from ..training.loop import NonFiniteLossError
-from ..training.metrics import append_record, read_records, read_rows
-from ..training.trainer import METRICS, Trainer
+from ..training.metrics import append_record, read_records
+from .grid import baseline_line, mean_std, names, seed_bar, study_parser, train_cell
 
 READINGS = ("none",) + tuple(f"{s}+{n}" for s in SAR_ACTIVATIONS for n in NORMALISATIONS)
 MODELS = ("smallcnn", "resnet20", "resnet56")
@@ -68,19 +65,11 @@ def cell_config(dataset, model, placement, init, reading, tau, seed, recipe, out
 
 def run_cell(cell: dict, recipe: dict, data, folder: pathlib.Path) -> dict:
     """Train one cell from scratch in ``folder`` and return its row (``CELL_COLUMNS``)."""
-    cfg = cell_config(*(cell[k] for k in KEY), recipe, folder)
-    t0 = time.perf_counter()
-    diverged, stop = False, ""
-    try:
-        Trainer(cfg, data=data, log=lambda msg: None).run()
-    except NonFiniteLossError as exc:  # the run-away guard's error is a kind of it
-        diverged, stop = True, str(exc)
-    rows = read_rows(folder / METRICS) if (folder / METRICS).exists() else []
+    diverged, stop, rows, seconds = train_cell(cell_config(*(cell[k] for k in KEY), recipe, folder), data, folder)
     last = rows[-1] if rows else {}
     row = {**cell, "epochs": recipe["epochs"], "train_images": int(data.train_images.shape[0]), "diverged": int(diverged),
            "stop": stop, "train_loss": last.get("train_loss", math.nan),
-           "max_weight": max((r["max_weight"] for r in rows), default=math.nan),
-           "seconds": round(time.perf_counter() - t0, 1)}
+           "max_weight": max((r["max_weight"] for r in rows), default=math.nan), "seconds": seconds}
     for m in EVAL_WEIGHTINGS:  # a diverged run counts at chance level, not at its last good epoch
         row[f"top1_{m}"] = math.nan if diverged or not rows else last[f"test_top1_{m}"]
     return row
@@ -123,12 +112,8 @@ def no_attention(cells: list, dataset: str, model: str, init: str) -> list:
 
 
 def _stats(values, digits: int = 1):
-    vals = [v for v in values if not math.isnan(v)]
-    if not vals:
-        return "—"
-    mean = statistics.fmean(vals)
-    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+    mean, sd, n = mean_std(values)
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}" if n else "—"
 
 
 def summarise(cells: list) -> str:
@@ -192,13 +177,8 @@ def plot_summary(cells: list, path) -> None:
         for j, (r, tau) in enumerate(bars):
             g = [c for c in mine if (c["reading"], c["tau"]) == (r, tau)]
             ys = [top1(c) for c in g]
-            colour = "tab:red" if any(int(c["diverged"]) for c in g) else "tab:blue"
-            ax.bar(j, statistics.fmean(ys), color=colour, alpha=0.35)
-            ax.plot([j] * len(ys), ys, "o", color=colour, ms=3)
-        baseline = [top1(c) for c in no_attention(cells, panel[0], panel[1], panel[3])]
-        if baseline:
-            ax.axhline(statistics.fmean(baseline), color="k", ls="--", lw=0.8, label="no attention (mean)")
-            ax.legend(fontsize=6, loc="lower left")
+            seed_bar(ax, j, ys, "tab:red" if any(int(c["diverged"]) for c in g) else "tab:blue")
+        baseline_line(ax, [top1(c) for c in no_attention(cells, panel[0], panel[1], panel[3])], "no attention (mean)", 6)
         labels = [r if r == "none" or len({t for _, t in bars}) == 1 else f"{r} τ={float(t):g}" for r, t in bars]
         ax.set_xticks(range(len(bars)), labels, rotation=60, ha="right", fontsize=7)
         ax.set_ylabel("test top-1 % (population)", fontsize=8)
@@ -210,17 +190,12 @@ def plot_summary(cells: list, path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tinyba2m.study ba2m", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description=__doc__.split("\n\n", 1)[1])
-    csv_list = lambda s: tuple(x for x in s.split(",") if x)  # noqa: E731
-    p.add_argument("--quick", action="store_true",
-                   help=f"the bounded grid: data sets {', '.join(QUICK['datasets'])}; models "
-                        f"{', '.join(QUICK['models'])}; placements {', '.join(QUICK['placements'])}; init he; readings "
-                        f"{', '.join(QUICK['readings'])}; "
-                        f"seeds 0,1,2; synthetic 1,000 images x 3 epochs, digits 3 epochs")
-    p.add_argument("--datasets", type=csv_list, default=DATASETS, help="comma-separated (default: all: %(default)s)")
+    p = study_parser("ba2m", __doc__, f"data sets {', '.join(QUICK['datasets'])}; models {', '.join(QUICK['models'])}; "
+                     f"placements {', '.join(QUICK['placements'])}; init he; readings {', '.join(QUICK['readings'])}; "
+                     f"seeds 0,1,2; synthetic 1,000 images x 3 epochs, digits 3 epochs")
+    p.add_argument("--datasets", type=names, default=DATASETS, help="comma-separated (default: all: %(default)s)")
     for name in ("models", "placements", "inits", "readings"):
-        p.add_argument(f"--{name}", type=csv_list, default=CHOICES[name], help="comma-separated (default: %(default)s)")
+        p.add_argument(f"--{name}", type=names, default=CHOICES[name], help="comma-separated (default: %(default)s)")
     p.add_argument("--temperatures", type=lambda s: tuple(str(float(x)) for x in s.split(",")), default=("1.0",),
                    help="comma-separated BA²M temperatures tau (default: 1.0, the spec's value)")
     p.add_argument("--seeds", type=lambda s: tuple(int(x) for x in s.split(",")), default=(0, 1, 2),

@@ -21,7 +21,6 @@ each seed as a dot. The runs' folders (metrics.csv, curves, checkpoints) are in 
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import math
 import pathlib
@@ -33,14 +32,12 @@ import time
 from .. import backend
 from ..data import load_dataset, make_synthetic
 from ..data.cifar100 import DatasetError
-from ..models import MODEL_NAMES, build_model
-from ..nn.focal import FocalLoss
-from ..nn.loss import SoftmaxCrossEntropy
+from ..models import MODEL_NAMES
 from ..optim import SGD
 from ..training.config import SYNTHETIC_DATA_SEED, TrainConfig
-from ..training.loop import NonFiniteLossError
-from ..training.metrics import append_record, read_records, read_rows
-from ..training.trainer import METRICS, Trainer, TrainingInterrupted
+from ..training.metrics import append_record, read_records
+from ..training.trainer import TrainingInterrupted, make_loss, make_model
+from .grid import baseline_line, mean_std, names, seed_bar, study_parser, train_cell
 
 # method -> the training options that make it (on top of the recipe)
 METHODS = {"none": {"attention": "none"}, "se": {"attention": "se"}, "cbam": {"attention": "cbam"},
@@ -71,32 +68,25 @@ def cell_config(cell: dict, recipe: dict, folder, backend_name: str) -> TrainCon
 
 def run_cell(cell: dict, recipe: dict, data, folder: pathlib.Path, backend_name: str) -> dict:
     """Train one run from scratch in ``folder``; its row of ``CELL_COLUMNS`` (top-1 in %)."""
-    t0 = time.perf_counter()
-    diverged = False
-    try:
-        Trainer(cell_config(cell, recipe, folder, backend_name), data=data, log=lambda msg: None).run()
-    except NonFiniteLossError:          # the run-away guard's error is a kind of it
-        diverged = True
-    rows = read_rows(folder / METRICS) if (folder / METRICS).exists() else []
+    diverged, _, rows, seconds = train_cell(cell_config(cell, recipe, folder, backend_name), data, folder)
     last = rows[-1] if rows else {}
     top1 = [100 * r["test_top1_population"] for r in rows]
     return {**cell, "diverged": int(diverged), "train_loss": last.get("train_loss", math.nan),
             "top1": math.nan if diverged or not rows else top1[-1], "best_top1": max(top1, default=math.nan),
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "seconds": seconds}
 
 
 def step_seconds(model: str, method: str, recipe: dict, image_size: int, num_classes: int, repeats: int = 2) -> float:
     """Median seconds of one training step (forward, loss, backward, SGD) of ``model`` with
-    ``method`` at the recipe's batch size, on random images, after one warm-up step."""
-    options = METHODS[method]
-    backend.seed(0)
-    net = build_model(model, options["attention"], num_classes=num_classes,
-                      **({"placement": options["ba2m_placement"]} if "ba2m_placement" in options else {}))
+    ``method`` at the recipe's batch size, on random images, after one warm-up step: the model and
+    the loss the trainer builds for such a run (seed 0)."""
+    cfg = cell_config({"model": model, "method": method, "seed": 0, "epochs": recipe["epochs"]}, recipe, ".",
+                      backend.name)
+    net, loss = make_model(cfg, num_classes), make_loss(cfg)
     rng = backend.new_host_rng(0)
     n = recipe["batch_size"]
     x = backend.to_device(rng.standard_normal((n, 3, image_size, image_size)), backend.float32)
     y = backend.to_device(rng.integers(0, num_classes, n))
-    loss = FocalLoss(2.0) if options.get("loss") == "focal" else SoftmaxCrossEntropy()
     opt = SGD(net, lr=0.01, momentum=0.9)
     times = []
     for i in range(repeats + 1):
@@ -126,13 +116,6 @@ def _value(cell, column="top1") -> float:
     return math.nan if v in ("", None) else float(v)
 
 
-def _mean_std(values):
-    vals = [v for v in values if not math.isnan(v)]
-    if not vals:
-        return math.nan, math.nan, 0
-    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0), len(vals)
-
-
 def _groups(cells):
     """(dataset, epochs, model) -> method -> cells, in the order of METHODS."""
     out = {}
@@ -150,10 +133,10 @@ def summarise(cells: list) -> str:
         lines += [f"**{model} on {dataset}, {epochs} epochs**: last-epoch test top-1 %", "",
                   "| method | seeds | top-1 % (mean ± std) | best-epoch top-1 % | vs none (± s.e.) | diverged |",
                   "|---|---|---|---|---|---|"]
-        base = _mean_std([_value(c) for c in methods.get("none", [])])
+        base = mean_std([_value(c) for c in methods.get("none", [])])
         for method, g in methods.items():
-            m, s, n = _mean_std([_value(c) for c in g])
-            b, bs, _ = _mean_std([_value(c, "best_top1") for c in g])
+            m, s, n = mean_std([_value(c) for c in g])
+            b, bs, _ = mean_std([_value(c, "best_top1") for c in g])
             if method == "none" or math.isnan(base[0]) or not n:
                 diff = "—"
             else:
@@ -179,14 +162,9 @@ def plot_summary(cells: list, path) -> None:
         ax = fig.add_subplot(1, len(groups), i + 1)
         for j, (method, g) in enumerate(methods.items()):
             ys = [v for v in (_value(c) for c in g) if not math.isnan(v)]
-            colour = "tab:orange" if method.startswith("ba2m") else "tab:blue"
-            if ys:
-                ax.bar(j, statistics.fmean(ys), color=colour, alpha=0.35)
-                ax.plot([j] * len(ys), ys, "o", color=colour, ms=3)
-        base = [v for v in (_value(c) for c in methods.get("none", [])) if not math.isnan(v)]
-        if base:
-            ax.axhline(statistics.fmean(base), color="k", ls="--", lw=0.8, label="none (mean)")
-            ax.legend(fontsize=7, loc="lower left")
+            seed_bar(ax, j, ys, "tab:orange" if method.startswith("ba2m") else "tab:blue")
+        baseline_line(ax, [v for v in (_value(c) for c in methods.get("none", [])) if not math.isnan(v)],
+                      "none (mean)", 7)
         ax.set_xticks(range(len(methods)), list(methods), rotation=45, ha="right", fontsize=8)
         ax.set_ylabel("last-epoch test top-1 %", fontsize=8)
         ax.set_title(f"{model} on {dataset}, {epochs} epochs", fontsize=9)
@@ -204,17 +182,13 @@ def _duration(seconds: float) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tinyba2m.study paper", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description=__doc__.split("\n\n", 1)[1])
-    names = lambda s: tuple(x for x in s.split(",") if x)  # noqa: E731
-    p.add_argument("--quick", action="store_true",
-                   help=f"the bounded grid: {', '.join(QUICK['models'])} x every method x seeds "
-                        f"{','.join(map(str, QUICK['seeds']))}, 1 epoch on {QUICK['synthetic']['n_train']} synthetic "
-                        f"images (12x12, 10 classes)")
+    p = study_parser("paper", __doc__, f"{', '.join(QUICK['models'])} x every method x seeds "
+                                       f"{','.join(map(str, QUICK['seeds']))}, 1 epoch on "
+                                       f"{QUICK['synthetic']['n_train']} synthetic images (12x12, 10 classes)")
     p.add_argument("--models", type=names, default=MODELS, help="comma-separated, of " + ", ".join(MODEL_NAMES)
                    + " (default: %(default)s)")
     p.add_argument("--methods", type=names, default=tuple(METHODS), help="comma-separated (default: all: %(default)s)")
-    p.add_argument("--seeds", type=lambda s: tuple(int(x) for x in s.split(",") if x), default=SEEDS,
+    p.add_argument("--seeds", type=lambda s: tuple(map(int, names(s))), default=SEEDS,
                    help="comma-separated seeds, at least 2 for a spread (default: 0,1,2)")
     p.add_argument("--epochs", type=int, default=None, help=f"epochs of every run (default: {RECIPE['epochs']})")
     p.add_argument("--backend", choices=("numpy", "cupy"), default=None,
@@ -240,17 +214,13 @@ def _check(parser, args) -> None:
 
 def _sizes(args) -> tuple:
     """(training images, test images, image size, classes) of the study's data set."""
-    if args.quick:
-        q = QUICK["synthetic"]
-        return q["n_train"], q["n_test"], q["image_size"], q["num_classes"]
-    return CIFAR100_SIZES
+    q = QUICK["synthetic"]
+    return (q["n_train"], q["n_test"], q["image_size"], q["num_classes"]) if args.quick else CIFAR100_SIZES
 
 
 def _load(args, recipe):
     if args.quick:
-        q = QUICK["synthetic"]
-        return make_synthetic(q["n_train"], q["n_test"], seed=SYNTHETIC_DATA_SEED, num_classes=q["num_classes"],
-                              image_size=q["image_size"])
+        return make_synthetic(**QUICK["synthetic"], seed=SYNTHETIC_DATA_SEED)
     return load_dataset(recipe["dataset"], data_dir=args.data_dir, progress=True)
 
 

@@ -145,10 +145,9 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
                         "(channel + dilated spatial gate between stages) or ba2m (batch aware attention); se, cbam "
                         "and ba2m at the end of the residual branch, before the skip addition (default: %(default)s)")
     g.add_argument("--ba2m-placement", choices=PLACEMENTS,
-                   help="last: attention only in the last block of each stage (the library's default too: BA²M "
-                        "in every block of a ResNet-20 trained worse than no attention on held-out images and on "
-                        "the synthetic set, 'last' did not; docs/BA2M.md section 4); every: in every block (the "
-                        "first reading). Applies to se and cbam too (default: %(default)s)")
+                   help="last: attention only in the last block of each stage (the library's default too; why: "
+                        "docs/BA2M.md section 4); every: in every block. Applies to se and cbam too (default: "
+                        "%(default)s)")
     g.add_argument("--init", choices=INIT_SCHEMES,
                    help="weight initialisation of conv and linear layers: he (He-normal) or torch (PyTorch's "
                         "default, kaiming-uniform with a=sqrt(5), i.e. U(+-1/sqrt(fan_in))) (default: %(default)s)")

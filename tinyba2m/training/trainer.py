@@ -45,12 +45,9 @@ last good checkpoint stays as it was.
 The run holds the folder's lock (:func:`.folders.run_folder_lock`, ``run.lock``) from start to end:
 a second run on the same folder is refused, naming the holder.
 
-Checked on resume (:mod:`.resume_checks`): ``checkpoint.npz`` must fit ``config.json`` (the architecture and every
-parameter's name and shape; a checkpoint copied from another run is refused); ``best.npz`` is
-verified (a damaged one is re-saved at once where the checkpoint holds the same epoch, else written
-again after the next epoch); ``metrics.csv`` and ``ba2m_weights.csv`` must hold epochs 1..k (a
-missing file is rebuilt from the checkpoint's ``history``, a malformed one with
-``rebuild_logs=True``, keeping the old file as ``<name>.damaged``).
+What a resume checks first (the checkpoint against ``config.json``, ``best.npz``, the logs): see
+:mod:`.resume_checks`; a damaged ``best.npz`` is re-saved at once where the checkpoint holds the
+same epoch, else written again after the next epoch.
 """
 from __future__ import annotations
 
@@ -179,8 +176,8 @@ class Trainer:
         save_checkpoint(self.out / CHECKPOINT, *snap)
         self._saved_epoch = snap[2]["epoch"]
 
-    def _restore(self, path, meta, model_state, optim_arrays) -> int:
-        """Load the checkpoint read from ``path`` into this run; returns the epochs of the run that wrote it."""
+    def _restore(self, path, meta, model_state, optim_arrays) -> None:
+        """Load the checkpoint read from ``path`` into this run."""
         check_architecture(meta, self.config.architecture(self.num_classes), path)
         load_model_state(self.model, model_state, path)
         self.optimizer.load_state_dict({"arrays": optim_arrays, "hparams": meta["optimizer"]})
@@ -190,7 +187,6 @@ class Trainer:
         history = meta.get("history")  # None: written before checkpoints kept it
         self.history = {k: list(history[k][:self.epoch]) for k in self.history} if history else None
         self._saved_epoch = self.epoch
-        return int(meta.get("config", {}).get("epochs", self.config.epochs))
 
     def _repair_best(self, problem: str) -> None:
         """best.npz is damaged, missing or another epoch: re-save it from the checkpoint when that holds
