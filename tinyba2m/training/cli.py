@@ -205,10 +205,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
                         "runs/<timestamp>_<model>_<attention>)")
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint.npz, with its saved options; the result "
-                        "equals an uninterrupted run. With --epochs N above the saved number it extends a finished "
-                        "or interrupted run to N epochs: the epochs trained keep their learning rates, the remaining "
-                        "steps follow the N-epoch schedule at their global step (so cosine / step decay go back up "
-                        "to where an N-epoch run would be; no new warm-up); metrics.csv continues")
+                        "equals an uninterrupted run. With --epochs N above the saved number it extends the run to "
+                        "N epochs on the N-epoch schedule (docs/TRAINING.md, the run folder)")
     g.add_argument("--rebuild-metrics", action="store_true",
                    help="with --resume: rewrite a malformed metrics.csv (and ba2m_weights.csv) from the per-epoch "
                         "history kept in checkpoint.npz; the old file is kept as metrics.csv.damaged (a missing "
