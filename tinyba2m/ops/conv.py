@@ -135,7 +135,7 @@ def chunk_budget() -> int:
       fixed Python overhead that one-sample chunks of the wide layers cannot hide;
     - no pool but a threaded BLAS (threadpoolctl absent): 16 MiB, since every product then waits
       for all its threads, so small calls stall.
-    (The measurements behind these: README, Performance.)"""
+    (docs/PERFORMANCE.md, "How the CPU path works".)"""
     if CHUNK_BYTES is not None:
         return CHUNK_BYTES
     threads, blas = hostpool.host_threads(), hostpool.blas_threads()

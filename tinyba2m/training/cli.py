@@ -126,11 +126,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
                         "else ~/.cache/tinyba2m/cifar100)")
     g.add_argument("--data-url", metavar="URL",
                    help="download the CIFAR-100 archive from URL (a mirror: http://, https:// or file://) instead of "
-                        "the official addresses (https://cave.cs.toronto.edu/kriz/cifar-100-python.tar.gz, then the "
-                        "old https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz); it must still match the "
-                        "official md5. The official server is slow (30-60 minutes for the 169 MB); an interrupted "
-                        "download resumes on the next run (default: $TINYBA2M_CIFAR100_URL, else the official "
-                        "addresses)")
+                        "the official server, which is slow (30-60 minutes for the 169 MB; docs/TRAINING.md); it must "
+                        "match the official md5 (default: $TINYBA2M_CIFAR100_URL, else the official addresses)")
     g.add_argument("--subset", type=_int_at_least(1), metavar="N",
                    help="use only the first N images of each split (train and test), for quick runs; for the "
                         "synthetic set this is the number of images generated per split. A split with fewer than "
