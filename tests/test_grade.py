@@ -1,6 +1,7 @@
 """``python -m tinyba2m.grade``: a made-up class, built from the course's own solutions in a temporary
 folder, gets the right status for every student and exercise, in bounded time, and leaves the
 course and the submissions as they were. Also: the grader's table of checks is the lessons' own."""
+import ast
 import csv
 import hashlib
 import pathlib
@@ -14,6 +15,7 @@ import time
 import numpy as np
 import pytest
 
+from lessons import stubs
 from lessons.grading import EXERCISES, SOFTPLUS_PROBE
 from tinyba2m.grade.__main__ import main
 from tinyba2m.grade.runner import BoundedOutput, Limits, child_env, run_bounded
@@ -34,6 +36,19 @@ def edit(name, old, new):
     return text.replace(old, new)
 
 
+def stub(name):
+    """The course's stub of exercise ``name``. Where it has been answered in place (a student's
+    checkout), the stub rebuilt from the solution, every function raising NotImplementedError, so
+    the made-up class still has a student who handed in the stubs."""
+    if stubs.is_stub(name):
+        return (ROOT / "lessons" / "exercises" / f"{name}.py").read_text()
+    tree = ast.parse(solution(name))
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            node.body = ast.parse(f'raise NotImplementedError("Exercise: write {node.name}")').body
+    return ast.unparse(tree) + "\n"
+
+
 SYNTAX = edit("ex03_leaky_relu", "return x * slope, slope", "return x * slope slope")
 SYNTAX_LINE = SYNTAX.splitlines().index("    return x * slope slope") + 1
 
@@ -51,8 +66,7 @@ CLASS = {
     "gus_peeks": {"ex03_leaky_relu.py": "import ex07_channel_gate  # only ada_all has it\n" + solution("ex03_leaky_relu")},
     "hal_hog": {"ex03_leaky_relu.py": edit("ex03_leaky_relu", "    xp = backend.array_module(x)\n",
                                            "    hog = bytearray(64 << 30)\n    xp = backend.array_module(x)\n")},
-    "jo_stub": {"ex03_leaky_relu.py": (ROOT / "lessons/exercises/ex03_leaky_relu.py").read_text(),
-                "ex08_receptive_field.py": (ROOT / "lessons/exercises/ex08_receptive_field.py").read_text()},
+    "jo_stub": {"ex03_leaky_relu.py": stub("ex03_leaky_relu"), "ex08_receptive_field.py": stub("ex08_receptive_field")},
 }
 HANG = {"ivy_hang": {"ex03_leaky_relu.py": edit("ex03_leaky_relu", "    xp = backend.array_module(x)\n",
                                                 "    while True:\n        pass\n")}}
