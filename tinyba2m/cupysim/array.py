@@ -71,6 +71,13 @@ def _binary(name):
     return op
 
 
+def _unary(name):
+    def op(self):
+        return wrap(getattr(self._host, name)())
+    op.__name__ = name
+    return op
+
+
 class ndarray:  # noqa: N801 (CuPy's name)
     """A simulated ``cupy.ndarray`` (see the module docstring)."""
 
@@ -182,19 +189,9 @@ class ndarray:  # noqa: N801 (CuPy's name)
                   "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__", "__imod__", "__ipow__",
                   "__imatmul__", "__iand__", "__ior__", "__ixor__", "__divmod__"):
         locals()[_name] = _binary(_name)
+    for _name in ("__neg__", "__pos__", "__abs__", "__invert__"):
+        locals()[_name] = _unary(_name)
     del _name
-
-    def __neg__(self):
-        return wrap(-self._host)
-
-    def __pos__(self):
-        return wrap(+self._host)
-
-    def __abs__(self):
-        return wrap(abs(self._host))
-
-    def __invert__(self):
-        return wrap(~self._host)
 
     def __copy__(self):
         return ndarray(self._host.copy())
