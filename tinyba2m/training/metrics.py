@@ -96,8 +96,7 @@ def log_problem(path, columns, epochs: int) -> str | None:
     """What is wrong with the log at ``path`` for a checkpoint after ``epochs`` epochs, or None: the
     header must be ``columns`` and the first ``epochs`` rows epochs 1..``epochs``, each complete and
     numeric (later rows, even a torn last line, belong to epochs being redone and are dropped)."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    rows = read_rows(path, raw=True)
     if not rows:
         return "it is empty" if epochs else None
     if tuple(rows[0]) != tuple(columns):
