@@ -70,7 +70,6 @@ def _probe(path: pathlib.Path) -> str | None:
             return exc.strerror or str(exc)
         finally:
             remove_empty_folders(missing)
-    return None  # (not reached)
 
 
 def folder_problem(label: str, path) -> str | None:
