@@ -290,21 +290,18 @@ def _random_module(spec):
 
 
 MODULE = build_module()
-_SUBMODULE_OF = {"numpy": MODULE, "numpy.linalg": MODULE.linalg, "numpy.fft": MODULE.fft,
-                 "numpy.lib.stride_tricks": MODULE.lib.stride_tricks,
+_SUBMODULE_OF = {"numpy": MODULE, "numpy.lib.stride_tricks": MODULE.lib.stride_tricks,
                  "numpy.lib._stride_tricks_impl": MODULE.lib.stride_tricks}
 
 
 def _home_of(func):
     """The simulated module a NumPy function's name is looked up in."""
     modname = getattr(func, "__module__", "") or ""
-    if modname in _SUBMODULE_OF:
-        return _SUBMODULE_OF[modname]
     if modname.startswith("numpy.linalg"):
         return MODULE.linalg
     if modname.startswith("numpy.fft"):
         return MODULE.fft
-    return MODULE
+    return _SUBMODULE_OF.get(modname, MODULE)
 
 
 def dispatch_numpy_function(func, args, kwargs):
