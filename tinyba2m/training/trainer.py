@@ -241,8 +241,6 @@ class Trainer:
             raise
 
     def _resume(self, rebuild_logs: bool = False, checkpoint=None) -> None:
-        """``checkpoint``: the run folder's checkpoint as ``load_checkpoint`` returned it, when the caller
-        has read it already (the command line does, for the saved config); else it is read here."""
         cfg = self.config
         path = self.out / CHECKPOINT
         if checkpoint is None and not path.is_file():
