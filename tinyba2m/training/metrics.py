@@ -153,8 +153,6 @@ def truncate_after(path, epoch: int) -> int:
     if not path.exists():
         return 0
     rows = read_rows(path, raw=True)
-    if not rows:
-        return 0
     keep = rows[:1 + epoch]
     dropped = len(rows) - len(keep)
     if dropped:
