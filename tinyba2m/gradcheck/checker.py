@@ -107,16 +107,12 @@ class CheckResult:
 
 
 def merge_results(name: str, parts) -> CheckResult:
-    """One result holding every ``(label, result)`` part's errors (and notes) as ``"<grad>(<label>)"``
-    (just ``"<grad>"`` for an empty label)."""
+    """One result holding every ``(label, result)`` part's errors (and shapes, notes) as
+    ``"<grad>(<label>)"`` (just ``"<grad>"`` for an empty label)."""
     out = CheckResult(name)
     for label, res in parts:
-        for k, v in res.errors.items():
-            out.errors[f"{k}({label})" if label else k] = v
-            if k in res.shapes:
-                out.shapes[f"{k}({label})" if label else k] = res.shapes[k]
-        for k, v in res.notes.items():
-            out.notes[f"{k}({label})" if label else k] = v
+        for merged, part in ((out.errors, res.errors), (out.shapes, res.shapes), (out.notes, res.notes)):
+            merged.update({f"{k}({label})" if label else k: v for k, v in part.items()})
     return out
 
 
