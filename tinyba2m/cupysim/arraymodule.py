@@ -38,8 +38,6 @@ ALIASES = {"round_": "round", "product": "prod", "cumproduct": "cumprod", "alltr
 VALUES = {"PZERO": 0.0, "NZERO": -0.0, "PINF": float("inf"), "NINF": float("-inf"), "NaN": float("nan"),
           "NAN": float("nan"), "Inf": float("inf"), "Infinity": float("inf"), "infty": float("inf"),
           "disable_experimental_feature_warning": False}
-NUMPY_HOMES = {"top": numpy, "random": numpy.random, "linalg": numpy.linalg, "fft": numpy.fft,
-               "stride_tricks": numpy.lib.stride_tricks}
 
 
 def _check_kwargs(label, kwargs, allowed):
@@ -224,9 +222,9 @@ def build_module():
     mod.asnumpy = _asnumpy
     mod.get_array_module = lambda *args: mod if any(isinstance(a, ndarray) for a in args) else numpy
     mod.fuse = _fuse
-    for key in ("linalg", "fft"):
+    for key, home in (("linalg", numpy.linalg), ("fft", numpy.fft)):
         sub = _Submodule(f"cupysim.{key}")
-        _fill(sub, f"cupy.{key}", spec[key], NUMPY_HOMES[key])
+        _fill(sub, f"cupy.{key}", spec[key], home)
         setattr(mod, key, sub)
     lib = _Submodule("cupysim.lib")
     lib.stride_tricks = _Submodule("cupysim.lib.stride_tricks")
