@@ -42,9 +42,7 @@ WEIGHT_COLUMNS = ("epoch", "count", "mean", "std", "min", "p05", "p25", "median"
 
 
 def _fmt(v) -> str:
-    if isinstance(v, int):
-        return str(v)
-    return f"{float(v):.8g}"
+    return str(v) if isinstance(v, int) else f"{float(v):.8g}"
 
 
 class CsvLog:
