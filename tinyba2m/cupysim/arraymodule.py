@@ -79,13 +79,9 @@ def make_function(label, np_func, entry):
 
 
 def _keep(args, kwargs):
+    """The device arrays among ``args`` and ``out`` (one array or a tuple), in that order."""
     out = kwargs.get("out")
-    keep = [v for v in args if isinstance(v, ndarray)]
-    if isinstance(out, ndarray):
-        keep.append(out)
-    elif isinstance(out, tuple):
-        keep.extend(v for v in out if isinstance(v, ndarray))
-    return keep
+    return [v for v in (*args, *(out if isinstance(out, tuple) else (out,))) if isinstance(v, ndarray)]
 
 
 def _crossing(np_func, args, kwargs):
