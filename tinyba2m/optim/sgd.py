@@ -78,6 +78,9 @@ class SGD:
             raise ValueError("SGD.step: no parameter has a gradient (run backward first)")
         self.steps += 1
 
+    def zero_grad(self) -> None:
+        self.model.zero_grad()
+
     # -- saving and loading --------------------------------------------------------------------
     def state_dict(self) -> dict:
         """``{"velocity.<param name>": host array, ...}`` plus the hyper-parameters under
