@@ -144,9 +144,8 @@ class GlobalSpatialBranch(ZeroGradients, Module):
 
     def __init__(self, channels: int, nonlocal_reduction: int = 8, subsample: int = 2, value_projection_first: bool = True):
         super().__init__()
-        require_positive_int("GlobalSpatialBranch", "channels", channels)
-        require_positive_int("GlobalSpatialBranch", "nonlocal_reduction", nonlocal_reduction)
-        require_positive_int("GlobalSpatialBranch", "subsample", subsample)
+        for name, value in (("channels", channels), ("nonlocal_reduction", nonlocal_reduction), ("subsample", subsample)):
+            require_positive_int("GlobalSpatialBranch", name, value)
         k = hidden_width(channels, nonlocal_reduction)
         self.channels, self.hidden, self.subsample = channels, k, subsample
         self.value_projection_first = bool(value_projection_first)

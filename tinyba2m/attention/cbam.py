@@ -38,9 +38,8 @@ class CBAM(_AttentionModule):
 
     def __init__(self, channels: int, reduction: int = 16, spatial_kernel: int = 7):
         super().__init__()
-        require_positive_int("CBAM", "channels", channels)
-        require_positive_int("CBAM", "reduction", reduction)
-        require_positive_int("CBAM", "spatial_kernel", spatial_kernel)
+        for name, value in (("channels", channels), ("reduction", reduction), ("spatial_kernel", spatial_kernel)):
+            require_positive_int("CBAM", name, value)
         if spatial_kernel % 2 == 0:
             raise ValueError(f"CBAM: spatial_kernel must be odd (the map keeps its size), got {spatial_kernel}")
         self.channels, self.reduction, self.spatial_kernel = channels, reduction, spatial_kernel

@@ -71,6 +71,20 @@ def _binary(name):
     return op
 
 
+def _unary(name):
+    def op(self):
+        return wrap(getattr(self._host, name)())
+    op.__name__ = name
+    return op
+
+
+def _reading(kind, convert):
+    """A method returning ``convert`` of the host array, read from the device (a sync of ``kind``)."""
+    def method(self):
+        return convert(self._read(kind))
+    return method
+
+
 class ndarray:  # noqa: N801 (CuPy's name)
     """A simulated ``cupy.ndarray`` (see the module docstring)."""
 
@@ -116,23 +130,12 @@ class ndarray:  # noqa: N801 (CuPy's name)
             raise TypeError("only integer scalar arrays can be converted to a scalar index")
         return self._read("index").__index__()
 
-    def __bool__(self):
-        return bool(self._read("bool"))
-
-    def __complex__(self):
-        return complex(self._read("complex"))
+    __bool__, __complex__, __repr__, __str__ = (_reading(kind, convert) for kind, convert in (
+        ("bool", bool), ("complex", complex), ("repr", repr), ("str", str)))
+    tolist = _reading("tolist", numpy.ndarray.tolist)
 
     def item(self, *args):
         return self._read("item").item(*args)
-
-    def tolist(self):
-        return self._read("tolist").tolist()
-
-    def __repr__(self):
-        return repr(self._read("repr"))
-
-    def __str__(self):
-        return str(self._read("str"))
 
     def __format__(self, spec):
         return format(self._read("format")[()] if self.ndim == 0 else self._host, spec)
@@ -182,19 +185,9 @@ class ndarray:  # noqa: N801 (CuPy's name)
                   "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__", "__imod__", "__ipow__",
                   "__imatmul__", "__iand__", "__ior__", "__ixor__", "__divmod__"):
         locals()[_name] = _binary(_name)
+    for _name in ("__neg__", "__pos__", "__abs__", "__invert__"):
+        locals()[_name] = _unary(_name)
     del _name
-
-    def __neg__(self):
-        return wrap(-self._host)
-
-    def __pos__(self):
-        return wrap(+self._host)
-
-    def __abs__(self):
-        return wrap(abs(self._host))
-
-    def __invert__(self):
-        return wrap(~self._host)
 
     def __copy__(self):
         return ndarray(self._host.copy())

@@ -38,8 +38,6 @@ ALIASES = {"round_": "round", "product": "prod", "cumproduct": "cumprod", "alltr
 VALUES = {"PZERO": 0.0, "NZERO": -0.0, "PINF": float("inf"), "NINF": float("-inf"), "NaN": float("nan"),
           "NAN": float("nan"), "Inf": float("inf"), "Infinity": float("inf"), "infty": float("inf"),
           "disable_experimental_feature_warning": False}
-NUMPY_HOMES = {"top": numpy, "random": numpy.random, "linalg": numpy.linalg, "fft": numpy.fft,
-               "stride_tricks": numpy.lib.stride_tricks}
 
 
 def _check_kwargs(label, kwargs, allowed):
@@ -81,13 +79,9 @@ def make_function(label, np_func, entry):
 
 
 def _keep(args, kwargs):
+    """The device arrays among ``args`` and ``out`` (one array or a tuple), in that order."""
     out = kwargs.get("out")
-    keep = [v for v in args if isinstance(v, ndarray)]
-    if isinstance(out, ndarray):
-        keep.append(out)
-    elif isinstance(out, tuple):
-        keep.extend(v for v in out if isinstance(v, ndarray))
-    return keep
+    return [v for v in (*args, *(out if isinstance(out, tuple) else (out,))) if isinstance(v, ndarray)]
 
 
 def _crossing(np_func, args, kwargs):
@@ -224,9 +218,9 @@ def build_module():
     mod.asnumpy = _asnumpy
     mod.get_array_module = lambda *args: mod if any(isinstance(a, ndarray) for a in args) else numpy
     mod.fuse = _fuse
-    for key in ("linalg", "fft"):
+    for key, home in (("linalg", numpy.linalg), ("fft", numpy.fft)):
         sub = _Submodule(f"cupysim.{key}")
-        _fill(sub, f"cupy.{key}", spec[key], NUMPY_HOMES[key])
+        _fill(sub, f"cupy.{key}", spec[key], home)
         setattr(mod, key, sub)
     lib = _Submodule("cupysim.lib")
     lib.stride_tricks = _Submodule("cupysim.lib.stride_tricks")
@@ -290,21 +284,18 @@ def _random_module(spec):
 
 
 MODULE = build_module()
-_SUBMODULE_OF = {"numpy": MODULE, "numpy.linalg": MODULE.linalg, "numpy.fft": MODULE.fft,
-                 "numpy.lib.stride_tricks": MODULE.lib.stride_tricks,
+_SUBMODULE_OF = {"numpy": MODULE, "numpy.lib.stride_tricks": MODULE.lib.stride_tricks,
                  "numpy.lib._stride_tricks_impl": MODULE.lib.stride_tricks}
 
 
 def _home_of(func):
     """The simulated module a NumPy function's name is looked up in."""
     modname = getattr(func, "__module__", "") or ""
-    if modname in _SUBMODULE_OF:
-        return _SUBMODULE_OF[modname]
     if modname.startswith("numpy.linalg"):
         return MODULE.linalg
     if modname.startswith("numpy.fft"):
         return MODULE.fft
-    return MODULE
+    return _SUBMODULE_OF.get(modname, MODULE)
 
 
 def dispatch_numpy_function(func, args, kwargs):

@@ -17,6 +17,7 @@ CuPy. This package never imports ``cupy`` itself: it asks the backend for the mo
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -88,11 +89,9 @@ def read_namespace() -> tuple[dict, str]:
     from tinyba2m import backend  # here, not at the top: backend imports this package lazily
     cupy = backend.cupy_module_or_none()
     if cupy is not None:
-        try:
+        with contextlib.suppress(Exception):  # an unexpected CuPy layout: fall back on the snapshot
             return namespace_of(cupy), f"cupy {cupy.__version__}"
-        except Exception:  # an unexpected CuPy layout: fall back on the snapshot
-            pass
-    spec = json.loads(SNAPSHOT.read_text())
+    spec = read_snapshot()
     return spec, f"snapshot of cupy {spec['version']}"
 
 

@@ -29,6 +29,7 @@ of channel c at row y, column x (NCHW).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -241,11 +242,9 @@ def _write_stamp(root: pathlib.Path, src: CifarSource, members: dict) -> None:
     for name, path in members.items():
         stamp[name] = _stamp_entry(path, src.members[name])
     tmp = root / (STAMP_NAME + ".tmp")
-    try:
+    with contextlib.suppress(OSError):  # a read-only data folder: we just hash again next time
         tmp.write_text(json.dumps(stamp, indent=1, sort_keys=True))
         os.replace(tmp, root / STAMP_NAME)
-    except OSError:  # a read-only data folder: we just hash again next time
-        pass
 
 
 def _check_members(root: pathlib.Path, src: CifarSource, members: dict) -> list:

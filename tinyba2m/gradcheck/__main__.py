@@ -63,7 +63,8 @@ class TargetFailure(Exception):
 
     def __init__(self, spec: str, phase: str, exc: BaseException, code_file=None):
         self.phase, self.error, self.where = phase, exc, raised_where(exc, code_file)
-        super().__init__(f"{spec}: {phase} raised {type(exc).__name__}: {exc}{raised_at(exc, code_file)}")
+        at = f" (raised at {self.where[0]}:{self.where[1]})" if self.where else ""
+        super().__init__(f"{spec}: {phase} raised {type(exc).__name__}: {exc}{at}")
 
 
 def parse_shape(text: str) -> tuple:
@@ -188,12 +189,6 @@ def raised_where(exc, code_file=None):
     outside = [f for f in frames if not os.path.abspath(f.filename).startswith(str(PACKAGE_DIR) + os.sep)]
     frame = (mine or outside or frames)[-1]
     return frame.filename, frame.lineno
-
-
-def raised_at(exc, code_file=None) -> str:
-    """`` (raised at file:line)``, see :func:`raised_where`; "" when unknown."""
-    where = raised_where(exc, code_file)
-    return f" (raised at {where[0]}:{where[1]})" if where else ""
 
 
 def print_table(results) -> None:

@@ -107,16 +107,12 @@ class CheckResult:
 
 
 def merge_results(name: str, parts) -> CheckResult:
-    """One result holding every ``(label, result)`` part's errors (and notes) as ``"<grad>(<label>)"``
-    (just ``"<grad>"`` for an empty label)."""
+    """One result holding every ``(label, result)`` part's errors (and shapes, notes) as
+    ``"<grad>(<label>)"`` (just ``"<grad>"`` for an empty label)."""
     out = CheckResult(name)
     for label, res in parts:
-        for k, v in res.errors.items():
-            out.errors[f"{k}({label})" if label else k] = v
-            if k in res.shapes:
-                out.shapes[f"{k}({label})" if label else k] = res.shapes[k]
-        for k, v in res.notes.items():
-            out.notes[f"{k}({label})" if label else k] = v
+        for merged, part in ((out.errors, res.errors), (out.shapes, res.shapes), (out.notes, res.notes)):
+            merged.update({f"{k}({label})" if label else k: v for k, v in part.items()})
     return out
 
 
@@ -222,8 +218,7 @@ def check_op(forward, backward, inputs, names=None, seed=0, tolerance=DEFAULT_TO
             args[i] = xi
             return forward(*args, **kwargs)[0]
 
-        _record(result, names[i], g, *_compare(g, f_of_x, x, dout, rng, method, max_full, n_directions, h))
-        result.shapes[names[i]] = tuple(x.shape)
+        _record(result, names[i], g, x.shape, *_compare(g, f_of_x, x, dout, rng, method, max_full, n_directions, h))
     return result
 
 
@@ -235,9 +230,10 @@ def _note_output(result: CheckResult, out) -> None:
         result.notes["output"] = note
 
 
-def _record(result: CheckResult, key: str, grad, error, note) -> None:
-    """Store one gradient's error, with a note on its dtype (not float64) and on what made the error non-finite."""
-    result.errors[key] = error
+def _record(result: CheckResult, key: str, grad, shape, error, note) -> None:
+    """Store one gradient's error and the ``shape`` of the array it belongs to, with a note on its dtype
+    (not float64) and on what made the error non-finite."""
+    result.errors[key], result.shapes[key] = error, tuple(shape)
     note = _join(_dtype_note(grad), note)
     if note:
         result.notes[key] = note
@@ -282,8 +278,7 @@ def check_module(module, input_shape, seed=0, tolerance=DEFAULT_TOLERANCE, metho
     _note_output(result, out)
     if tuple(dx.shape) != tuple(x.shape):
         raise ValueError(f"{name}: input gradient has shape {tuple(dx.shape)}, expected {tuple(x.shape)}")
-    _record(result, "input", dx, *_compare(dx, run, x, dout, rng, method, max_full, n_directions, h))
-    result.shapes["input"] = tuple(x.shape)
+    _record(result, "input", dx, x.shape, *_compare(dx, run, x, dout, rng, method, max_full, n_directions, h))
     for qual, mod, key in list(module.named_parameters()):
         p = mod.params[key]
         g = mod.grads.get(key)
@@ -297,10 +292,10 @@ def check_module(module, input_shape, seed=0, tolerance=DEFAULT_TOLERANCE, metho
         if qual in known_zero:
             num = numerical_gradient(f_of_p, p, dout, h=h)
             largest = worst_of([abs(backend.to_host(g)).max(), abs(backend.to_host(num)).max()])
-            _record(result, f"{qual} (=0)", g, largest, _nonfinite_note(g, "the gradient") or _nonfinite_note(num, "the finite difference"))
+            _record(result, f"{qual} (=0)", g, p.shape, largest,
+                    _nonfinite_note(g, "the gradient") or _nonfinite_note(num, "the finite difference"))
         else:
-            _record(result, qual, g, *_compare(g, f_of_p, p, dout, rng, method, max_full, n_directions, h))
-        result.shapes[f"{qual} (=0)" if qual in known_zero else qual] = tuple(p.shape)
+            _record(result, qual, g, p.shape, *_compare(g, f_of_p, p, dout, rng, method, max_full, n_directions, h))
         mod.params[key] = p
     restore()
     return result

@@ -164,17 +164,13 @@ class Report:
         self.records: list = []
         self._mark = time.perf_counter()
 
-    @property
-    def active(self) -> bool:
-        return bool(self.json_path or self.junit_path)
-
     def add(self, record: dict) -> None:
         """Keep ``record`` (its ``seconds``, if None: the time since the previous one) and rewrite the files."""
         now = time.perf_counter()
         if record.get("seconds") is None:
             record["seconds"] = round(now - self._mark, 6)
         self._mark = now
-        if self.active:
+        if self.json_path or self.junit_path:
             self.records.append(record)
             self.write(complete=False)
 

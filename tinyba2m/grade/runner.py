@@ -14,6 +14,7 @@ whatever you can. See lessons/README.md, "For instructors", for running the grad
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -93,13 +94,11 @@ def _preexec(memory_mb: int):
 
 
 def _kill_group(proc) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         if os.name == "posix":
             os.killpg(proc.pid, signal.SIGKILL)
         else:
             proc.kill()
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run_bounded(cmd, cwd, env, limits: Limits):
@@ -146,8 +145,7 @@ def child_env(course: str) -> dict:
     env = dict(os.environ)
     paths = [course, PACKAGE_PARENT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(os.path.abspath(p) for p in paths))
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env["PYTHONUNBUFFERED"] = "1"
+    env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(var, "1")
     env.setdefault("MPLBACKEND", "Agg")
@@ -172,11 +170,8 @@ def grade_one(student_dir, exercise: str, course: str, limits: Limits) -> Grade:
         output = output.replace(os.path.join(os.path.realpath(work), ""), "").replace(os.path.join(work, ""), "")
         checks = None
         if not timed_out:
-            try:
-                with open(result) as f:
-                    checks = json.load(f)["checks"]
-            except (OSError, ValueError, KeyError):
-                checks = None
+            with contextlib.suppress(OSError, ValueError, KeyError), open(result) as f:
+                checks = json.load(f)["checks"]
         try:
             status, worst, message = judge(checks, rc, timed_out, output, limits, (work, course))
         except (KeyError, TypeError, ValueError, AttributeError):   # a result file not written by the checker

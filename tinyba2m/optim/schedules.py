@@ -34,8 +34,5 @@ def learning_rate(step: int, total_steps: int, base_lr: float, schedule: str = "
         span = max(total_steps - warmup_steps, 1)
         t = min((step - warmup_steps) / span, 1.0)
         return base_lr * 0.5 * (1.0 + math.cos(math.pi * t))
-    factor = 1.0
-    for milestone in (math.floor(0.5 * total_steps), math.floor(0.75 * total_steps)):
-        if step >= milestone:
-            factor *= 0.1
-    return base_lr * factor
+    milestones = (math.floor(0.5 * total_steps), math.floor(0.75 * total_steps))
+    return base_lr * 0.1 ** sum(step >= m for m in milestones)  # x0.1 per milestone passed

@@ -85,10 +85,6 @@ class TrainConfig:
             why["zero_init_residual"] = f"only ResNets have residual branches and --model is {self.model}"
         return why
 
-    @property
-    def effective_eval_batch_size(self) -> int:
-        return self.eval_batch_size or self.batch_size
-
     def ba2m_options(self) -> BA2MOptions:
         """The one options object of the model's attention modules: the placement, and for BA²M
         its reading (an SE block or no attention ignores the rest, so it is left at the defaults)."""

@@ -70,7 +70,6 @@ def _probe(path: pathlib.Path) -> str | None:
             return exc.strerror or str(exc)
         finally:
             remove_empty_folders(missing)
-    return None  # (not reached)
 
 
 def folder_problem(label: str, path) -> str | None:
@@ -130,11 +129,10 @@ def process_is_alive(pid: int) -> bool:
     if pid <= 0 or sys.platform == "win32":  # (os.kill(pid, 0) would stop the process on Windows)
         return pid > 0
     try:
-        os.kill(pid, 0)
+        with contextlib.suppress(PermissionError):  # another user's process: it runs
+            os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
     return True
 
 

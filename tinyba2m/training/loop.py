@@ -1,12 +1,5 @@
-"""One training epoch and one evaluation pass.
-
-``train_epoch`` runs the steps of one epoch (stopped by a :class:`RunAwayGuard` when the loss
-explodes or the BA²M weights collapse): the learning rate of each step comes from ``lr_at(global
-step)``, the data order and augmentation from the epoch's own generator; it returns the epoch's
-statistics and, for BA²M models, the per-sample weight each training image received (mean over
-the model's BA²M modules; NaN for images in the dropped last partial batch). ``evaluate`` runs the test set in order, in eval mode, under one BA²M eval
-weighting, and returns cross-entropy, top-1 and top-5.
-"""
+"""One training epoch (:func:`train_epoch`, stopped by a :class:`RunAwayGuard` when the loss
+explodes or the BA²M weights collapse) and one evaluation pass (:func:`evaluate`, :func:`evaluate_all`)."""
 from __future__ import annotations
 
 import math
@@ -129,11 +122,13 @@ def train_epoch(model, loss_fn, optimizer, images, labels, *, epoch: int, epochs
                 global_step: int, lr_at, progress: bool = True, track_weights: bool = False, augment: bool = True,
                 guard=None, read_every: int | None = None) -> dict:
     """Train one epoch (last partial batch dropped), each step at the rate ``lr_at(global_step)``
-    (the global step before it). Returns a dict with ``lr`` (first step),
-    ``train_loss``, ``train_acc``, ``images``, ``train_seconds``, ``global_step`` (after the
-    epoch), ``weights`` (host float64 (N,) or None) and ``max_weight`` (the largest BA²M weight
-    of any sample in any module, relative to its batch's mean weight; 1 without BA²M). ``guard`` (a
-    :class:`RunAwayGuard`) raises :class:`RunAwayError` when the run runs away.
+    (the global step before it); the data order and augmentation come from ``rng``, the epoch's
+    own generator. Returns a dict with ``lr`` (first step), ``train_loss``, ``train_acc``,
+    ``images``, ``train_seconds``, ``global_step`` (after the epoch), ``weights`` (host float64
+    (N,): the weight each training image received, mean over the model's BA²M modules, NaN for
+    the dropped partial batch; None unless ``track_weights``) and ``max_weight`` (the largest BA²M
+    weight of any sample in any module, relative to its batch's mean weight; 1 without BA²M).
+    ``guard`` (a :class:`RunAwayGuard`) raises :class:`RunAwayError` when the run runs away.
 
     ``read_every``: steps whose statistics (loss, accuracy, BA²M weights, NaN check) are read from
     the device at once; default 1 for host arrays (each step is checked before its update) and

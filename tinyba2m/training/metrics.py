@@ -42,9 +42,7 @@ WEIGHT_COLUMNS = ("epoch", "count", "mean", "std", "min", "p05", "p25", "median"
 
 
 def _fmt(v) -> str:
-    if isinstance(v, int):
-        return str(v)
-    return f"{float(v):.8g}"
+    return str(v) if isinstance(v, int) else f"{float(v):.8g}"
 
 
 class CsvLog:
@@ -96,8 +94,7 @@ def log_problem(path, columns, epochs: int) -> str | None:
     """What is wrong with the log at ``path`` for a checkpoint after ``epochs`` epochs, or None: the
     header must be ``columns`` and the first ``epochs`` rows epochs 1..``epochs``, each complete and
     numeric (later rows, even a torn last line, belong to epochs being redone and are dropped)."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    rows = read_rows(path, raw=True)
     if not rows:
         return "it is empty" if epochs else None
     if tuple(rows[0]) != tuple(columns):
@@ -154,8 +151,6 @@ def truncate_after(path, epoch: int) -> int:
     if not path.exists():
         return 0
     rows = read_rows(path, raw=True)
-    if not rows:
-        return 0
     keep = rows[:1 + epoch]
     dropped = len(rows) - len(keep)
     if dropped:

@@ -34,16 +34,15 @@ def plot_curves(rows, path, title: str = "") -> None:
     fig = Figure(figsize=(10, 4))
     ax_l, ax_a = fig.subplots(1, 2)
     ax_l.plot(ep, [r["train_loss"] for r in rows], "o-", label="train (objective)")
+    ax_a.plot(ep, [100 * r["train_acc"] for r in rows], "o-", label="train top-1")
     modes = [m for m in EVAL_WEIGHTINGS if rows and f"test_loss_{m}" in rows[0]]  # older files lack population
     styles = dict(zip(EVAL_WEIGHTINGS, ("s-", "v-.", "^--")))
     for mode in modes:
         ax_l.plot(ep, [r[f"test_loss_{mode}"] for r in rows], styles[mode], label=f"test CE, eval weighting {mode}")
-    ax_l.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_a.plot(ep, [100 * r["train_acc"] for r in rows], "o-", label="train top-1")
-    for mode in modes:
         ax_a.plot(ep, [100 * r[f"test_top1_{mode}"] for r in rows], styles[mode], label=f"test top-1 ({mode})")
     if modes:
         ax_a.plot(ep, [100 * r[f"test_top5_{modes[0]}"] for r in rows], "s:", label=f"test top-5 ({modes[0]})")
+    ax_l.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_a.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_l, ax_a):
         ax.grid(alpha=0.3)
@@ -121,9 +120,7 @@ def plot_weighted_samples(images, labels, weights, class_names, path, title: str
                 va="bottom", fontsize=7)
     ax.imshow(canvas, interpolation="nearest")
     ax.set_xticks([])
-    ax.set_yticks([r * (h + top) + top + h / 2 for r in range(rows)])
-    ax.set_yticklabels(["highest w", "lowest w"][:rows], fontsize=8)
-    for side in ax.spines.values():
-        side.set_visible(False)
+    ax.set_yticks([r * (h + top) + top + h / 2 for r in range(rows)], ["highest w", "lowest w"][:rows], fontsize=8)
+    ax.spines[:].set_visible(False)
     fig.suptitle(title or "training images with the highest (top) and lowest (bottom) BA²M weight", fontsize=9)
     _save(fig, path)

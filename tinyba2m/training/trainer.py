@@ -123,8 +123,9 @@ def make_model(config: TrainConfig, num_classes: int):
 
 def _test_columns(model, data, config: TrainConfig, epoch: int) -> dict:
     """The test columns of metrics.csv (``test_<loss|top1|top5>_<eval weighting>``) of ``model`` on
-    the test split of ``data``, at ``config``'s eval batch size."""
-    ev = evaluate_all(model, data.test_images, data.test_labels, config.effective_eval_batch_size, epoch=epoch)
+    the test split of ``data``, at ``config``'s eval batch size (its training batch size if unset)."""
+    batch_size = config.eval_batch_size or config.batch_size
+    ev = evaluate_all(model, data.test_images, data.test_labels, batch_size, epoch=epoch)
     return {f"test_{k}_{mode}": v for mode in ev for k, v in ev[mode].items()}
 
 
@@ -241,8 +242,6 @@ class Trainer:
             raise
 
     def _resume(self, rebuild_logs: bool = False, checkpoint=None) -> None:
-        """``checkpoint``: the run folder's checkpoint as ``load_checkpoint`` returned it, when the caller
-        has read it already (the command line does, for the saved config); else it is read here."""
         cfg = self.config
         path = self.out / CHECKPOINT
         if checkpoint is None and not path.is_file():
