@@ -54,3 +54,13 @@ def test_chunk_slices_cover_the_range_once_in_equal_chunks(threads, n, item_byte
 def test_chunk_slices_one_slice_on_a_device(host_threads_restored, monkeypatch):
     monkeypatch.setattr(backend, "is_device_array", lambda x: True)
     assert hostpool.chunk_slices(9, 8, 1, like=object()) == [slice(0, 9)]
+
+
+def test_sample_chunks_one_chunk_for_small_or_0d_arrays(host_threads_restored):
+    import numpy as np
+    hostpool.set_host_threads(2)
+    assert hostpool.sample_chunks(np.float64(3.0), 1) == [Ellipsis]
+    small = np.zeros((8, 4), dtype=np.float32)                    # 128 bytes, under POOL_MIN_BYTES
+    assert hostpool.sample_chunks(small, 1) == [slice(0, 8)]
+    assert hostpool.sample_chunks(small, 1, min_bytes=0) == hostpool.chunk_slices(8, 16, 1)
+    assert hostpool.total([np.ones(2), 2 * np.ones(2), 3 * np.ones(2)]).tolist() == [6.0, 6.0]

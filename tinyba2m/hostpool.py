@@ -7,7 +7,10 @@
                                or channels) whose items take about ``budget`` bytes of working
                                memory per chunk, in a multiple of ``host_threads()`` equal chunks;
                                one slice, the whole range, for device arrays.
-- ``map_chunks(fn, chunks, like)``  ``[fn(c) for c in chunks]`` on the pool.
+- ``sample_chunks(x, budget, min_bytes)``  chunk_slices over the samples of an array for its
+                               element-wise passes, one chunk for a small array.
+- ``map_chunks(fn, chunks, like)``  ``[fn(c) for c in chunks]`` on the pool; ``total(parts)`` adds
+                               up the per-chunk partial sums it returned.
 
 NumPy releases the GIL in its copies, ufuncs and matrix products, so independent chunks (each
 writing its own slice of a result) run on all cores. Sits beside ``backend.py`` (which only
@@ -82,6 +85,25 @@ def chunk_slices(n: int, item_bytes: int, budget: int, like=None) -> list:
     count = min(n, -(-count // host_threads()) * host_threads())  # up to a multiple of the threads
     step = -(-n // count)
     return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+POOL_MIN_BYTES = 2 ** 18  # an array smaller than this is one chunk: the pool would cost more than the work
+
+
+def sample_chunks(x, budget: int, min_bytes: int = POOL_MIN_BYTES) -> list:
+    """Chunks of the samples (first axis) of ``x`` for element-wise passes and per-chunk sums:
+    :func:`chunk_slices` with ``budget`` bytes of x per chunk, but one slice, the whole batch, when
+    x takes under ``min_bytes``; ``[Ellipsis]`` for a 0-d x."""
+    if x.ndim == 0:
+        return [Ellipsis]
+    if x.nbytes < min_bytes:
+        return [slice(0, x.shape[0])]
+    return chunk_slices(x.shape[0], x.nbytes // max(1, x.shape[0]), budget, like=x)
+
+
+def total(parts):
+    """The sum of the per-chunk partial sums ``parts`` (a list of arrays, or of numbers)."""
+    return sum(parts[1:], parts[0])
 
 
 def map_chunks(fn, chunks, like=None) -> list:

@@ -15,13 +15,11 @@ from .validation import require_dout, require_float
 
 
 CHUNK_BYTES = 2 ** 20  # bytes of x per sample chunk of the ReLU (about a core's L2)
-POOL_MIN_BYTES = 2 ** 18  # a smaller x is one chunk: the pool's overhead would exceed the work
+POOL_MIN_BYTES = hostpool.POOL_MIN_BYTES  # a smaller x is one chunk
 
 
 def _sample_chunks(x):
-    if x.ndim == 0 or x.nbytes < POOL_MIN_BYTES:
-        return [Ellipsis]
-    return hostpool.chunk_slices(x.shape[0], x.nbytes // max(1, x.shape[0]), CHUNK_BYTES, like=x)
+    return hostpool.sample_chunks(x, CHUNK_BYTES, POOL_MIN_BYTES)
 
 
 def relu_forward(x):

@@ -63,21 +63,12 @@ def _check(x, gamma, beta, running_mean, running_var, momentum, eps, op=OP):
 
 
 CHUNK_BYTES = 2 ** 22  # bytes of x per sample chunk (one chunk per host thread at ResNet-20's batch 128)
-
-
-POOL_MIN_BYTES = 2 ** 18  # a smaller x is one chunk: the pool's overhead would exceed the work
+POOL_MIN_BYTES = hostpool.POOL_MIN_BYTES  # a smaller x is one chunk
 
 
 def sample_chunks(x):
     """Slices of the batch axis of x handled per step (see the module docstring)."""
-    if x.nbytes < POOL_MIN_BYTES:
-        return [slice(0, x.shape[0])]
-    return hostpool.chunk_slices(x.shape[0], x[:1].nbytes, CHUNK_BYTES, like=x)
-
-
-def _total(parts):
-    """The sum of a list of per-chunk partial sums."""
-    return sum(parts[1:], parts[0])
+    return hostpool.sample_chunks(x, CHUNK_BYTES, POOL_MIN_BYTES)
 
 
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
@@ -112,7 +103,7 @@ def _normalise(x, gamma, beta, running_mean, running_var, training, momentum, ep
     xhat = xp.empty(x.shape, dtype=x.dtype)
     out = xp.empty(x.shape, dtype=xp.result_type(x.dtype, gamma.dtype, beta.dtype))
     if training:
-        mu = _total(hostpool.map_chunks(lambda sl: x[sl].sum(axis=axes), chunks, like=x)) / m
+        mu = hostpool.total(hostpool.map_chunks(lambda sl: x[sl].sum(axis=axes), chunks, like=x)) / m
 
         def centre(sl):
             """xhat[sl] = x[sl] - mu for now; returns this chunk's sum of squares per channel."""
@@ -120,7 +111,7 @@ def _normalise(x, gamma, beta, running_mean, running_var, training, momentum, ep
             xp.subtract(x[sl], mu.reshape(bshape), out=xh)
             return channel_dot(xh, xh)
 
-        var = _total(hostpool.map_chunks(centre, chunks, like=x)) / m
+        var = hostpool.total(hostpool.map_chunks(centre, chunks, like=x)) / m
     else:
         mu, var = running_mean, running_var
     inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
@@ -185,7 +176,7 @@ def _normalise_grads(dout, cache):
         return dy[sl].sum(axis=axes), channel_dot(dy[sl], xhat[sl])
 
     parts = hostpool.map_chunks(sums, chunks, like=xhat)
-    dbeta, dgamma = _total([p[0] for p in parts]), _total([p[1] for p in parts])
+    dbeta, dgamma = hostpool.total([p[0] for p in parts]), hostpool.total([p[1] for p in parts])
     scale = (gamma * inv_std).reshape(bshape)
     k1, k0 = scale * dgamma.reshape(bshape) / m, scale * dbeta.reshape(bshape) / m
     same_dtype = relu_out is not None and len({dout.dtype, relu_out.dtype, xhat.dtype, scale.dtype}) == 1
@@ -216,7 +207,7 @@ def _device_kernels(xp):
     Only real CuPy compiles them (cupysim and NumPy get None). The suite runs the call sites with
     stand-ins of these two kernels, on NumPy and on cupysim (tests/test_batchnorm_relu.py); the
     CUDA source itself runs only on a GPU (``.ci/gpu``)."""
-    if xp is backend.numpy_module or xp is not backend.cupy_module_or_none():
+    if xp is not backend.cupy_module_or_none():
         return None
     forward = xp.ElementwiseKernel(
         "T x, T mu, T inv_std, T gamma, T beta", "T xhat, T out",

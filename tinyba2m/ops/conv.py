@@ -290,7 +290,7 @@ def conv2d_backward(dout, cache):
     both = (k * ho * wp, f * kh * kw * h * (wd + d[1] * (kw - 1)) if dx_by_conv else k * ho * wp)
     per_sample = (sum(both) if hostpool.host_threads() > 1 else max(both)) * x.itemsize
     parts = hostpool.map_chunks(one_chunk, batch_chunks(x, per_sample), like=x)
-    dwt = sum(parts[1:], parts[0])
+    dwt = hostpool.total(parts)
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dwt.T.reshape(w.shape), db
 
